@@ -1,0 +1,47 @@
+# The two set-up commands: `make serve` and `make test`. Both are idempotent: the venv and the
+# prepared model are reused until requirements/ or pyproject.toml change.
+SHELL := /bin/bash
+PYTHON ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+DEFAULT_MODEL := smollm2-135m-instruct
+MODEL_DIR := models/$(DEFAULT_MODEL)
+INSTALLED := $(VENV)/.installed
+REQS := requirements/constraints.txt requirements/serve.txt requirements/export.txt \
+        requirements/export-nodeps.txt requirements/dev.txt pyproject.toml
+
+.PHONY: serve test check install model clean-venv
+
+serve: $(MODEL_DIR)/ovserve_model.json
+	@echo "The model is ready in $(MODEL_DIR)."
+	@echo "The ovserve server is not built yet (issue #4); 'make serve' stops after preparing the model."
+
+test: $(MODEL_DIR)/ovserve_model.json check
+	$(BIN)/pytest
+
+check: $(INSTALLED)
+	$(BIN)/ruff check .
+	$(BIN)/mypy
+
+install: $(INSTALLED)
+
+model: $(MODEL_DIR)/ovserve_model.json
+
+# torch is pinned and installed in the same pip run as everything else so pip takes the local
+# CPU wheel; optimum-intel goes in with --no-deps because it declares torchvision (see
+# requirements/export.txt). The constraints file pins every transitive dependency.
+$(INSTALLED): $(REQS)
+	@command -v $(PYTHON) >/dev/null || { echo "error: $(PYTHON) not found (ovserve needs Python 3.11; set PYTHON=...)"; exit 1; }
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --disable-pip-version-check -c requirements/constraints.txt \
+	    -r requirements/export.txt -r requirements/serve.txt -r requirements/dev.txt
+	$(BIN)/pip install --quiet --disable-pip-version-check --no-deps -r requirements/export-nodeps.txt
+	$(BIN)/pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation -e .
+	@! $(BIN)/pip show --quiet torchvision 2>/dev/null || { echo "error: torchvision got installed; it breaks transformers here"; exit 1; }
+	touch $@
+
+$(MODEL_DIR)/ovserve_model.json: $(INSTALLED)
+	$(BIN)/python scripts/download_model.py --model $(DEFAULT_MODEL) --output $(MODEL_DIR)
+
+clean-venv:
+	rm -rf $(VENV)
