@@ -10,7 +10,7 @@ INSTALLED := $(VENV)/.installed
 REQS := requirements/constraints.txt requirements/serve.txt requirements/export.txt \
         requirements/export-nodeps.txt requirements/dev.txt pyproject.toml
 
-.PHONY: serve test check install model clean-venv
+.PHONY: serve test check install model protos clean-venv
 
 serve: $(MODEL_DIR)/ovserve_model.json
 	@echo "The model is ready in $(MODEL_DIR)."
@@ -42,6 +42,10 @@ $(INSTALLED): $(REQS)
 
 $(MODEL_DIR)/ovserve_model.json: $(INSTALLED)
 	$(BIN)/python scripts/download_model.py --model $(DEFAULT_MODEL) --output $(MODEL_DIR)
+
+# The graph .proto subset -> Python (the generated files are committed).
+protos: $(INSTALLED)
+	$(BIN)/python -m grpc_tools.protoc -I. --python_out=. --pyi_out=. ovserve/graph/proto/*.proto
 
 clean-venv:
 	rm -rf $(VENV)

@@ -9,3 +9,35 @@ class OvserveError(Exception):
 
 class ToolchainError(OvserveError):
     """Preparing or compressing a model failed; the message says what and how to fix it."""
+
+
+class GraphConfigError(OvserveError):
+    """A config.json or .pbtxt graph is invalid. ``problems`` lists every problem found."""
+
+    def __init__(self, message: str, problems: list[str] | None = None) -> None:
+        self.problems = problems or [message]
+        super().__init__(message)
+
+
+class InvalidInput(OvserveError):
+    """A request does not fit the servable (unknown/missing input, bad shape, type or size)."""
+
+
+class ServableNotFound(OvserveError):
+    """No servable has the requested name."""
+
+
+class ServableNotReady(OvserveError):
+    """The servable exists but is not loaded (its reason is in the message)."""
+
+
+class NodeError(OvserveError):
+    """A node failed while processing a request (a handler raised, or returned bad outputs)."""
+
+    def __init__(self, node: str, message: str) -> None:
+        self.node = node
+        super().__init__(f"node {node}: {message}")
+
+
+class Unsupported(OvserveError):
+    """The request asks for something this servable or ovserve does not do."""

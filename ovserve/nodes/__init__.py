@@ -1,0 +1,12 @@
+"""Built-in calculators. ``BUILTIN_CALCULATORS`` maps the names graphs use to their classes."""
+
+from __future__ import annotations
+
+from ovserve.graph.calculator import Calculator
+from ovserve.nodes.python_executor import PythonExecutorCalculator
+
+BUILTIN_CALCULATORS: dict[str, type[Calculator]] = {
+    PythonExecutorCalculator.name: PythonExecutorCalculator,
+}
+
+__all__ = ["BUILTIN_CALCULATORS"]

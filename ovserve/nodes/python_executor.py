@@ -1,0 +1,266 @@
+"""``PythonExecutorCalculator``: runs an OVMS ``model.py`` (``OvmsPythonModel``) as a node.
+
+Contract (as OVMS): one ``OvmsPythonModel`` per node, shared by all runs; ``initialize(kwargs)``
+once at load, ``finalize()`` at unload; ``execute(inputs)`` gets the node's input tensors sorted
+by tag (LOOPBACK excluded) and returns a list of tensors routed by ``Tensor.name``, or is a
+generator whose every yield goes out at the next timestamp, driven by the LOOPBACK back edge.
+
+Unlike OVMS: handlers are loaded by path (two ``model.py`` never collide), errors are reported
+at once, and the graph keeps serving after one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import hashlib
+import importlib.util
+import inspect
+import logging
+import sys
+from pathlib import Path
+from types import GeneratorType, ModuleType
+from typing import Any
+
+from ovserve.errors import GraphConfigError, NodeError, Unsupported
+from ovserve.graph.calculator import Calculator, LoadContext, NodeRun, Packet, RunContext
+from ovserve.graph.config import node_options
+from ovserve.graph.proto.python_executor_pb2 import PythonExecutorCalculatorOptions
+from ovserve.graph.spec import NodeSpec
+from ovserve.protocol.tensor import Tensor
+
+log = logging.getLogger(__name__)
+
+LOOPBACK = "LOOPBACK"
+CLASS_NAME = "OvmsPythonModel"
+_modules: dict[tuple[str, int], ModuleType] = {}
+
+
+def handler_path(node: NodeSpec, base_path: Path) -> Path | None:
+    options = node_options(node.config, PythonExecutorCalculatorOptions)
+    if not isinstance(options, PythonExecutorCalculatorOptions) or not options.handler_path:
+        return None
+    path = Path(options.handler_path)
+    return path if path.is_absolute() else base_path / path
+
+
+def import_handler(path: Path) -> ModuleType:
+    """Import ``path`` under a name unique to it; re-import only when the file changed."""
+    key = (str(path.resolve()), path.stat().st_mtime_ns)
+    if key in _modules:
+        return _modules[key]
+    name = "ovserve_handler_" + hashlib.sha1(key[0].encode()).hexdigest()[:12]
+    spec = importlib.util.spec_from_file_location(name, path)
+    if spec is None or spec.loader is None:
+        raise GraphConfigError(f"cannot import {path}")
+    module = importlib.util.module_from_spec(spec)
+    folder = str(path.parent)
+    sys.path.insert(0, folder)  # handlers may import modules next to them, as under OVMS
+    try:
+        spec.loader.exec_module(module)
+    except Exception as exc:
+        raise GraphConfigError(
+            f"importing handler {path} raised {type(exc).__name__}: {exc}"
+        ) from exc
+    finally:
+        sys.path.remove(folder)
+        if folder not in sys.path:
+            sys.path.append(folder)
+    _modules[key] = module
+    return module
+
+
+def handler_class(path: Path) -> type[Any]:
+    module = import_handler(path)
+    cls = getattr(module, CLASS_NAME, None)
+    if not inspect.isclass(cls):
+        raise GraphConfigError(f"handler {path} defines no class {CLASS_NAME}")
+    if not callable(getattr(cls, "execute", None)):
+        raise GraphConfigError(f"handler {path}: {CLASS_NAME} has no execute method")
+    return cls
+
+
+def _next(generator: GeneratorType[Any, Any, Any]) -> tuple[bool, Any]:
+    """next() that can cross a thread boundary (StopIteration cannot go into a Future)."""
+    try:
+        return True, next(generator)
+    except StopIteration:
+        return False, None
+
+
+class PythonExecutorCalculator(Calculator):
+    name = "PythonExecutorCalculator"
+    input_tags = None
+    output_tags = None
+    side_packet_tags = frozenset({"PYTHON_NODE_RESOURCES"})
+
+    model: Any
+
+    @classmethod
+    def check(cls, node: NodeSpec, base_path: Path) -> list[str]:
+        path = handler_path(node, base_path)
+        if path is None:
+            return [
+                "node_options has no [type.googleapis.com/mediapipe."
+                "PythonExecutorCalculatorOptions] with a handler_path"
+            ]
+        if not path.is_file():
+            return [f"handler file {path} does not exist"]
+        try:
+            handler_class(path)
+        except GraphConfigError as exc:
+            return [str(exc)]
+        return []
+
+    def __init__(self, node: NodeSpec, context: LoadContext) -> None:
+        super().__init__(node, context)
+        path = handler_path(node, context.base_path)
+        assert path is not None  # checked by validation
+        self.path = path
+        self.has_loopback = any(ref.tag == LOOPBACK for ref in node.outputs)
+        self.outputs = {ref.name: ref.port for ref in node.outputs if ref.tag != LOOPBACK}
+        self.loopback_port = next(
+            (ref.port for ref in node.outputs if ref.tag == LOOPBACK), None
+        )
+
+    async def call(self, fn: Any, *args: Any) -> Any:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self.context.executor, fn, *args)
+
+    async def load(self) -> None:
+        self.model = handler_class(self.path)()
+        initialize = getattr(self.model, "initialize", None)
+        if initialize is None:
+            return
+        kwargs = {
+            "node_name": self.node.name,
+            "input_names": [r.name for r in self.node.inputs if r.tag != LOOPBACK],
+            "output_names": list(self.outputs),
+            "base_path": str(self.path.parent),
+        }
+        try:
+            await self.call(initialize, kwargs)
+        except Exception as exc:
+            log.exception("initialize of node %s (%s) failed", self.node.name, self.path)
+            raise NodeError(
+                self.node.name, f"initialize raised {type(exc).__name__}: {exc}"
+            ) from exc
+        log.info("node %s: loaded handler %s", self.node.name, self.path)
+
+    async def unload(self) -> None:
+        finalize = getattr(getattr(self, "model", None), "finalize", None)
+        if finalize is not None:
+            await self.call(finalize)
+
+    def open_run(self, context: RunContext) -> NodeRun:
+        return _PythonNodeRun(self, context)
+
+
+class _PythonNodeRun(NodeRun):
+    def __init__(self, calc: PythonExecutorCalculator, context: RunContext) -> None:
+        self.calc = calc
+        self.context = context
+        self.generator: GeneratorType[Any, Any, Any] | None = None
+        self.step: concurrent.futures.Future[Any] | None = None
+
+    @property
+    def node(self) -> str:
+        return self.calc.node.name
+
+    async def _run(self, fn: Any, *args: Any) -> Any:
+        """Run user code in the servable's pool; remember it so close() can wait for it."""
+        self.step = self.calc.context.executor.submit(fn, *args)
+        return await asyncio.wrap_future(self.step)
+
+    async def process(self, timestamp: int, inputs: dict[str, Packet]) -> None:
+        loopback = [p for p in inputs if p.startswith(LOOPBACK + ":")]
+        if loopback:
+            await self._advance(timestamp + 1)
+            return
+        if self.generator is not None:
+            raise NodeError(
+                self.node, "is still streaming results of an earlier request on this stream; "
+                "create a new stream for a new request",
+            )
+        ports = sorted(inputs, key=lambda p: (p.rsplit(":", 1)[0], int(p.rsplit(":", 1)[1])))
+        tensors = [inputs[p].payload for p in ports]
+        try:
+            result = await self._run(self.calc.model.execute, tensors)
+        except Exception as exc:
+            log.error("node %s: execute raised", self.node, exc_info=exc)
+            raise NodeError(self.node, f"execute raised {type(exc).__name__}: {exc}") from exc
+        if isinstance(result, GeneratorType):
+            if not self.calc.has_loopback:
+                result.close()
+                raise NodeError(
+                    self.node, "execute yields (a generator) but the node has no LOOPBACK "
+                    "back edge in the graph; add LOOPBACK input and output streams to stream",
+                )
+            if self.context.mode == "unary":
+                result.close()
+                raise Unsupported(
+                    f"node {self.node} streams its results (execute yields); call this "
+                    "servable with a stream (ModelStreamInfer), not a unary request"
+                )
+            self.generator = result
+            await self._advance(timestamp)
+            return
+        self._emit(timestamp, result, "returned")
+
+    async def _advance(self, timestamp: int) -> None:
+        generator = self.generator
+        if generator is None:
+            return
+        try:
+            more, item = await self._run(_next, generator)
+        except Exception as exc:
+            self.generator = None
+            log.error("node %s: execute generator raised", self.node, exc_info=exc)
+            raise NodeError(self.node, f"execute raised {type(exc).__name__}: {exc}") from exc
+        if not more:
+            self.generator = None
+            return
+        try:
+            self._emit(timestamp, item, "yielded")
+        except NodeError:
+            self.generator = None
+            generator.close()
+            raise
+        assert self.calc.loopback_port is not None
+        self.context.emit(self.calc.loopback_port, Packet(timestamp, None))
+
+    def _emit(self, timestamp: int, result: Any, verb: str) -> None:
+        if not isinstance(result, list):
+            raise NodeError(
+                self.node, f"execute {verb} {type(result).__name__}, not a list of pyovms.Tensor"
+            )
+        routed = []
+        for item in result:
+            if not isinstance(item, Tensor):
+                raise NodeError(
+                    self.node,
+                    f"execute {verb} a list holding {type(item).__name__}, not pyovms.Tensor",
+                )
+            port = self.calc.outputs.get(item.name)
+            if port is None:
+                raise NodeError(
+                    self.node,
+                    f"execute {verb} a tensor named {item.name!r}, which is not an output of "
+                    f"the node (outputs: {', '.join(self.calc.outputs) or 'none'})",
+                )
+            routed.append((port, item))
+        for port, item in routed:
+            self.context.emit(port, Packet(timestamp, item))
+
+    async def close(self) -> None:
+        generator, step = self.generator, self.step
+        self.generator = None
+        if generator is None:
+            return
+
+        def finish() -> None:
+            if step is not None:
+                concurrent.futures.wait([step])  # a running next() must end before close()
+            generator.close()
+
+        await asyncio.get_running_loop().run_in_executor(self.calc.context.executor, finish)

@@ -1,0 +1,55 @@
+"""The servables of a server: loaded from config entries, looked up by name."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+
+from ovserve.errors import OvserveError, ServableNotFound, ServableNotReady
+from ovserve.graph.calculator import Calculator
+from ovserve.serving.servable import Servable
+from ovserve.serving.server_config import GraphEntry
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class ServableState:
+    entry: GraphEntry
+    servable: Servable | None = None
+    error: str | None = None  # why it is not available
+
+
+class Registry:
+    """Loads every servable independently: one that fails does not stop the others."""
+
+    def __init__(self, calculator_types: Mapping[str, type[Calculator]]) -> None:
+        self.calculator_types = calculator_types
+        self.states: dict[str, ServableState] = {}
+
+    async def load(self, entries: Iterable[GraphEntry]) -> None:
+        for entry in entries:
+            state = ServableState(entry)
+            self.states[entry.name] = state
+            try:
+                state.servable = await Servable.load(entry, self.calculator_types)
+            except OvserveError as exc:
+                state.error = str(exc)
+                log.error("servable %s is not available: %s", entry.name, exc)
+
+    def get(self, name: str) -> Servable:
+        state = self.states.get(name)
+        if state is None:
+            raise ServableNotFound(
+                f"servable {name!r} not found (serving: {', '.join(self.states) or 'none'})"
+            )
+        if state.servable is None:
+            raise ServableNotReady(f"servable {name!r} is not available: {state.error}")
+        return state.servable
+
+    async def unload(self) -> None:
+        for state in self.states.values():
+            if state.servable is not None:
+                await state.servable.unload()
+                state.servable = None

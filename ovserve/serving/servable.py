@@ -1,0 +1,162 @@
+"""``Servable``: a loaded graph, and the in-process API every front end calls.
+
+    servable = await Servable.load(entry, BUILTIN_CALCULATORS)
+    outputs = await servable.infer({"text": tensor})            # unary: name -> Tensor
+    async with servable.stream() as run:                        # streaming: a GraphRun
+        run.send({"text": tensor})                              # any number of requests
+        run.close_inputs()                                      # client half-closed
+        async for event in run.events():                        # OutputPacket | RunError
+            ...
+    await servable.unload()
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from ovserve.errors import InvalidInput, NodeError, Unsupported
+from ovserve.graph.calculator import Calculator, LoadContext
+from ovserve.graph.config import parse_graph_file
+from ovserve.graph.executor import GraphRun, OutputPacket, RunError
+from ovserve.graph.spec import GraphSpec
+from ovserve.graph.validation import build_graph
+from ovserve.serving.server_config import GraphEntry
+
+log = logging.getLogger(__name__)
+
+#: Threads for blocking user code (Python handlers) per servable: generators of concurrent
+#: streams each hold a thread while they compute their next item.
+DEFAULT_NODE_THREADS = 64
+
+
+class Servable:
+    """A validated, loaded graph with its node resources and thread pool."""
+
+    def __init__(
+        self,
+        entry: GraphEntry,
+        graph: GraphSpec,
+        calculators: dict[str, Calculator],
+        executor: ThreadPoolExecutor,
+    ) -> None:
+        self.entry = entry
+        self.graph = graph
+        self.calculators = calculators
+        self.executor = executor
+
+    @property
+    def name(self) -> str:
+        return self.entry.name
+
+    @classmethod
+    def build(
+        cls,
+        entry: GraphEntry,
+        calculator_types: Mapping[str, type[Calculator]],
+        *,
+        node_threads: int = DEFAULT_NODE_THREADS,
+    ) -> Servable:
+        """Parse and validate the graph (raises ``GraphConfigError``); nothing is loaded yet."""
+        config = parse_graph_file(entry.graph_path)
+        graph = build_graph(
+            config, name=entry.name, path=entry.graph_path, base_path=entry.base_path,
+            calculators=calculator_types,
+        )
+        executor = ThreadPoolExecutor(node_threads, thread_name_prefix=f"{entry.name}-node")
+        context = LoadContext(servable=entry.name, base_path=entry.base_path, executor=executor)
+        calculators = {
+            node.name: calculator_types[node.calculator](node, context) for node in graph.nodes
+        }
+        return cls(entry, graph, calculators, executor)
+
+    @classmethod
+    async def load(
+        cls,
+        entry: GraphEntry,
+        calculator_types: Mapping[str, type[Calculator]],
+        *,
+        node_threads: int = DEFAULT_NODE_THREADS,
+    ) -> Servable:
+        """Build, then load every node (``initialize``); on failure unload what was loaded."""
+        servable = cls.build(entry, calculator_types, node_threads=node_threads)
+        loaded: list[Calculator] = []
+        try:
+            for calculator in servable.calculators.values():
+                await calculator.load()
+                loaded.append(calculator)
+        except BaseException:
+            await servable._unload(loaded)
+            raise
+        log.info("servable %s: loaded graph %s", entry.name, entry.graph_path)
+        return servable
+
+    async def unload(self) -> None:
+        await self._unload(list(self.calculators.values()))
+
+    async def _unload(self, calculators: list[Calculator]) -> None:
+        for calculator in calculators:
+            try:
+                await calculator.unload()
+            except Exception:
+                log.exception("servable %s: unloading node %s failed (unload goes on)",
+                              self.name, calculator.node.name)
+        self.executor.shutdown(wait=False, cancel_futures=True)
+
+    # -- requests -----------------------------------------------------------------------------
+
+    def _check_side_packets(self, side_packets: Mapping[str, Any] | None) -> dict[str, Any]:
+        given = dict(side_packets or {})
+        missing = [r.name for r in self.graph.side_packets if r.name not in given]
+        if missing:
+            raise InvalidInput(
+                f"servable {self.name} needs side packet(s) {', '.join(map(repr, missing))} "
+                "as request parameters"
+            )
+        return given
+
+    def stream(self, *, side_packets: Mapping[str, Any] | None = None) -> GraphRun:
+        """A streaming run; use ``async with``. Side packets come from the first request."""
+        return GraphRun(self.graph, self.calculators, mode="stream",
+                        side_packets=self._check_side_packets(side_packets))
+
+    async def infer(
+        self,
+        inputs: Mapping[str, Any],
+        *,
+        side_packets: Mapping[str, Any] | None = None,
+        timestamp: int | None = None,
+    ) -> dict[str, Any]:
+        """Run the graph once; returns one payload per graph output, in graph order."""
+        missing = [name for name in self.graph.input_names if name not in inputs]
+        if missing:
+            raise InvalidInput(
+                f"servable {self.name} needs input(s) {', '.join(map(repr, missing))} "
+                f"(inputs: {', '.join(self.graph.input_names)})"
+            )
+        outputs: dict[str, Any] = {}
+        run = GraphRun(self.graph, self.calculators, mode="unary",
+                       side_packets=self._check_side_packets(side_packets))
+        async with run:
+            run.send(inputs, timestamp)
+            run.close_inputs()
+            async for event in run.events():
+                if isinstance(event, RunError):
+                    raise event.error
+                assert isinstance(event, OutputPacket)
+                if event.stream in outputs:
+                    raise Unsupported(
+                        f"servable {self.name} produced several packets on output "
+                        f"{event.stream!r}; call it with a stream (ModelStreamInfer)"
+                    )
+                outputs[event.stream] = event.payload
+        absent = [name for name in self.graph.output_names if name not in outputs]
+        if absent:
+            producer = next(
+                (n.name for n in self.graph.nodes for r in n.outputs if r.name == absent[0]),
+                "graph",
+            )
+            raise NodeError(producer, f"produced no packet on output {absent[0]!r}")
+        return {name: outputs[name] for name in self.graph.output_names}
