@@ -8,7 +8,8 @@ DEFAULT_MODEL := smollm2-135m-instruct
 MODEL_DIR := models/$(DEFAULT_MODEL)
 INSTALLED := $(VENV)/.installed
 REQS := requirements/constraints.txt requirements/serve.txt requirements/export.txt \
-        requirements/export-nodeps.txt requirements/dev.txt pyproject.toml
+        requirements/export-nodeps.txt requirements/dev.txt pyproject.toml setup.py \
+        ovserve/protocol/_buffer.c
 
 .PHONY: serve test check install model protos clean-venv
 
@@ -40,7 +41,7 @@ $(INSTALLED): $(REQS)
 	@! $(BIN)/pip show --quiet torchvision 2>/dev/null || { echo "error: torchvision got installed; it breaks transformers here"; exit 1; }
 	touch $@
 
-$(MODEL_DIR)/ovserve_model.json: $(INSTALLED)
+$(MODEL_DIR)/ovserve_model.json: | $(INSTALLED)
 	$(BIN)/python scripts/download_model.py --model $(DEFAULT_MODEL) --output $(MODEL_DIR)
 
 # The graph .proto subset -> Python (the generated files are committed).

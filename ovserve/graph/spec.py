@@ -25,7 +25,7 @@ class NodeSpec:
     back_edges: set[str]
     handler: str
     # Groups of input ports synchronised together (one group for Default, one per port for
-    # Immediate). Back-edge ports always form groups of their own.
+    # Immediate), tried in this order. Back-edge ports form groups of their own, last.
     sync_sets: list[list[str]]
     config: NodeConfig = field(repr=False)
 

@@ -6,6 +6,7 @@ The calculator types are passed in, so this module never imports the nodes packa
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -95,6 +96,8 @@ def _sync_sets(
     rest = [p for p in ports if p not in seen]
     if rest:
         groups.append(rest)
+    # Forward inputs first: a new request is seen before a generator's next back-edge step.
+    groups.sort(key=lambda group: any(p in back_edges for p in group))
     return handler, groups
 
 
@@ -131,8 +134,13 @@ def build_graph(
 
     nodes: list[NodeSpec] = []
     names: dict[str, int] = {}
+    name_counts = Counter(node.name for node in config.node)
+    labels = [
+        str(NodeLabel(i, n)) + (f" #{i}" if n.name and name_counts[n.name] > 1 else "")
+        for i, n in enumerate(config.node)
+    ]
     for index, node in enumerate(config.node):
-        label = str(NodeLabel(index, node))
+        label = labels[index]
         if node.name:
             if node.name in names:
                 problems.append(
@@ -201,7 +209,7 @@ def build_graph(
                 problems.append(
                     f"node {label}: LOOPBACK input stream {ref.name!r} is not marked "
                     f"back_edge (add input_stream_info: {{ tag_index: '{ref.port}', "
-                    "back_edge: true }})"
+                    "back_edge: true })"
                 )
         for ref in sides:
             if ref.tag in PROVIDED_SIDE_PACKET_TAGS:
@@ -230,7 +238,7 @@ def build_graph(
         nodes.append(spec)
 
     for index, spec in enumerate(nodes):
-        label = str(NodeLabel(index, spec.config))
+        label = labels[index]
         for ref in spec.inputs:
             if ref.name not in producers:
                 problems.append(
@@ -270,8 +278,9 @@ def _cycles(nodes: list[NodeSpec], producers: dict[str, str]) -> list[str]:
             stack.append((j, stream))
             if state[j] == 1:
                 start = next(k for k, (n, _) in enumerate(stack) if n == j)
-                cycle = stack[start:]
-                path = " -> ".join(f"{nodes[n].name} (via {s!r})" for n, s in cycle)
+                path = nodes[j].name + "".join(
+                    f" -[{s}]-> {nodes[n].name}" for n, s in stack[start + 1 :]
+                )
                 problems.append(
                     f"cycle without a back_edge: {path}; mark the stream that closes the loop "
                     "with input_stream_info back_edge: true"

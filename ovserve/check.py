@@ -1,0 +1,47 @@
+"""``ovserve check``: validate a config and its graphs, like ``nginx -t``.
+
+Parses config.json and every graph, runs the full validation pass, then loads each servable
+(Python ``initialize``) and unloads it again (``finalize``). Prints every problem found.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from typing import TextIO
+
+from ovserve.errors import GraphConfigError, OvserveError
+from ovserve.nodes import BUILTIN_CALCULATORS
+from ovserve.serving.servable import Servable
+from ovserve.serving.server_config import GraphEntry
+
+
+async def check_entries(entries: list[GraphEntry], out: TextIO) -> bool:
+    """Check each servable; print a line per servable and one per problem. True if all ok."""
+    ok = True
+    for entry in entries:
+        try:
+            servable = await Servable.load(entry, BUILTIN_CALCULATORS, node_threads=4)
+        except GraphConfigError as exc:
+            ok = False
+            print(f"  {entry.name}: {len(exc.problems)} problem(s) in {entry.graph_path}",
+                  file=out)
+            for problem in exc.problems:
+                print(f"    {problem}", file=out)
+            continue
+        except OvserveError as exc:
+            ok = False
+            print(f"  {entry.name}: cannot load: {exc}", file=out)
+            continue
+        await servable.unload()
+        nodes = len(servable.graph.nodes)
+        print(f"  {entry.name}: ok ({entry.graph_path}, {nodes} node{'s' * (nodes != 1)})",
+              file=out)
+    return ok
+
+
+def run_check(entries: list[GraphEntry], source: str, out: TextIO = sys.stdout) -> int:
+    print(f"ovserve: checking {source}", file=out)
+    ok = asyncio.run(check_entries(entries, out))
+    print(f"ovserve: configuration {'is ok' if ok else 'test failed'}", file=out)
+    return 0 if ok else 1
