@@ -75,3 +75,11 @@ def test_broken_config_is_one_clear_error(tmp_path: Path) -> None:
     result = run("check", "--config_path", str(config))
     assert result.returncode == 1
     assert f"{config}:1:2: invalid JSON" in result.stderr
+
+
+def test_example_graph_in_the_repository_passes() -> None:
+    from tests.conftest import REPO
+
+    result = run("check", "--config_path", str(REPO / "graphs/python_echo/config.json"))
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "echo: ok" in result.stdout
