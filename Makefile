@@ -13,9 +13,14 @@ REQS := requirements/constraints.txt requirements/serve.txt requirements/export.
 
 .PHONY: serve test check install model protos clean-venv
 
+# Until the LLM servables land (issue #5), the default config is the example streaming graph.
+SERVE_CONFIG ?= graphs/python_echo/config.json
+GRPC_PORT ?= 9000
+REST_PORT ?= 8000
+
 serve: $(MODEL_DIR)/ovserve_model.json
-	@echo "The model is ready in $(MODEL_DIR)."
-	@echo "The ovserve server is not built yet (issue #4); 'make serve' stops after preparing the model."
+	@echo "The model is ready in $(MODEL_DIR); serving $(SERVE_CONFIG) (LLM servables: issue #5)."
+	$(BIN)/ovserve --config_path $(SERVE_CONFIG) --port $(GRPC_PORT) --rest_port $(REST_PORT)
 
 test: $(MODEL_DIR)/ovserve_model.json check
 	$(BIN)/pytest

@@ -1,7 +1,8 @@
-"""The ``ovserve`` command.
+"""The ``ovserve`` command, with OVMS's flag names.
 
+    ovserve --config_path CONFIG --port 9000 --rest_port 8000   serve (gRPC + REST)
+    ovserve --model_path DIR --model_name NAME --port 9000       serve one graph, no config
     ovserve check --config_path CONFIG     validate config and graphs, run initialize/finalize
-    ovserve check --model_path DIR --model_name NAME
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ def add_source_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model_path", type=Path,
                         help="a graph directory (graph.pbtxt) to serve without a config")
     parser.add_argument("--model_name", help="servable name for --model_path")
-    parser.add_argument("--log_level", default="WARNING",
+    parser.add_argument("--log_level", default="INFO",
                         choices=["DEBUG", "INFO", "WARNING", "ERROR"], help="log verbosity")
 
 
@@ -43,27 +44,65 @@ def entries_from_args(parser: argparse.ArgumentParser, args: argparse.Namespace)
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="ovserve",
-        description="Serve LLMs on OpenVINO from OVMS-style config.json and .pbtxt graphs.",
+        description="Serve LLMs on OpenVINO from OVMS-style config.json and .pbtxt graphs. "
+        "'ovserve check ...' validates a configuration instead of serving it.",
     )
     parser.add_argument("--version", action="version", version=f"ovserve {__version__}")
-    sub = parser.add_subparsers(dest="command")
-    check = sub.add_parser("check", help="validate a config and its graphs, then exit")
-    add_source_args(check)
+    add_source_args(parser)
+    parser.add_argument("--port", type=int, default=9000, help="gRPC port (default 9000)")
+    parser.add_argument("--rest_port", type=int, default=None,
+                        help="REST port (KServe v2, metrics); off unless given, as in OVMS")
+    parser.add_argument("--host", default="0.0.0.0", help="address to listen on")
+    parser.add_argument("--grace_period", type=float, default=30.0,
+                        help="seconds in-flight requests get to finish on SIGTERM (default 30)")
+    parser.add_argument("--max_request_bytes", type=int, default=64 * 1024 * 1024,
+                        help="largest request body / gRPC message (default 64 MiB)")
+    return parser
+
+
+def build_check_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="ovserve check",
+        description="Validate a config and its graphs (and run each handler's initialize), "
+        "print every problem, exit non-zero if there is any.")
+    add_source_args(parser)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    if args.command != "check":
-        parser.print_help()
-        return 2
-    logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(message)s")
-    from ovserve.check import run_check
-
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["check"]:
+        parser = build_check_parser()
+        args = parser.parse_args(argv[1:])
+    else:
+        parser = build_parser()
+        args = parser.parse_args(argv)
+    logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: "
+                        "%(message)s")
     try:
         entries, source = entries_from_args(parser, args)
     except GraphConfigError as exc:
         print(f"ovserve: {exc}", file=sys.stderr)
         return 1
-    return run_check(entries, source)
+    if argv[:1] == ["check"]:
+        from ovserve.check import run_check
+
+        return run_check(entries, source)
+    return run_server(args, entries)
+
+
+def run_server(args: argparse.Namespace, entries: list[GraphEntry]) -> int:
+    import asyncio
+
+    from ovserve.app import ServerSettings, StartupError, serve
+
+    settings = ServerSettings(
+        entries=entries, host=args.host, grpc_port=args.port, rest_port=args.rest_port,
+        grace_seconds=args.grace_period, max_body_bytes=args.max_request_bytes,
+    )
+    try:
+        asyncio.run(serve(settings))
+    except StartupError as exc:
+        print(f"ovserve: {exc}", file=sys.stderr)
+        return 1
+    return 0

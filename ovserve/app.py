@@ -1,0 +1,142 @@
+"""Composition root: settings -> registry -> gRPC and REST servers on one event loop.
+
+SIGTERM/SIGINT: readiness goes false, both servers stop accepting work, in-flight requests
+and streams get ``grace`` seconds to finish, servables unload, and the process exits 0.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import socket
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import grpc
+import uvicorn
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from tritonclient.grpc import service_pb2_grpc
+
+from ovserve.errors import OvserveError
+from ovserve.nodes import BUILTIN_CALCULATORS
+from ovserve.serving.registry import Registry
+from ovserve.serving.server_config import GraphEntry
+from ovserve.transport.grpc.servicer import InferenceServicer
+from ovserve.transport.metrics import Metrics
+from ovserve.transport.rest.app import DEFAULT_MAX_BODY_BYTES, build_app
+from ovserve.transport.state import ServerState
+
+log = logging.getLogger("ovserve")
+
+
+class StartupError(OvserveError):
+    """The server cannot start (a port in use, a config that does not load)."""
+
+
+@dataclass(frozen=True)
+class ServerSettings:
+    entries: list[GraphEntry]
+    host: str = "0.0.0.0"
+    grpc_port: int = 9000
+    rest_port: int | None = 8000
+    grace_seconds: float = 30.0
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
+
+
+def bind_socket(host: str, port: int, what: str) -> socket.socket:
+    """A bound socket, or a one-line ``StartupError`` naming the port and the reason."""
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        raise StartupError(f"cannot listen on {what} port {port}: {exc.strerror}") from exc
+    return sock
+
+
+def build_grpc_server(
+    registry: Registry, metrics: Metrics, state: ServerState, health_servicer: health.aio.
+    HealthServicer, max_message_bytes: int,
+) -> grpc.aio.Server:
+    options = [
+        ("grpc.max_receive_message_length", max_message_bytes),
+        ("grpc.max_send_message_length", max_message_bytes),
+        ("grpc.so_reuseport", 0),
+    ]
+    server = grpc.aio.server(options=options)
+    service_pb2_grpc.add_GRPCInferenceServiceServicer_to_server(
+        InferenceServicer(registry, metrics, state), server)
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    return server
+
+
+class _Uvicorn(uvicorn.Server):
+    """uvicorn without its own signal handling: the app owns SIGTERM for both servers."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+async def serve(settings: ServerSettings) -> None:
+    """Run until SIGTERM/SIGINT. Raises ``StartupError`` when the server cannot start."""
+    state, metrics = ServerState(), Metrics()
+    registry = Registry(BUILTIN_CALCULATORS)
+    health_servicer = health.aio.HealthServicer()
+    grpc_server = build_grpc_server(registry, metrics, state, health_servicer,
+                                    settings.max_body_bytes)
+    # Probe the gRPC port ourselves: grpc core only logs a multi-line error when it fails.
+    bind_socket(settings.host, settings.grpc_port, "gRPC").close()
+    try:
+        grpc_server.add_insecure_port(f"{settings.host}:{settings.grpc_port}")
+    except RuntimeError as exc:
+        raise StartupError(f"cannot listen on gRPC port {settings.grpc_port}") from exc
+    rest_socket = None
+    if settings.rest_port is not None:
+        rest_socket = bind_socket(settings.host, settings.rest_port, "REST")
+        rest_socket.listen(2048)
+
+    await registry.load(settings.entries)
+    failed = {n: s.error for n, s in registry.states.items() if s.servable is None}
+    for name, state_ in registry.states.items():
+        status = (health_pb2.HealthCheckResponse.SERVING if state_.servable is not None
+                  else health_pb2.HealthCheckResponse.NOT_SERVING)
+        await health_servicer.set(name, status)
+    await health_servicer.set("", health_pb2.HealthCheckResponse.SERVING)
+    await grpc_server.start()
+    log.info("gRPC listening on %s:%d", settings.host, settings.grpc_port)
+    if failed:
+        log.warning("servables not available: %s", ", ".join(failed))
+
+    uv: _Uvicorn | None = None
+    uv_task: asyncio.Task[None] | None = None
+    if rest_socket is not None:
+        app = build_app(registry, metrics, state, max_body_bytes=settings.max_body_bytes)
+        config = uvicorn.Config(app, log_level="warning", lifespan="off",
+                                timeout_graceful_shutdown=int(settings.grace_seconds))
+        uv = _Uvicorn(config)
+        uv_task = asyncio.create_task(uv.serve(sockets=[rest_socket]))
+        log.info("REST listening on %s:%d", settings.host, settings.rest_port)
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    print(f"ovserve: serving {', '.join(registry.states)} (gRPC :{settings.grpc_port}"
+          + (f", REST :{settings.rest_port}" if settings.rest_port else "") + ")", flush=True)
+    await stop.wait()
+
+    log.info("shutting down: finishing in-flight requests (grace %.0f s)",
+             settings.grace_seconds)
+    state.ready = False
+    await health_servicer.enter_graceful_shutdown()
+    if uv is not None:
+        uv.should_exit = True
+    await grpc_server.stop(settings.grace_seconds)
+    if uv_task is not None:
+        await uv_task
+    await registry.unload()
+    log.info("stopped")

@@ -1,0 +1,1 @@
+"""Front ends: wire formats begin and end here."""

@@ -1,0 +1,1 @@
+"""KServe v2 gRPC (``inference.GRPCInferenceService``), wire-compatible with tritonclient."""

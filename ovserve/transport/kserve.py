@@ -1,0 +1,156 @@
+"""KServe v2 tensors shared by the gRPC and REST front ends: checks and conversions.
+
+Graph inputs of Python nodes are untyped, so a request may send any KServe datatype; what is
+checked is that the datatype exists, the shape is valid and the data fits both.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from ovserve.errors import InvalidInput
+from ovserve.protocol.tensor import (
+    BYTES,
+    DATATYPE_FORMATS,
+    ITEMSIZES,
+    Tensor,
+    decode_bytes,
+    encode_bytes,
+)
+
+DATATYPES = (*DATATYPE_FORMATS, BYTES)
+NUMPY_DTYPES: dict[str, Any] = {
+    "BOOL": np.bool_, "UINT8": np.uint8, "UINT16": np.uint16, "UINT32": np.uint32,
+    "UINT64": np.uint64, "INT8": np.int8, "INT16": np.int16, "INT32": np.int32,
+    "INT64": np.int64, "FP16": np.float16, "FP32": np.float32, "FP64": np.float64,
+}
+#: Graph inputs carry any datatype and shape; metadata says so as OVMS does.
+UNTYPED = "INVALID"
+
+
+def check_header(servable: str, name: str, datatype: str, shape: Sequence[int]) -> None:
+    if datatype not in DATATYPES:
+        raise InvalidInput(
+            f"servable {servable}: input {name!r}: datatype {datatype!r} is not a KServe "
+            f"datatype ({', '.join(DATATYPES)})"
+        )
+    if any(int(d) < 0 for d in shape):
+        raise InvalidInput(
+            f"servable {servable}: input {name!r}: shape {list(shape)} has a negative dimension"
+        )
+
+
+def check_names(servable: str, expected: Sequence[str], given: Iterable[str]) -> None:
+    given = list(given)
+    dupes = sorted({n for n in given if given.count(n) > 1})
+    if dupes:
+        raise InvalidInput(f"servable {servable}: input {dupes[0]!r} given twice")
+    unknown = [n for n in given if n not in expected]
+    if unknown:
+        raise InvalidInput(
+            f"servable {servable} has no input {unknown[0]!r} (inputs: {', '.join(expected)})"
+        )
+    missing = [n for n in expected if n not in given]
+    if missing:
+        raise InvalidInput(
+            f"servable {servable}: missing input {missing[0]!r} (inputs: {', '.join(expected)})"
+        )
+
+
+def tensor_from_raw(
+    servable: str, name: str, datatype: str, shape: Sequence[int], raw: bytes
+) -> Tensor:
+    """A tensor from raw bytes (gRPC raw_input_contents, REST binary extension)."""
+    check_header(servable, name, datatype, shape)
+    count = math.prod(shape)
+    if datatype == BYTES:
+        try:
+            items = decode_bytes(raw)
+        except ValueError as exc:
+            raise InvalidInput(f"servable {servable}: input {name!r}: {exc}") from exc
+        if len(items) != count:
+            raise InvalidInput(
+                f"servable {servable}: input {name!r}: BYTES content has {len(items)} "
+                f"element(s) but shape {list(shape)} needs {count}"
+            )
+        return Tensor(name, raw, shape=shape, datatype=BYTES)
+    expected = count * ITEMSIZES[datatype]
+    if len(raw) != expected:
+        raise InvalidInput(
+            f"servable {servable}: input {name!r}: raw content has {len(raw)} bytes but shape "
+            f"{list(shape)} of {datatype} needs {expected}"
+        )
+    return Tensor(name, raw, shape=shape, datatype=datatype)
+
+
+def _flatten(values: Any) -> list[Any]:
+    if isinstance(values, list | tuple):
+        out: list[Any] = []
+        for value in values:
+            out.extend(_flatten(value))
+        return out
+    return [values]
+
+
+def tensor_from_values(
+    servable: str, name: str, datatype: str, shape: Sequence[int], values: Any
+) -> Tensor:
+    """A tensor from typed values (gRPC ``contents``, REST JSON ``data``)."""
+    check_header(servable, name, datatype, shape)
+    flat = _flatten(values)
+    count = math.prod(shape)
+    if len(flat) != count:
+        raise InvalidInput(
+            f"servable {servable}: input {name!r}: {len(flat)} value(s) given but shape "
+            f"{list(shape)} needs {count}"
+        )
+    if datatype == BYTES:
+        if not all(isinstance(v, str | bytes) for v in flat):
+            raise InvalidInput(f"servable {servable}: input {name!r}: BYTES data must be strings")
+        return Tensor(name, encode_bytes(flat), shape=shape, datatype=BYTES)
+    try:
+        if datatype == "BOOL" and not all(isinstance(v, bool) for v in flat):
+            raise TypeError("BOOL data must be true/false")
+        array = np.array(flat, dtype=NUMPY_DTYPES[datatype])
+    except (TypeError, ValueError, OverflowError) as exc:
+        raise InvalidInput(
+            f"servable {servable}: input {name!r}: data does not fit {datatype}: {exc}"
+        ) from exc
+    return Tensor(name, array.tobytes(), shape=shape, datatype=datatype)
+
+
+def output_raw(tensor: Tensor) -> bytes:
+    return bytes(tensor)
+
+
+def output_values(tensor: Tensor) -> list[Any]:
+    """JSON-able flat values: BYTES as strings, numbers as numbers."""
+    if tensor.datatype == BYTES:
+        return [item.decode("utf-8", errors="replace") for item in decode_bytes(tensor)]
+    dtype = NUMPY_DTYPES.get(tensor.datatype)
+    if dtype is None:
+        return list(bytes(tensor))
+    values: list[Any] = np.frombuffer(bytes(tensor), dtype=dtype).tolist()
+    return values
+
+
+def metadata(servable: str, inputs: Sequence[str], outputs: Sequence[str]) -> dict[str, Any]:
+    def spec(name: str) -> dict[str, Any]:
+        return {"name": name, "datatype": UNTYPED, "shape": [-1]}
+
+    return {
+        "name": servable, "versions": ["1"], "platform": "OpenVINO",
+        "inputs": [spec(n) for n in inputs], "outputs": [spec(n) for n in outputs],
+    }
+
+
+def side_packets(parameters: Mapping[str, Any]) -> dict[str, Any]:
+    """Request parameters that become graph side packets (OVMS_MP_TIMESTAMP excluded)."""
+    return {k: v for k, v in parameters.items() if k != TIMESTAMP_PARAMETER}
+
+
+TIMESTAMP_PARAMETER = "OVMS_MP_TIMESTAMP"

@@ -1,0 +1,155 @@
+"""Start a real `ovserve` process on loopback with small test graphs, and stop it."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+
+from tests.graphs import python_node, write_graph, write_handler
+
+COMMON = '''
+import struct, time
+def texts(tensor):
+    raw = bytes(tensor)
+    if tensor.datatype != "BYTES":
+        return [raw.decode()]
+    out, offset = [], 0
+    while offset < len(raw):
+        (length,) = struct.unpack_from("<I", raw, offset)
+        out.append(raw[offset + 4 : offset + 4 + length].decode())
+        offset += 4 + length
+    return out
+def bytes_tensor(name, items):
+    data = b"".join(struct.pack("<I", len(s.encode())) + s.encode() for s in items)
+    return Tensor(name, data, shape=[len(items)], datatype="BYTES")
+'''
+
+ECHO = COMMON + '''
+class OvmsPythonModel:
+    def execute(self, inputs):
+        items = texts(inputs[0])
+        count = Tensor("count", struct.pack("<i", len(items)), shape=[1], datatype="INT32")
+        return [bytes_tensor("upper", [s.upper() for s in items]), count]
+'''
+
+WORDS = COMMON + '''
+class OvmsPythonModel:
+    def initialize(self, kwargs):
+        self.delay = float(open(kwargs["base_path"] + "/delay").read())
+    def execute(self, inputs):
+        for text in texts(inputs[0]):
+            for word in text.split():
+                time.sleep(self.delay)
+                yield [bytes_tensor("word", [word])]
+        yield [Tensor("end_signal", b"")]
+'''
+
+ENDLESS = COMMON + '''
+import itertools, pathlib
+class OvmsPythonModel:
+    def initialize(self, kwargs):
+        self.marker = pathlib.Path(kwargs["base_path"]) / "closed"
+    def execute(self, inputs):
+        try:
+            for i in itertools.count():
+                time.sleep(0.02)
+                yield [bytes_tensor("tick", [str(i)])]
+        finally:
+            self.marker.write_text("generator closed")
+'''
+
+FAIL = COMMON + '''
+class OvmsPythonModel:
+    def execute(self, inputs):
+        raise RuntimeError("handler failed on purpose: " + texts(inputs[0])[0])
+'''
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def write_config(root: Path, word_delay: float = 0.0) -> Path:
+    write_handler(root / "echo", ECHO)
+    write_graph(root / "echo", ["text"], ["upper", "count"], [
+        python_node("echoNode", "model.py", ["IN:text"], ["OUT:upper", "COUNT:count"])])
+    write_handler(root / "words", WORDS)
+    (root / "words" / "delay").write_text(str(word_delay))
+    write_graph(root / "words", ["text"], ["word", "end_signal"], [
+        python_node("wordsNode", "model.py", ["IN:text"], ["OUT:word", "END:end_signal"],
+                    loopback=True)])
+    write_handler(root / "endless", ENDLESS)
+    write_graph(root / "endless", ["text"], ["tick"], [
+        python_node("endlessNode", "model.py", ["IN:text"], ["OUT:tick"], loopback=True)])
+    write_handler(root / "fail", FAIL)
+    write_graph(root / "fail", ["text"], ["out"], [
+        python_node("failNode", "model.py", ["IN:text"], ["OUT:out"])])
+    config = root / "config.json"
+    config.write_text(json.dumps({"model_config_list": [], "mediapipe_config_list": [
+        {"name": "echo"}, {"name": "words"}, {"name": "endless"}, {"name": "fail"}]}))
+    return config
+
+
+@dataclass
+class Server:
+    process: subprocess.Popen[str]
+    config: Path
+    grpc_port: int
+    rest_port: int
+
+    @property
+    def grpc_url(self) -> str:
+        return f"localhost:{self.grpc_port}"
+
+    @property
+    def rest_url(self) -> str:
+        return f"http://localhost:{self.rest_port}"
+
+    log: str = ""
+
+    def terminate(self, timeout: float = 60) -> int:
+        """SIGTERM, wait, keep the server's output in ``log``; returns the exit code."""
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+        self.log, _ = self.process.communicate(timeout=timeout)
+        return self.process.returncode
+
+    def output(self) -> str:
+        self.log, _ = self.process.communicate()
+        return self.log
+
+
+def start_server(config: Path, *extra: str, grpc_port: int | None = None) -> Server:
+    grpc_port = grpc_port or free_port()
+    rest_port = free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "ovserve", "--config_path", str(config), "--port",
+         str(grpc_port), "--rest_port", str(rest_port), "--host", "127.0.0.1", *extra],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+    server = Server(process, config, grpc_port, rest_port)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"ovserve exited with {process.returncode}: {server.output()}")
+        try:
+            if httpx.get(f"{server.rest_url}/v2/health/ready", timeout=1).status_code == 200:
+                return server
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.1)
+    server.terminate()
+    raise RuntimeError("ovserve did not become ready within 60 s")

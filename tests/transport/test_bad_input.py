@@ -1,0 +1,127 @@
+"""Bad requests get a clear 4xx / INVALID_ARGUMENT naming what was wrong; the server keeps
+serving after every one of them."""
+
+from __future__ import annotations
+
+import grpc
+import httpx
+import pytest
+from tritonclient.grpc import service_pb2, service_pb2_grpc
+
+from ovserve.protocol.tensor import encode_bytes
+from tests.transport.server import Server
+
+
+def text(data: list[str], **overrides: object) -> dict[str, object]:
+    spec: dict[str, object] = {"name": "text", "shape": [len(data)], "datatype": "BYTES",
+                               "data": data}
+    spec.update(overrides)
+    return spec
+
+
+REST_CASES = [
+    ("unknown servable", "nope", {"inputs": [text(["a"])]}, 404, "servable 'nope' not found"),
+    ("unknown input", "echo", {"inputs": [text(["a"], name="txt")]}, 400,
+     "servable echo has no input 'txt' (inputs: text)"),
+    ("missing input", "echo", {"inputs": []}, 400, "missing input 'text'"),
+    ("wrong datatype", "echo", {"inputs": [text(["a"], datatype="STRING")]}, 400,
+     "input 'text': datatype 'STRING' is not a KServe datatype"),
+    ("negative dimension", "echo", {"inputs": [text(["a"], shape=[-1])]}, 400,
+     "input 'text': shape [-1] has a negative dimension"),
+    ("shape vs data", "echo", {"inputs": [text(["a"], shape=[2])]}, 400,
+     "input 'text': 1 value(s) given but shape [2] needs 2"),
+    ("numbers that do not fit", "echo",
+     {"inputs": [{"name": "text", "shape": [1], "datatype": "INT8", "data": [1000]}]}, 400,
+     "input 'text': data does not fit INT8"),
+    ("generator called unary", "words", {"inputs": [text(["a b"])]}, 400,
+     "call this servable with a stream"),
+    ("node failure", "fail", {"inputs": [text(["x"])]}, 500,
+     "node failNode: execute raised RuntimeError: handler failed on purpose: x"),
+]
+
+
+def assert_healthy(server: Server) -> None:
+    assert httpx.get(f"{server.rest_url}/v2/health/ready").status_code == 200
+    body = {"inputs": [text(["still here"])]}
+    reply = httpx.post(f"{server.rest_url}/v2/models/echo/infer", json=body)
+    assert reply.json()["outputs"][0]["data"] == ["STILL HERE"]
+
+
+@pytest.mark.parametrize(("case", "model", "body", "status", "message"), REST_CASES,
+                         ids=[c[0] for c in REST_CASES])
+def test_rest_bad_input(
+    server: Server, case: str, model: str, body: object, status: int, message: str
+) -> None:
+    reply = httpx.post(f"{server.rest_url}/v2/models/{model}/infer", json=body)
+    assert reply.status_code == status
+    assert message in reply.json()["error"]
+    assert_healthy(server)
+
+
+def test_rest_malformed_json(server: Server) -> None:
+    reply = httpx.post(f"{server.rest_url}/v2/models/echo/infer", content=b'{"inputs": [')
+    assert reply.status_code == 400
+    assert "malformed JSON request body at line 1 column 13" in reply.json()["error"]
+    assert_healthy(server)
+
+
+def test_rest_binary_size_mismatch(server: Server) -> None:
+    header = b'{"inputs":[{"name":"text","shape":[1],"datatype":"BYTES",' \
+             b'"parameters":{"binary_data_size":100}}]}'
+    reply = httpx.post(f"{server.rest_url}/v2/models/echo/infer",
+                       content=header + encode_bytes(["abc"]),
+                       headers={"Inference-Header-Content-Length": str(len(header))})
+    assert reply.status_code == 400
+    assert "binary_data_size 100 does not fit the 7 binary bytes" in reply.json()["error"]
+    assert_healthy(server)
+
+
+def test_rest_oversized_body(server: Server) -> None:
+    big = {"inputs": [text(["x" * (2 * 1024 * 1024)])]}
+    reply = httpx.post(f"{server.rest_url}/v2/models/echo/infer", json=big)
+    assert reply.status_code == 413
+    assert "exceeds the limit of 1048576 bytes" in reply.json()["error"]
+    assert_healthy(server)
+
+
+def grpc_request(**fields: object) -> service_pb2.ModelInferRequest:
+    request = service_pb2.ModelInferRequest(model_name=str(fields.get("model", "echo")))
+    tensor = request.inputs.add(name=str(fields.get("name", "text")),
+                                datatype=str(fields.get("datatype", "BYTES")))
+    tensor.shape.extend(fields.get("shape", [1]))  # type: ignore[arg-type]
+    request.raw_input_contents.append(fields.get("raw", encode_bytes(["abc"])))  # type: ignore[arg-type]
+    return request
+
+
+GRPC_CASES = [
+    ("unknown servable", {"model": "nope"}, grpc.StatusCode.NOT_FOUND, "servable 'nope' not found"),
+    ("unknown input", {"name": "txt"}, grpc.StatusCode.INVALID_ARGUMENT, "has no input 'txt'"),
+    ("wrong datatype", {"datatype": "STRING"}, grpc.StatusCode.INVALID_ARGUMENT,
+     "datatype 'STRING' is not a KServe datatype"),
+    ("negative dimension", {"shape": [-2]}, grpc.StatusCode.INVALID_ARGUMENT,
+     "shape [-2] has a negative dimension"),
+    ("raw size mismatch", {"datatype": "FP32", "shape": [2], "raw": b"\0" * 7},
+     grpc.StatusCode.INVALID_ARGUMENT, "raw content has 7 bytes but shape [2] of FP32 needs 8"),
+    ("bytes count mismatch", {"shape": [2]}, grpc.StatusCode.INVALID_ARGUMENT,
+     "BYTES content has 1 element(s) but shape [2] needs 2"),
+    ("truncated bytes", {"raw": b"\x09\0\0\0abc"}, grpc.StatusCode.INVALID_ARGUMENT,
+     "BYTES element 0 declares 9 bytes but only 3 remain"),
+    ("generator called unary", {"model": "words"}, grpc.StatusCode.INVALID_ARGUMENT,
+     "call this servable with a stream"),
+    ("oversized message", {"raw": encode_bytes(["x" * (2 * 1024 * 1024)])},
+     grpc.StatusCode.RESOURCE_EXHAUSTED, ""),
+]
+
+
+@pytest.mark.parametrize(("case", "fields", "code", "message"), GRPC_CASES,
+                         ids=[c[0] for c in GRPC_CASES])
+def test_grpc_bad_input(
+    server: Server, case: str, fields: dict[str, object], code: grpc.StatusCode, message: str
+) -> None:
+    with grpc.insecure_channel(server.grpc_url) as channel:
+        stub = service_pb2_grpc.GRPCInferenceServiceStub(channel)
+        with pytest.raises(grpc.RpcError) as info:
+            stub.ModelInfer(grpc_request(**fields), timeout=30)
+    assert info.value.code() == code
+    assert message in (info.value.details() or "")
+    assert_healthy(server)

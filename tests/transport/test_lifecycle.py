@@ -1,0 +1,86 @@
+"""Server lifecycle: graceful SIGTERM, disconnecting clients, start-up errors."""
+
+from __future__ import annotations
+
+import queue
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+import tritonclient.grpc as grpcclient
+
+from tests.transport.server import Server, start_server, write_config
+from tests.transport.test_grpc import text_input
+
+
+def test_sigterm_during_a_stream_lets_it_finish(tmp_path: Path) -> None:
+    server = start_server(write_config(tmp_path, word_delay=0.2), "--grace_period", "20")
+    client = grpcclient.InferenceServerClient(server.grpc_url)
+    responses: queue.Queue[tuple[Any, Any]] = queue.Queue()
+    client.start_stream(callback=lambda result, error: responses.put((result, error)))
+    client.async_stream_infer("words", [text_input("text", ["one two three four five"])])
+    first, error = responses.get(timeout=30)
+    assert error is None and first.as_numpy("word").tolist() == [b"one"]
+    server.process.terminate()  # SIGTERM while four more words are being generated
+    words = [b"one"]
+    while True:
+        result, error = responses.get(timeout=30)
+        assert error is None, error
+        if result.as_numpy("end_signal") is not None:
+            break
+        words += result.as_numpy("word").tolist()
+    client.stop_stream()
+    assert words == [b"one", b"two", b"three", b"four", b"five"]
+    assert server.terminate() == 0
+    assert "shutting down" in server.log
+
+
+def test_client_leaving_mid_stream_closes_the_generator(server: Server, tmp_path: Path) -> None:
+    marker = server.config.parent / "endless" / "closed"
+    client = grpcclient.InferenceServerClient(server.grpc_url)
+    responses: queue.Queue[tuple[Any, Any]] = queue.Queue()
+    client.start_stream(callback=lambda result, error: responses.put((result, error)))
+    client.async_stream_infer("endless", [text_input("text", ["go"])])
+    for _ in range(3):
+        result, error = responses.get(timeout=30)
+        assert error is None
+    client.stop_stream(cancel_requests=True)  # the client goes away mid-generation
+    client.close()
+    deadline = time.monotonic() + 10
+    while not marker.exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert marker.read_text() == "generator closed"
+
+
+def run_ovserve(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "ovserve", *args], capture_output=True,
+                          text=True, timeout=60, check=False)
+
+
+def test_port_in_use_is_one_clear_line(server: Server, tmp_path: Path) -> None:
+    config = write_config(tmp_path)
+    for flag, port, name in (("--port", server.grpc_port, "gRPC"),
+                             ("--rest_port", server.rest_port, "REST")):
+        args = ["--config_path", str(config), "--host", "127.0.0.1", "--port", "0",
+                "--rest_port", "0", flag, str(port)]
+        result = run_ovserve(*args)
+        assert result.returncode == 1
+        assert result.stderr.strip().splitlines() == [
+            line for line in result.stderr.strip().splitlines() if line.startswith("ovserve:")]
+        assert f"cannot listen on {name} port {port}" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [("{", "invalid JSON"), ('{"mediapipe_config_list": [{"base_path": "x"}]}',
+                            "'name' is required")],
+)
+def test_broken_config_exits_1(tmp_path: Path, content: str, message: str) -> None:
+    config = tmp_path / "config.json"
+    config.write_text(content)
+    result = run_ovserve("--config_path", str(config), "--port", "0")
+    assert result.returncode == 1
+    assert message in result.stderr
