@@ -88,8 +88,8 @@ def grpc_request(**fields: object) -> service_pb2.ModelInferRequest:
     request = service_pb2.ModelInferRequest(model_name=str(fields.get("model", "echo")))
     tensor = request.inputs.add(name=str(fields.get("name", "text")),
                                 datatype=str(fields.get("datatype", "BYTES")))
-    tensor.shape.extend(fields.get("shape", [1]))  # type: ignore[arg-type]
-    request.raw_input_contents.append(fields.get("raw", encode_bytes(["abc"])))  # type: ignore[arg-type]
+    tensor.shape.extend(fields.get("shape", [1]))
+    request.raw_input_contents.append(fields.get("raw", encode_bytes(["abc"])))
     return request
 
 
