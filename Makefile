@@ -13,13 +13,13 @@ REQS := requirements/constraints.txt requirements/serve.txt requirements/export.
 
 .PHONY: serve test check install model protos clean-venv
 
-# Until the LLM servables land (issue #5), the default config is the example streaming graph.
-SERVE_CONFIG ?= graphs/python_echo/config.json
+# The seed's streaming servable as `python_model`: both seed clients and curl work against it.
+SERVE_CONFIG ?= servables/servable_stream/config.json
 GRPC_PORT ?= 9000
 REST_PORT ?= 8000
 
 serve: $(MODEL_DIR)/ovserve_model.json
-	@echo "The model is ready in $(MODEL_DIR); serving $(SERVE_CONFIG) (LLM servables: issue #5)."
+	@echo "Serving $(SERVE_CONFIG) on the model in $(MODEL_DIR): gRPC :$(GRPC_PORT), REST :$(REST_PORT)"
 	$(BIN)/ovserve --config_path $(SERVE_CONFIG) --port $(GRPC_PORT) --rest_port $(REST_PORT)
 
 test: $(MODEL_DIR)/ovserve_model.json check

@@ -41,3 +41,7 @@ class NodeError(OvserveError):
 
 class Unsupported(OvserveError):
     """The request asks for something this servable or ovserve does not do."""
+
+
+class EngineError(OvserveError):
+    """The generation engine failed or cannot be created (e.g. a device that is not present)."""

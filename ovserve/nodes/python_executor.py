@@ -6,7 +6,10 @@ by tag (LOOPBACK excluded) and returns a list of tensors routed by ``Tensor.name
 generator whose every yield goes out at the next timestamp, driven by the LOOPBACK back edge.
 
 Unlike OVMS: handlers are loaded by path (two ``model.py`` never collide), errors are reported
-at once, and the graph keeps serving after one.
+at once, and the graph keeps serving after one. Extension: a handler may also define
+``execute_unary(inputs)``, used for unary requests, so one streaming servable serves both
+unary and streaming clients. An ``ovserve.errors`` exception raised by a handler keeps its
+kind (an ``InvalidInput`` is a 400 / INVALID_ARGUMENT, not a node crash).
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ from pathlib import Path
 from types import GeneratorType, ModuleType
 from typing import Any
 
-from ovserve.errors import GraphConfigError, NodeError, Unsupported
+from ovserve.errors import GraphConfigError, NodeError, OvserveError, Unsupported
 from ovserve.graph.calculator import Calculator, LoadContext, NodeRun, Packet, RunContext
 from ovserve.graph.config import node_options
 from ovserve.graph.proto.python_executor_pb2 import PythonExecutorCalculatorOptions
@@ -184,8 +187,13 @@ class _PythonNodeRun(NodeRun):
             )
         ports = sorted(inputs, key=lambda p: (p.rsplit(":", 1)[0], int(p.rsplit(":", 1)[1])))
         tensors = [inputs[p].payload for p in ports]
+        execute = self.calc.model.execute
+        if self.context.mode == "unary":  # ovserve extension: one handler for both kinds
+            execute = getattr(self.calc.model, "execute_unary", execute)
         try:
-            result = await self._run(self.calc.model.execute, tensors)
+            result = await self._run(execute, tensors)
+        except OvserveError:
+            raise  # ovserve's own errors (e.g. a prompt over the context) keep their kind
         except Exception as exc:
             log.error("node %s: execute raised", self.node, exc_info=exc)
             raise NodeError(self.node, f"execute raised {type(exc).__name__}: {exc}") from exc
@@ -213,6 +221,9 @@ class _PythonNodeRun(NodeRun):
             return
         try:
             more, item = await self._run(_next, generator)
+        except OvserveError:
+            self.generator = None
+            raise
         except Exception as exc:
             self.generator = None
             log.error("node %s: execute generator raised", self.node, exc_info=exc)

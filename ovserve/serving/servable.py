@@ -129,7 +129,7 @@ class Servable:
         side_packets: Mapping[str, Any] | None = None,
         timestamp: int | None = None,
     ) -> dict[str, Any]:
-        """Run the graph once; returns one payload per graph output, in graph order."""
+        """Run the graph once; returns a payload per graph output that got one, in graph order."""
         missing = [name for name in self.graph.input_names if name not in inputs]
         if missing:
             raise InvalidInput(
@@ -152,11 +152,9 @@ class Servable:
                         f"{event.stream!r}; call it with a stream (ModelStreamInfer)"
                     )
                 outputs[event.stream] = event.payload
-        absent = [name for name in self.graph.output_names if name not in outputs]
-        if absent:
-            producer = next(
-                (n.name for n in self.graph.nodes for r in n.outputs if r.name == absent[0]),
-                "graph",
-            )
-            raise NodeError(producer, f"produced no packet on output {absent[0]!r}")
-        return {name: outputs[name] for name in self.graph.output_names}
+        if not outputs:
+            producer = next((n.name for n in self.graph.nodes
+                             for r in n.outputs if r.name == self.graph.output_names[0]), "graph")
+            raise NodeError(producer, "produced no packet on any graph output")
+        # Outputs no packet reached are left out (a stream's end_signal has no unary answer).
+        return {name: outputs[name] for name in self.graph.output_names if name in outputs}

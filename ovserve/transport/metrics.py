@@ -7,10 +7,38 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.registry import Collector
 
+from ovserve.engine import loaded_engines
 from ovserve.transport.errors import shape_of
 
 LABELS = ("servable", "interface")
+
+
+class EngineCollector(Collector):
+    """Engine state read at scrape time from every loaded engine."""
+
+    def collect(self) -> Iterator[CounterMetricFamily | GaugeMetricFamily]:
+        active = GaugeMetricFamily("ovserve_engine_requests_active",
+                                   "Requests queued or generating in the engine", labels=["model"])
+        total = CounterMetricFamily("ovserve_engine_requests", "Requests submitted to the engine",
+                                    labels=["model"])
+        aborted = CounterMetricFamily("ovserve_engine_requests_aborted",
+                                      "Requests aborted (client gone) and their KV cache freed",
+                                      labels=["model"])
+        tokens = CounterMetricFamily("ovserve_engine_generated_tokens",
+                                     "Tokens generated", labels=["model"])
+        cache = GaugeMetricFamily("ovserve_engine_kv_cache_usage",
+                                  "Fraction of the KV cache in use", labels=["model"])
+        for engine in loaded_engines():
+            stats = engine.stats()
+            active.add_metric([stats.model], stats.active_requests)
+            total.add_metric([stats.model], stats.total_requests)
+            aborted.add_metric([stats.model], stats.aborted_requests)
+            tokens.add_metric([stats.model], stats.generated_tokens)
+            cache.add_metric([stats.model], stats.kv_cache_usage)
+        yield from (active, total, aborted, tokens, cache)
 
 
 class Metrics:
@@ -29,6 +57,7 @@ class Metrics:
                                           60, 120))
         self.streams = Gauge("ovserve_streams_in_flight", "Open streams", LABELS,
                              registry=self.registry)
+        self.registry.register(EngineCollector())
 
     @contextmanager
     def request(self, servable: str, interface: str) -> Iterator[None]:

@@ -131,14 +131,16 @@ class Server:
         return self.log
 
 
-def start_server(config: Path, *extra: str, grpc_port: int | None = None) -> Server:
+def start_server(
+    config: Path, *extra: str, grpc_port: int | None = None, env: dict[str, str] | None = None
+) -> Server:
     grpc_port = grpc_port or free_port()
     rest_port = free_port()
     process = subprocess.Popen(
         [sys.executable, "-m", "ovserve", "--config_path", str(config), "--port",
          str(grpc_port), "--rest_port", str(rest_port), "--host", "127.0.0.1", *extra],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})},
     )
     server = Server(process, config, grpc_port, rest_port)
     deadline = time.monotonic() + 60

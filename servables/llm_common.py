@@ -1,0 +1,38 @@
+"""Helpers shared by the seed servables' handlers (imported from the handler's folder)."""
+
+import os
+import struct
+from pathlib import Path
+
+from ovserve.engine import SamplingParams, shared_engine
+from pyovms import Tensor
+
+DEFAULT_MODEL = Path(__file__).resolve().parent.parent / "models" / "smollm2-135m-instruct"
+
+
+def engine_and_params():
+    """The shared engine (OVSERVE_MODEL_PATH, default the built-in model) and sampling."""
+    path = os.environ.get("OVSERVE_MODEL_PATH") or str(DEFAULT_MODEL)
+    device = os.environ.get("OVSERVE_DEVICE", "CPU")
+    params = SamplingParams(max_tokens=int(os.environ.get("OVSERVE_MAX_TOKENS", "256")))
+    return shared_engine(path, device=device), params
+
+
+def prompts_of(tensor):
+    """The strings of a BYTES tensor (4-byte little-endian length, then the bytes, each)."""
+    raw = bytes(tensor)
+    out, offset = [], 0
+    while offset < len(raw):
+        (length,) = struct.unpack_from("<I", raw, offset)
+        out.append(raw[offset + 4 : offset + 4 + length].decode())
+        offset += 4 + length
+    return out
+
+
+def bytes_tensor(name, items):
+    data = b"".join(struct.pack("<I", len(s.encode())) + s.encode() for s in items)
+    return Tensor(name, data, shape=[len(items)], datatype="BYTES")
+
+
+def int32_tensor(name, value):
+    return Tensor(name, struct.pack("<i", value), shape=[1], datatype="INT32")
