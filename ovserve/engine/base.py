@@ -4,21 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from ovserve.protocol.generation import SamplingParams
 
-@dataclass(frozen=True)
-class SamplingParams:
-    """Per-request sampling. ``None`` leaves the model's generation_config default."""
-
-    max_tokens: int | None = None
-    temperature: float | None = None
-    top_p: float | None = None
-    top_k: int | None = None
-    repetition_penalty: float | None = None
-    presence_penalty: float | None = None
-    frequency_penalty: float | None = None
-    seed: int | None = None
-    stop: tuple[str, ...] = ()
-    apply_chat_template: bool = True
+__all__ = ["Delta", "EngineStats", "SamplingParams"]
 
 
 @dataclass

@@ -233,6 +233,9 @@ class OpenVINOEngine:
             config.include_stop_str_in_output = False
         return config
 
+    def count_tokens(self, text: str) -> int:
+        return int(self.tokenizer.encode(text, add_special_tokens=False).input_ids.get_shape()[-1])
+
     def _prepare(self, prompt: str, params: SamplingParams) -> tuple[Any, Any, int]:
         if params.apply_chat_template and self.tokenizer.chat_template:
             prompt = self.tokenizer.apply_chat_template(

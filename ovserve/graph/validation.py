@@ -31,9 +31,9 @@ from ovserve.graph.spec import (
 
 LOOPBACK = "LOOPBACK"
 #: Graph-level stream tags and what they carry (OVMS names the packet type by tag prefix).
-GRAPH_STREAM_TAG_PREFIXES = ("OVMS_PY_TENSOR",)
+GRAPH_STREAM_TAG_PREFIXES = ("OVMS_PY_TENSOR", "HTTP_REQUEST_PAYLOAD", "HTTP_RESPONSE_PAYLOAD")
 #: Side packets ovserve provides itself; any other must be a graph input_side_packet.
-PROVIDED_SIDE_PACKET_TAGS = frozenset({"PYTHON_NODE_RESOURCES"})
+PROVIDED_SIDE_PACKET_TAGS = frozenset({"PYTHON_NODE_RESOURCES", "LLM_NODE_RESOURCES"})
 
 
 def _refs(texts: list[str], where: str, kind: str, problems: list[str]) -> list[StreamRef]:

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 from ovserve.graph.calculator import Calculator
+from ovserve.nodes.llm import LLMCalculator
 from ovserve.nodes.python_executor import PythonExecutorCalculator
 
 BUILTIN_CALCULATORS: dict[str, type[Calculator]] = {
     PythonExecutorCalculator.name: PythonExecutorCalculator,
+    LLMCalculator.name: LLMCalculator,  # OVMS's name, HttpLLMCalculator
+    "LLMCalculator": LLMCalculator,
 }
 
 __all__ = ["BUILTIN_CALCULATORS"]

@@ -13,7 +13,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import AsyncGenerator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -23,9 +23,12 @@ from ovserve.graph.config import parse_graph_file
 from ovserve.graph.executor import GraphRun, OutputPacket, RunError
 from ovserve.graph.spec import GraphSpec
 from ovserve.graph.validation import build_graph
+from ovserve.protocol.generation import GenerationChunk, GenerationRequest
 from ovserve.serving.server_config import GraphEntry
 
 log = logging.getLogger(__name__)
+
+REQUEST_TAG = "HTTP_REQUEST_PAYLOAD"
 
 #: Threads for blocking user code (Python handlers) per servable: generators of concurrent
 #: streams each hold a thread while they compute their next item.
@@ -50,6 +53,11 @@ class Servable:
     @property
     def name(self) -> str:
         return self.entry.name
+
+    @property
+    def generation_input(self) -> str | None:
+        """The graph input taking OpenAI-style generation requests, if it has one."""
+        return next((r.name for r in self.graph.inputs if r.tag.startswith(REQUEST_TAG)), None)
 
     @classmethod
     def build(
@@ -121,6 +129,22 @@ class Servable:
         """A streaming run; use ``async with``. Side packets come from the first request."""
         return GraphRun(self.graph, self.calculators, mode="stream",
                         side_packets=self._check_side_packets(side_packets))
+
+    async def generate(self, request: GenerationRequest) -> AsyncGenerator[GenerationChunk, None]:
+        """Run an LLM graph on one generation request; closing the iterator aborts it."""
+        name = self.generation_input
+        if name is None:
+            raise Unsupported(f"servable {self.name} is not an LLM graph (it has no "
+                              f"{REQUEST_TAG} input)")
+        async with self.stream() as run:
+            run.send({name: request})
+            run.close_inputs()
+            async for event in run.events():
+                if isinstance(event, RunError):
+                    raise event.error
+                assert isinstance(event, OutputPacket)
+                if isinstance(event.payload, GenerationChunk):
+                    yield event.payload
 
     async def infer(
         self,

@@ -42,7 +42,7 @@ def _entry(raw: Any, where: str, config_dir: Path, problems: list[str]) -> Graph
             problems.append(f"{where} ({name}): '{key}' must be a string")
             return None
     base = Path(raw.get("base_path") or name)
-    base = base if base.is_absolute() else config_dir / base
+    base = (base if base.is_absolute() else config_dir / base).resolve()
     graph = Path(raw.get("graph_path") or GRAPH_FILE)
     graph = graph if graph.is_absolute() else base / graph
     sub = raw.get("subconfig")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Awaitable, Callable
 
 from fastapi import FastAPI, Request, Response
@@ -11,6 +12,7 @@ from ovserve import __version__
 from ovserve.serving.registry import Registry
 from ovserve.transport.metrics import Metrics
 from ovserve.transport.rest.kserve_v2 import build_router
+from ovserve.transport.rest.openai import build_router as build_openai_router
 from ovserve.transport.state import ServerState
 
 DEFAULT_MAX_BODY_BYTES = 64 * 1024 * 1024
@@ -38,4 +40,7 @@ def build_app(
         return Response(metrics.render(), media_type="text/plain; version=0.0.4")
 
     app.include_router(build_router(registry, metrics, state))
+    openai = build_openai_router(registry, metrics, started=int(time.time()))
+    for prefix in ("/v1", "/v3"):
+        app.include_router(openai, prefix=prefix)
     return app

@@ -1,0 +1,165 @@
+"""The built-in LLM node: OpenAI-style generation requests in, text chunks out.
+
+Graphs name it ``HttpLLMCalculator`` as OVMS does (``LLMCalculator`` works too) and take the
+OVMS graph shape: ``HTTP_REQUEST_PAYLOAD`` in, ``HTTP_RESPONSE_PAYLOAD`` out, optional
+``LOOPBACK`` back edge and ``LLM_NODE_RESOURCES`` side packet (accepted, not needed: the node
+emits a request's chunks at increasing timestamps itself). Options are
+``mediapipe.LLMCalculatorOptions``. The engine is shared with every other node and handler
+that uses the same model directory.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from dataclasses import replace
+from pathlib import Path
+
+from ovserve.engine import Generation, OpenVINOEngine, shared_engine
+from ovserve.errors import InvalidInput, NodeError
+from ovserve.graph.calculator import Calculator, LoadContext, NodeRun, Packet, RunContext
+from ovserve.graph.config import node_options
+from ovserve.graph.proto.llm_calculator_pb2 import LLMCalculatorOptions
+from ovserve.graph.spec import NodeSpec
+from ovserve.protocol.generation import GenerationChunk, GenerationRequest
+
+REQUEST_TAG = "HTTP_REQUEST_PAYLOAD"
+RESPONSE_TAG = "HTTP_RESPONSE_PAYLOAD"
+
+
+def _options(node: NodeSpec) -> LLMCalculatorOptions | None:
+    options = node_options(node.config, LLMCalculatorOptions)
+    return options if isinstance(options, LLMCalculatorOptions) else None
+
+
+def _models_path(options: LLMCalculatorOptions, base_path: Path) -> Path:
+    path = Path(options.models_path)
+    return path if path.is_absolute() else (base_path / path).resolve()
+
+
+class LLMCalculator(Calculator):
+    name = "HttpLLMCalculator"
+    input_tags = frozenset({REQUEST_TAG, "LOOPBACK"})
+    output_tags = frozenset({RESPONSE_TAG, "LOOPBACK"})
+    side_packet_tags = frozenset({"LLM_NODE_RESOURCES"})
+
+    engine: OpenVINOEngine
+
+    @classmethod
+    def check(cls, node: NodeSpec, base_path: Path) -> list[str]:
+        options = _options(node)
+        if options is None or not options.models_path:
+            return ["node_options has no [type.googleapis.com/mediapipe.LLMCalculatorOptions] "
+                    "with a models_path"]
+        problems = []
+        path = _models_path(options, base_path)
+        if not (path / "openvino_model.xml").is_file():
+            problems.append(f"models_path {path} holds no openvino_model.xml (prepare it with "
+                            "scripts/download_model.py)")
+        if options.plugin_config:
+            try:
+                if not isinstance(json.loads(options.plugin_config), dict):
+                    raise ValueError("not an object")
+            except ValueError as exc:
+                problems.append(f"plugin_config is not a JSON object: {exc}")
+        if not any(ref.tag == REQUEST_TAG for ref in node.inputs):
+            problems.append(f"no {REQUEST_TAG} input stream")
+        if not any(ref.tag == RESPONSE_TAG for ref in node.outputs):
+            problems.append(f"no {RESPONSE_TAG} output stream")
+        return problems
+
+    def __init__(self, node: NodeSpec, context: LoadContext) -> None:
+        super().__init__(node, context)
+        options = _options(node)
+        assert options is not None  # checked by validation
+        self.options = options
+        self.models_path = _models_path(options, context.base_path)
+        self.request_port = next(r.port for r in node.inputs if r.tag == REQUEST_TAG)
+        self.response_port = next(r.port for r in node.outputs if r.tag == RESPONSE_TAG)
+
+    async def load(self) -> None:
+        options = self.options
+        plugin_config = json.loads(options.plugin_config) if options.plugin_config else {}
+        loop = asyncio.get_running_loop()
+        self.engine = await loop.run_in_executor(self.context.executor, lambda: shared_engine(
+            self.models_path, device=options.device, plugin_config=plugin_config,
+            max_num_seqs=options.max_num_seqs,
+            max_num_batched_tokens=options.max_num_batched_tokens,
+            cache_size_gb=float(options.cache_size),
+            enable_prefix_caching=options.enable_prefix_caching,
+        ))
+
+    def open_run(self, context: RunContext) -> NodeRun:
+        return _LLMRun(self, context)
+
+
+class _LLMRun(NodeRun):
+    def __init__(self, calc: LLMCalculator, context: RunContext) -> None:
+        self.calc = calc
+        self.context = context
+
+    async def process(self, timestamp: int, inputs: dict[str, Packet]) -> None:
+        packet = inputs.get(self.calc.request_port)
+        if packet is None:  # a LOOPBACK packet: nothing to do, chunks are emitted directly
+            return
+        request = packet.payload
+        if not isinstance(request, GenerationRequest):
+            raise NodeError(self.calc.node.name,
+                            f"expected a generation request, got {type(request).__name__}")
+        async for chunk in self.generate(request):
+            self.context.emit(self.calc.response_port, Packet(timestamp, chunk))
+            timestamp += 1
+
+    async def generate(self, request: GenerationRequest) -> AsyncIterator[GenerationChunk]:
+        engine, limit = self.calc.engine, self.calc.options.max_tokens_limit
+        max_tokens = request.params.max_tokens
+        if max_tokens is not None and max_tokens > limit:
+            raise InvalidInput(f"max_tokens {max_tokens} is over this model's limit of "
+                               f"{limit} (max_tokens_limit)")
+        if request.kind == "chat":
+            prompt = engine.tokenizer.apply_chat_template(request.messages,
+                                                          add_generation_prompt=True)
+        else:
+            prompt = request.prompt or ""
+        if max_tokens is None:  # as much as the context leaves, up to the limit
+            prompt_tokens = engine.count_tokens(prompt)
+            room = engine.context_length - prompt_tokens
+            if room < 1:
+                raise InvalidInput(f"the prompt has {prompt_tokens} tokens, more than the "
+                                   f"model's context of {engine.context_length} tokens")
+            max_tokens = min(limit, room)
+        params = replace(request.params, apply_chat_template=False, max_tokens=max_tokens)
+        generations = [engine.submit_async(prompt, params) for _ in range(request.n)]
+        queue: asyncio.Queue[GenerationChunk | None] = asyncio.Queue()
+        tasks = [asyncio.create_task(self._pump(i, g, queue))
+                 for i, g in enumerate(generations)]
+        try:
+            remaining = len(tasks)
+            while remaining:
+                chunk = await queue.get()
+                if chunk is None:
+                    remaining -= 1
+                    continue
+                yield chunk
+            for task in tasks:
+                task.result()  # re-raise a failure
+        finally:
+            for task in tasks:
+                task.cancel()
+            for generation in generations:
+                generation.abort()
+
+    @staticmethod
+    async def _pump(index: int, generation: Generation,
+                    queue: asyncio.Queue[GenerationChunk | None]) -> None:
+        try:
+            async for delta in generation.adeltas():
+                done = delta.finish_reason is not None
+                completion = (len(generation.request.token_ids)
+                              if done and generation.request else 0)
+                await queue.put(GenerationChunk(
+                    index=index, text=delta.text, finish_reason=delta.finish_reason,
+                    prompt_tokens=generation.prompt_tokens, completion_tokens=completion))
+        finally:
+            await queue.put(None)

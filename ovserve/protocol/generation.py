@@ -1,0 +1,46 @@
+"""Transport-neutral LLM generation requests and their streamed chunks."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+Kind = Literal["completion", "chat"]
+
+
+@dataclass(frozen=True)
+class SamplingParams:
+    """Per-request sampling. ``None`` leaves the model's generation_config default."""
+
+    max_tokens: int | None = None
+    temperature: float | None = None
+    top_p: float | None = None
+    top_k: int | None = None
+    repetition_penalty: float | None = None
+    presence_penalty: float | None = None
+    frequency_penalty: float | None = None
+    seed: int | None = None
+    stop: tuple[str, ...] = ()
+    apply_chat_template: bool = True
+
+
+@dataclass(frozen=True)
+class GenerationRequest:
+    """What an OpenAI completion / chat request asks an LLM node for."""
+
+    kind: Kind
+    prompt: str | None = None  # completion
+    messages: list[dict[str, Any]] = field(default_factory=list)  # chat
+    params: SamplingParams = field(default_factory=SamplingParams)
+    n: int = 1
+
+
+@dataclass(frozen=True)
+class GenerationChunk:
+    """New text of one choice; the last chunk of a choice has ``finish_reason`` and usage."""
+
+    index: int
+    text: str
+    finish_reason: str | None = None
+    prompt_tokens: int = 0
+    completion_tokens: int = 0

@@ -1,0 +1,297 @@
+"""OpenAI-compatible API (mounted under /v1 and /v3): models, completions, chat completions.
+
+Requests are validated into ``GenerationRequest`` and run on an LLM graph; responses and SSE
+chunks follow OpenAI's shapes (``usage``, ``finish_reason``, the first chat chunk's role,
+``stream_options.include_usage``, ``data: [DONE]``). Errors use OpenAI's envelope
+``{"error": {"message", "type", "param", "code"}}`` with 400 for invalid parameters (not
+FastAPI's 422) and 404 for unknown models. A client that disconnects, streamed or not, aborts
+its generation in the engine.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import time
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any
+
+from fastapi import APIRouter, Request, Response
+from fastapi.responses import JSONResponse, StreamingResponse
+from pydantic import BaseModel, ValidationError
+
+from ovserve.errors import OvserveError, ServableNotFound
+from ovserve.protocol.generation import GenerationChunk, GenerationRequest, SamplingParams
+from ovserve.serving.registry import Registry
+from ovserve.serving.servable import Servable
+from ovserve.transport.errors import shape_of
+from ovserve.transport.metrics import Metrics
+from ovserve.transport.rest.openai_schemas import (
+    ChatCompletionRequest,
+    CompletionRequest,
+    SamplingFields,
+)
+
+log = logging.getLogger(__name__)
+DISCONNECT_POLL_SECONDS = 0.2
+
+
+class OpenAIError(Exception):
+    def __init__(self, status: int, message: str, type_: str, param: str | None = None,
+                 code: str | None = None) -> None:
+        super().__init__(message)
+        self.status, self.message, self.type, self.param, self.code = (
+            status, message, type_, param, code)
+
+    def body(self) -> dict[str, Any]:
+        return {"error": {"message": self.message, "type": self.type, "param": self.param,
+                          "code": self.code}}
+
+    def response(self) -> JSONResponse:
+        return JSONResponse(self.body(), status_code=self.status)
+
+    @classmethod
+    def of(cls, exc: OvserveError) -> OpenAIError:
+        shape = shape_of(exc)
+        if isinstance(exc, ServableNotFound):
+            return cls(404, str(exc), "invalid_request_error", "model", "model_not_found")
+        return cls(shape.http_status, str(exc), shape.openai_type)
+
+
+def _validate(model: type[BaseModel], body: Any) -> Any:
+    try:
+        return model.model_validate(body)
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        param = ".".join(str(p) for p in error["loc"]) or None
+        raise OpenAIError(400, f"{param}: {error['msg']}" if param else error["msg"],
+                          "invalid_request_error", param) from exc
+
+
+async def _json(request: Request) -> Any:
+    try:
+        return json.loads(await request.body())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise OpenAIError(400, f"the request body is not valid JSON: {exc}",
+                          "invalid_request_error") from exc
+
+
+def _params(req: SamplingFields, max_tokens: int | None) -> SamplingParams:
+    if req.logprobs:
+        raise OpenAIError(400, "logprobs are not supported", "invalid_request_error",
+                          "logprobs")
+    stop = (req.stop,) if isinstance(req.stop, str) else tuple(req.stop or ())
+    top_k = req.top_k if req.top_k not in (None, -1, 0) else None
+    return SamplingParams(
+        max_tokens=max_tokens, temperature=req.temperature, top_p=req.top_p, top_k=top_k,
+        repetition_penalty=req.repetition_penalty, presence_penalty=req.presence_penalty,
+        frequency_penalty=req.frequency_penalty, seed=req.seed, stop=stop)
+
+
+def _log_unknown(req: BaseModel) -> None:
+    if req.model_extra:
+        log.info("ignoring unknown request fields: %s", ", ".join(sorted(req.model_extra)))
+
+
+class _Usage:
+    def __init__(self) -> None:
+        self.prompt = 0
+        self.completion = 0
+
+    def add(self, chunk: GenerationChunk) -> None:
+        if chunk.finish_reason is not None:
+            self.prompt = chunk.prompt_tokens
+            self.completion += chunk.completion_tokens
+
+    def body(self) -> dict[str, int]:
+        return {"prompt_tokens": self.prompt, "completion_tokens": self.completion,
+                "total_tokens": self.prompt + self.completion}
+
+
+def _finish(reason: str | None) -> str | None:
+    return reason if reason in (None, "stop", "length") else "stop"
+
+
+def build_router(registry: Registry, metrics: Metrics, started: int) -> APIRouter:
+    router = APIRouter()
+
+    def llm_servables() -> list[Servable]:
+        return [s.servable for s in registry.states.values()
+                if s.servable is not None and s.servable.generation_input is not None]
+
+    def model_card(name: str) -> dict[str, Any]:
+        return {"id": name, "object": "model", "created": started, "owned_by": "ovserve",
+                "root": name, "parent": None}
+
+    def llm(name: str) -> Servable:
+        try:
+            servable = registry.get(name)
+        except OvserveError as exc:
+            if isinstance(exc, ServableNotFound):
+                ids = ", ".join(s.name for s in llm_servables()) or "none"
+                raise OpenAIError(404, f"The model `{name}` does not exist (models: {ids})",
+                                  "invalid_request_error", "model", "model_not_found") from exc
+            raise
+        if servable.generation_input is None:
+            raise OpenAIError(404, f"The model `{name}` is not an LLM graph; it serves KServe "
+                              "requests only", "invalid_request_error", "model",
+                              "model_not_found")
+        return servable
+
+    @router.get("/models")
+    async def list_models() -> dict[str, Any]:
+        return {"object": "list", "data": [model_card(s.name) for s in llm_servables()]}
+
+    @router.get("/models/{model_id:path}")
+    async def get_model(model_id: str) -> Response:
+        try:
+            return JSONResponse(model_card(llm(model_id).name))
+        except OpenAIError as exc:
+            return exc.response()
+
+    @router.post("/completions")
+    async def completions(request: Request) -> Response:
+        return await handle(request, "completion")
+
+    @router.post("/chat/completions")
+    async def chat_completions(request: Request) -> Response:
+        return await handle(request, "chat")
+
+    async def handle(request: Request, kind: str) -> Response:
+        model = "?"
+        try:
+            body = await _json(request)
+            if kind == "chat":
+                chat = _validate(ChatCompletionRequest, body)
+                req: SamplingFields = chat
+                params = _params(chat, chat.max_completion_tokens or chat.max_tokens)
+                generation = GenerationRequest(
+                    kind="chat", params=params, n=chat.n,
+                    messages=[{"role": m.role, "content": m.text()} for m in chat.messages])
+            else:
+                completion = _validate(CompletionRequest, body)
+                req = completion
+                if completion.echo:
+                    raise OpenAIError(400, "echo is not supported", "invalid_request_error",
+                                      "echo")
+                prompt = completion.prompt
+                if isinstance(prompt, list):
+                    if len(prompt) != 1:
+                        raise OpenAIError(400, "prompt: a list must hold exactly one prompt "
+                                          "(use n for several completions)",
+                                          "invalid_request_error", "prompt")
+                    prompt = prompt[0]
+                generation = GenerationRequest(kind="completion", prompt=prompt,
+                                               params=_params(completion, completion.max_tokens),
+                                               n=completion.n)
+            model = req.model
+            _log_unknown(req)
+            servable = llm(req.model)
+            include_usage = bool(req.stream_options and req.stream_options.include_usage)
+            with metrics.request(servable.name, "openai"):
+                if req.stream:
+                    return await stream(request, servable, generation, kind, include_usage)
+                return await complete(request, servable, generation, kind)
+        except OpenAIError as exc:
+            return exc.response()
+        except OvserveError as exc:
+            metrics.error(model, "openai", exc)
+            return OpenAIError.of(exc).response()
+
+    async def complete(request: Request, servable: Servable, generation: GenerationRequest,
+                       kind: str) -> Response:
+        texts = [""] * generation.n
+        reasons: list[str | None] = [None] * generation.n
+        usage = _Usage()
+
+        async def collect() -> None:
+            async for chunk in servable.generate(generation):
+                texts[chunk.index] += chunk.text
+                if chunk.finish_reason is not None:
+                    reasons[chunk.index] = _finish(chunk.finish_reason)
+                usage.add(chunk)
+
+        task = asyncio.create_task(collect())
+        while not task.done():
+            await asyncio.wait({task}, timeout=DISCONNECT_POLL_SECONDS)
+            if not task.done() and await request.is_disconnected():
+                task.cancel()  # the client left: abort the generation in the engine
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+                return Response(status_code=499)
+        task.result()
+        created = int(time.time())
+        if kind == "chat":
+            choices = [{"index": i, "message": {"role": "assistant", "content": text},
+                        "logprobs": None, "finish_reason": reasons[i]}
+                       for i, text in enumerate(texts)]
+            body = {"id": f"chatcmpl-{uuid.uuid4().hex}", "object": "chat.completion",
+                    "created": created, "model": servable.name, "choices": choices,
+                    "usage": usage.body()}
+        else:
+            choices = [{"index": i, "text": text, "logprobs": None, "finish_reason": reasons[i]}
+                       for i, text in enumerate(texts)]
+            body = {"id": f"cmpl-{uuid.uuid4().hex}", "object": "text_completion",
+                    "created": created, "model": servable.name, "choices": choices,
+                    "usage": usage.body()}
+        return JSONResponse(body)
+
+    async def stream(request: Request, servable: Servable, generation: GenerationRequest,
+                     kind: str, include_usage: bool) -> Response:
+        chunks = servable.generate(generation)
+        try:  # errors before the first byte get a status code
+            first: GenerationChunk | None = await anext(chunks)
+        except StopAsyncIteration:
+            first = None
+        except BaseException:
+            await chunks.aclose()
+            raise
+        ident = f"{'chatcmpl' if kind == 'chat' else 'cmpl'}-{uuid.uuid4().hex}"
+        created = int(time.time())
+        obj = "chat.completion.chunk" if kind == "chat" else "text_completion"
+
+        def event(choices: list[dict[str, Any]], **extra: Any) -> str:
+            data = {"id": ident, "object": obj, "created": created, "model": servable.name,
+                    "choices": choices, **extra}
+            return f"data: {json.dumps(data, separators=(',', ':'))}\n\n"
+
+        def choice(chunk: GenerationChunk) -> dict[str, Any]:
+            reason = _finish(chunk.finish_reason)
+            if kind == "chat":
+                return {"index": chunk.index, "delta": {"content": chunk.text},
+                        "logprobs": None, "finish_reason": reason}
+            return {"index": chunk.index, "text": chunk.text, "logprobs": None,
+                    "finish_reason": reason}
+
+        async def all_chunks() -> AsyncIterator[GenerationChunk]:
+            if first is not None:
+                yield first
+            async for chunk in chunks:
+                yield chunk
+
+        async def sse() -> AsyncIterator[str]:
+            usage = _Usage()
+            try:
+                if kind == "chat":
+                    for i in range(generation.n):
+                        yield event([{"index": i, "delta": {"role": "assistant", "content": ""},
+                                      "logprobs": None, "finish_reason": None}])
+                async for chunk in all_chunks():
+                    usage.add(chunk)
+                    if chunk.text or chunk.finish_reason is not None:
+                        yield event([choice(chunk)])
+                if include_usage:
+                    yield event([], usage=usage.body())
+            except OvserveError as exc:  # after the first byte: in-band, then [DONE]
+                yield f"data: {json.dumps(OpenAIError.of(exc).body())}\n\n"
+            finally:
+                await chunks.aclose()  # a disconnect lands here too: the engine aborts
+            yield "data: [DONE]\n\n"
+
+        return StreamingResponse(sse(), media_type="text/event-stream",
+                                 headers={"Cache-Control": "no-cache"})
+
+    return router
