@@ -13,8 +13,9 @@ REQS := requirements/constraints.txt requirements/serve.txt requirements/export.
 
 .PHONY: serve test check install model protos clean-venv
 
-# The seed's streaming servable as `python_model`: both seed clients and curl work against it.
-SERVE_CONFIG ?= servables/servable_stream/config.json
+# python_model (the seed streaming servable: both seed clients and curl work) and the OpenAI API
+# on the built-in model as smollm2-135m-instruct, sharing one engine.
+SERVE_CONFIG ?= servables/config.json
 GRPC_PORT ?= 9000
 REST_PORT ?= 8000
 

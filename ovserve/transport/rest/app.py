@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Awaitable, Callable
 
-from fastapi import FastAPI, Request, Response
+from fastapi import FastAPI, Response
 from fastapi.responses import JSONResponse
+from starlette.datastructures import Headers
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from ovserve import __version__
 from ovserve.serving.registry import Registry
@@ -18,22 +19,33 @@ from ovserve.transport.state import ServerState
 DEFAULT_MAX_BODY_BYTES = 64 * 1024 * 1024
 
 
+class BodyLimit:
+    """413 for a declared body over the limit. Pure ASGI (not BaseHTTPMiddleware), so
+    ``request.is_disconnected()`` keeps working for the handlers behind it."""
+
+    def __init__(self, app: ASGIApp, max_body_bytes: int) -> None:
+        self.app = app
+        self.max_body_bytes = max_body_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            length = Headers(scope=scope).get("content-length")
+            if length is not None and length.isdigit() and int(length) > self.max_body_bytes:
+                response = JSONResponse(
+                    {"error": f"request body of {length} bytes exceeds the limit of "
+                              f"{self.max_body_bytes} bytes"}, status_code=413)
+                await response(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+
 def build_app(
     registry: Registry, metrics: Metrics, state: ServerState, *,
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
 ) -> FastAPI:
     app = FastAPI(title="ovserve", version=__version__, docs_url=None, redoc_url=None)
 
-    @app.middleware("http")
-    async def limit_body(
-        request: Request, call_next: Callable[[Request], Awaitable[Response]]
-    ) -> Response:
-        length = request.headers.get("content-length")
-        if length is not None and length.isdigit() and int(length) > max_body_bytes:
-            return JSONResponse(
-                {"error": f"request body of {length} bytes exceeds the limit of "
-                          f"{max_body_bytes} bytes"}, status_code=413)
-        return await call_next(request)
+    app.add_middleware(BodyLimit, max_body_bytes=max_body_bytes)
 
     @app.get("/metrics")
     async def prometheus() -> Response:

@@ -1,0 +1,247 @@
+"""The OpenAI-compatible API with the official SDK, raw HTTP and the NIM seed's requests.post,
+on the real model behind a real server."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import socket
+import time
+from collections.abc import Iterator
+
+import httpx
+import openai
+import pytest
+import requests
+from openai.types.chat import ChatCompletionMessageParam
+
+from tests.conftest import REPO
+from tests.toolchain.coherence import assert_coherent
+from tests.transport.server import Server, start_server
+
+MODEL = "smollm2-135m-instruct"
+QUESTION = "What is the theory of relativity?"
+
+
+@pytest.fixture(scope="module")
+def llm_server(default_model_dir: object) -> Iterator[Server]:
+    server = start_server(REPO / "servables/config.json")
+    yield server
+    assert server.terminate() == 0
+
+
+@pytest.fixture
+def client(llm_server: Server) -> openai.OpenAI:
+    return openai.OpenAI(base_url=f"{llm_server.rest_url}/v1", api_key="unused")
+
+
+def engine_metric(server: Server, name: str) -> float:
+    text = httpx.get(f"{server.rest_url}/metrics").text
+    match = re.search(rf'^{name}{{model="{MODEL}"}} (\S+)$', text, re.M)
+    assert match, name
+    return float(match.group(1))
+
+
+def test_models_list_holds_exactly_the_served_llm_ids(client: openai.OpenAI) -> None:
+    assert [m.id for m in client.models.list()] == [MODEL]
+    model = client.models.retrieve(MODEL)
+    assert (model.id, model.object, model.owned_by) == (MODEL, "model", "ovserve")
+
+
+def test_chat_non_streamed(client: openai.OpenAI) -> None:
+    reply = client.chat.completions.create(
+        model=MODEL, messages=[{"role": "user", "content": QUESTION}], max_tokens=80)
+    assert reply.model == MODEL and reply.object == "chat.completion"
+    choice = reply.choices[0]
+    assert choice.message.role == "assistant" and choice.finish_reason in ("stop", "length")
+    assert "relativ" in (choice.message.content or "").lower()
+    assert_coherent(choice.message.content or "")
+    usage = reply.usage
+    assert usage is not None and usage.completion_tokens <= 80
+    assert usage.total_tokens == usage.prompt_tokens + usage.completion_tokens
+
+
+def test_streamed_chat_matches_non_streamed_and_reports_usage(client: openai.OpenAI) -> None:
+    messages: list[ChatCompletionMessageParam] = [
+        {"role": "user", "content": "Name three planets."}]
+    full = client.chat.completions.create(model=MODEL, messages=messages, max_tokens=30,
+                                          temperature=0)
+    chunks = list(client.chat.completions.create(
+        model=MODEL, messages=messages, max_tokens=30, temperature=0, stream=True,
+        stream_options={"include_usage": True}))
+    assert chunks[0].choices[0].delta.role == "assistant"
+    content = [c for c in chunks if c.choices]
+    text = "".join(c.choices[0].delta.content or "" for c in content)
+    assert text == full.choices[0].message.content
+    assert content[-1].choices[0].finish_reason == full.choices[0].finish_reason
+    assert all(c.choices[0].finish_reason is None for c in content[:-1])
+    assert chunks[-1].choices == [] and chunks[-1].usage is not None
+    assert chunks[-1].usage.completion_tokens == full.usage.completion_tokens  # type: ignore[union-attr]
+
+
+def test_completions_and_parameters(client: openai.OpenAI) -> None:
+    reply = client.completions.create(model=MODEL, prompt="The capital of France is",
+                                      max_tokens=8, temperature=0.7, top_p=0.9, seed=7,
+                                      presence_penalty=0.5, frequency_penalty=0.5, n=2,
+                                      stop=["\n\n"], extra_body={"top_k": 20,
+                                                                 "repetition_penalty": 1.1})
+    assert reply.object == "text_completion" and len(reply.choices) == 2
+    assert [c.index for c in reply.choices] == [0, 1]
+    assert all(c.finish_reason in ("stop", "length") for c in reply.choices)
+    assert reply.usage is not None and reply.usage.completion_tokens <= 16
+    again = client.completions.create(model=MODEL, prompt="The capital of France is",
+                                      max_tokens=8, temperature=0.7, seed=7)
+    same = client.completions.create(model=MODEL, prompt="The capital of France is",
+                                     max_tokens=8, temperature=0.7, seed=7)
+    assert again.choices[0].text == same.choices[0].text  # a seed makes sampling repeatable
+
+
+def test_v3_and_max_completion_tokens(llm_server: Server) -> None:
+    v3 = openai.OpenAI(base_url=f"{llm_server.rest_url}/v3", api_key="unused")
+    reply = v3.chat.completions.create(model=MODEL, max_completion_tokens=5,
+                                       messages=[{"role": "user", "content": "Count to ten."}])
+    assert reply.usage is not None and reply.usage.completion_tokens <= 5
+    assert reply.choices[0].finish_reason == "length"
+
+
+def test_sixteen_concurrent_async_streams(llm_server: Server) -> None:
+    async def run() -> list[str]:
+        client = openai.AsyncOpenAI(base_url=f"{llm_server.rest_url}/v1", api_key="unused")
+
+        async def one(i: int) -> str:
+            stream = await client.chat.completions.create(
+                model=MODEL, max_tokens=24, stream=True,
+                messages=[{"role": "user", "content": f"Tell me fact {i} about the sea."}])
+            return "".join([c.choices[0].delta.content or "" async for c in stream
+                            if c.choices])
+
+        try:
+            return await asyncio.gather(*(one(i) for i in range(16)))
+        finally:
+            await client.close()
+
+    texts = asyncio.run(run())
+    assert len(texts) == 16 and all(t.strip() for t in texts)
+
+
+def test_async_non_streamed(llm_server: Server) -> None:
+    async def run() -> str:
+        async with openai.AsyncOpenAI(base_url=f"{llm_server.rest_url}/v1",
+                                      api_key="unused") as client:
+            reply = await client.completions.create(model=MODEL, prompt="One, two,",
+                                                    max_tokens=6)
+            return reply.choices[0].text
+
+    assert asyncio.run(run()).strip()
+
+
+def test_exact_sse_framing(llm_server: Server) -> None:
+    body = {"model": MODEL, "prompt": "Hello", "max_tokens": 4, "stream": True}
+    with httpx.stream("POST", f"{llm_server.rest_url}/v1/completions", json=body) as reply:
+        assert reply.status_code == 200
+        assert reply.headers["content-type"].startswith("text/event-stream")
+        raw = reply.read().decode()
+    events = raw.split("\n\n")
+    assert events[-1] == "" and events[-2] == "data: [DONE]"
+    payloads = [json.loads(e.removeprefix("data: ")) for e in events[:-2]]
+    assert all(e.startswith("data: ") for e in events[:-1])
+    assert all(p["object"] == "text_completion" and p["model"] == MODEL for p in payloads)
+    assert payloads[-1]["choices"][0]["finish_reason"] == "length"
+
+
+def test_nim_style_requests_post(llm_server: Server) -> None:
+    reply = requests.post(f"{llm_server.rest_url}/v1/completions",
+                          json={"model": MODEL, "prompt": QUESTION, "max_tokens": 32},
+                          timeout=120)
+    assert reply.status_code == 200
+    body = reply.json()
+    assert isinstance(body["choices"][0]["text"], str)
+    assert body["choices"][0]["finish_reason"] in ("stop", "length")
+    assert body["usage"]["completion_tokens"] >= 1
+    story = requests.post(f"{llm_server.rest_url}/v1/completions",
+                          json={"model": MODEL, "prompt": "Once upon a time", "max_tokens": 16},
+                          timeout=120)
+    assert story.json()["choices"][0]["text"].strip()
+
+
+ERROR_CASES = [
+    ({"model": "nope", "prompt": "x"}, 404, "model", "model_not_found", "`nope` does not exist"),
+    ({"model": "python_model", "prompt": "x"}, 404, "model", "model_not_found",
+     "not an LLM graph"),
+    ({"model": MODEL, "prompt": "x", "temperature": 3}, 400, "temperature", None,
+     "temperature: Input should be less than or equal to 2"),
+    ({"model": MODEL, "prompt": "x", "max_tokens": 0}, 400, "max_tokens", None, "max_tokens"),
+    ({"model": MODEL}, 400, "prompt", None, "prompt: Field required"),
+    ({"model": MODEL, "prompt": "x", "logprobs": 2}, 400, "logprobs", None, "not supported"),
+    ({"model": MODEL, "prompt": "x", "max_tokens": 5000}, 400, None, None,
+     "max_tokens 5000 is over this model's limit of 4096"),
+    ({"model": MODEL, "prompt": "word " * 8000, "max_tokens": 1000}, 400, None, None,
+     "tokens and max_tokens is 1000: together over the model's context of 8192 tokens"),
+]
+
+
+@pytest.mark.parametrize(("body", "status", "param", "code", "message"), ERROR_CASES,
+                         ids=[str(i) for i in range(len(ERROR_CASES))])
+def test_errors_use_the_openai_envelope(
+    llm_server: Server, body: dict[str, object], status: int, param: str | None,
+    code: str | None, message: str,
+) -> None:
+    for stream in (False, True):
+        reply = httpx.post(f"{llm_server.rest_url}/v1/completions",
+                           json={**body, "stream": stream}, timeout=120)
+        assert reply.status_code == status, reply.text
+        error = reply.json()["error"]
+        assert set(error) == {"message", "type", "param", "code"}
+        assert message in error["message"]
+        assert (error["param"], error["code"]) == (param, code)
+
+
+def test_chat_validation_names_the_field(llm_server: Server) -> None:
+    reply = httpx.post(f"{llm_server.rest_url}/v1/chat/completions",
+                       json={"model": MODEL, "messages": [{"role": "wizard", "content": "x"}]})
+    assert reply.status_code == 400
+    assert reply.json()["error"]["param"] == "messages.0.role"
+    malformed = httpx.post(f"{llm_server.rest_url}/v1/chat/completions", content=b"{nope")
+    assert malformed.status_code == 400
+    assert "not valid JSON" in malformed.json()["error"]["message"]
+
+
+def test_unknown_fields_are_accepted(client: openai.OpenAI) -> None:
+    reply = client.completions.create(model=MODEL, prompt="Hi", max_tokens=3,
+                                      extra_body={"nvext": {"guided": None}, "foo": 1})
+    assert reply.choices[0].finish_reason in ("stop", "length")
+
+
+def wait_for_abort(server: Server, aborted: float) -> None:
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        if (engine_metric(server, "ovserve_engine_requests_aborted_total") > aborted
+                and engine_metric(server, "ovserve_engine_requests_active") == 0):
+            return
+        time.sleep(0.05)
+    pytest.fail("the engine did not abort the request of the client that left")
+
+
+def test_stream_disconnect_aborts_generation(llm_server: Server) -> None:
+    aborted = engine_metric(llm_server, "ovserve_engine_requests_aborted_total")
+    body = {"model": MODEL, "prompt": "Write a long story.", "max_tokens": 2000,
+            "stream": True}
+    with httpx.stream("POST", f"{llm_server.rest_url}/v1/completions", json=body) as reply:
+        next(reply.iter_lines())  # one event, then the client goes away
+    wait_for_abort(llm_server, aborted)
+
+
+def test_non_streamed_disconnect_aborts_generation(llm_server: Server) -> None:
+    aborted = engine_metric(llm_server, "ovserve_engine_requests_aborted_total")
+    body = json.dumps({"model": MODEL, "prompt": "Write a long story.", "max_tokens": 2000,
+                       "temperature": 0.8, "seed": 1}).encode()
+    with socket.create_connection(("127.0.0.1", llm_server.rest_port)) as sock:
+        sock.sendall(b"POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Type: "
+                     b"application/json\r\nContent-Length: " + str(len(body)).encode()
+                     + b"\r\n\r\n" + body)
+        deadline = time.monotonic() + 10
+        while engine_metric(llm_server, "ovserve_engine_requests_active") == 0:
+            assert time.monotonic() < deadline, "the request never reached the engine"
+            time.sleep(0.02)
+    wait_for_abort(llm_server, aborted)
