@@ -205,29 +205,25 @@ class OpenVINOEngine:
     # -- requests ----------------------------------------------------------------------------
 
     def generation_config(self, params: SamplingParams) -> Any:
+        """The model's generation_config.json, then the request's fields over it."""
         import openvino_genai as ov_genai
 
-        config = ov_genai.GenerationConfig()
+        path = self.config.models_path / "generation_config.json"
+        config = ov_genai.GenerationConfig(str(path)) if path.is_file() else (
+            ov_genai.GenerationConfig())
         config.max_new_tokens = params.max_tokens or self.config.default_max_tokens
         config.eos_token_id = self.defaults.eos_token_id
         config.stop_token_ids = set(self.defaults.stop_token_ids)
-        if params.temperature is not None and params.temperature > 0:
-            config.do_sample = True
-            config.temperature = params.temperature
-        elif params.temperature is None and self.defaults.do_sample:
-            config.do_sample = True
-            config.temperature = self.defaults.temperature
-        if config.do_sample:
-            config.top_p = params.top_p if params.top_p is not None else self.defaults.top_p
-            config.top_k = params.top_k if params.top_k is not None else self.defaults.top_k
-            if params.seed is not None:
-                config.rng_seed = params.seed
-        if params.repetition_penalty is not None:
-            config.repetition_penalty = params.repetition_penalty
-        if params.presence_penalty is not None:
-            config.presence_penalty = params.presence_penalty
-        if params.frequency_penalty is not None:
-            config.frequency_penalty = params.frequency_penalty
+        if params.temperature is not None:
+            config.do_sample = params.temperature > 0
+            config.temperature = params.temperature if params.temperature > 0 else 1.0
+        for name in ("top_p", "top_k", "repetition_penalty", "presence_penalty",
+                     "frequency_penalty"):
+            value = getattr(params, name)
+            if value is not None:
+                setattr(config, name, value)
+        if params.seed is not None:
+            config.rng_seed = params.seed
         if params.stop:
             config.stop_strings = set(params.stop)
             config.include_stop_str_in_output = False

@@ -28,10 +28,11 @@ from ovserve.graph.spec import (
     GraphSpec,
     NodeSpec,
 )
+from ovserve.protocol.generation import REQUEST_TAG, RESPONSE_TAG
 
 LOOPBACK = "LOOPBACK"
 #: Graph-level stream tags and what they carry (OVMS names the packet type by tag prefix).
-GRAPH_STREAM_TAG_PREFIXES = ("OVMS_PY_TENSOR", "HTTP_REQUEST_PAYLOAD", "HTTP_RESPONSE_PAYLOAD")
+GRAPH_STREAM_TAG_PREFIXES = ("OVMS_PY_TENSOR", REQUEST_TAG, RESPONSE_TAG)
 #: Side packets ovserve provides itself; any other must be a graph input_side_packet.
 PROVIDED_SIDE_PACKET_TAGS = frozenset({"PYTHON_NODE_RESOURCES", "LLM_NODE_RESOURCES"})
 

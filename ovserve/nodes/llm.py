@@ -22,10 +22,12 @@ from ovserve.graph.calculator import Calculator, LoadContext, NodeRun, Packet, R
 from ovserve.graph.config import node_options
 from ovserve.graph.proto.llm_calculator_pb2 import LLMCalculatorOptions
 from ovserve.graph.spec import NodeSpec
-from ovserve.protocol.generation import GenerationChunk, GenerationRequest
-
-REQUEST_TAG = "HTTP_REQUEST_PAYLOAD"
-RESPONSE_TAG = "HTTP_RESPONSE_PAYLOAD"
+from ovserve.protocol.generation import (
+    REQUEST_TAG,
+    RESPONSE_TAG,
+    GenerationChunk,
+    GenerationRequest,
+)
 
 
 def _options(node: NodeSpec) -> LLMCalculatorOptions | None:

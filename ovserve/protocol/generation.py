@@ -7,6 +7,10 @@ from typing import Any, Literal
 
 Kind = Literal["completion", "chat"]
 
+#: Graph stream tags of LLM graphs (OVMS's names): requests in, chunks out.
+REQUEST_TAG = "HTTP_REQUEST_PAYLOAD"
+RESPONSE_TAG = "HTTP_RESPONSE_PAYLOAD"
+
 
 @dataclass(frozen=True)
 class SamplingParams:

@@ -23,12 +23,11 @@ from ovserve.graph.config import parse_graph_file
 from ovserve.graph.executor import GraphRun, OutputPacket, RunError
 from ovserve.graph.spec import GraphSpec
 from ovserve.graph.validation import build_graph
-from ovserve.protocol.generation import GenerationChunk, GenerationRequest
+from ovserve.protocol.generation import REQUEST_TAG, GenerationChunk, GenerationRequest
 from ovserve.serving.server_config import GraphEntry
 
 log = logging.getLogger(__name__)
 
-REQUEST_TAG = "HTTP_REQUEST_PAYLOAD"
 
 #: Threads for blocking user code (Python handlers) per servable: generators of concurrent
 #: streams each hold a thread while they compute their next item.

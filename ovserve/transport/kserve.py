@@ -30,6 +30,8 @@ NUMPY_DTYPES: dict[str, Any] = {
 }
 #: Graph inputs carry any datatype and shape; metadata says so as OVMS does.
 UNTYPED = "INVALID"
+#: Request parameter that sets a packet's timestamp; responses carry it too.
+TIMESTAMP_PARAMETER = "OVMS_MP_TIMESTAMP"
 
 
 def check_header(servable: str, name: str, datatype: str, shape: Sequence[int]) -> None:
@@ -152,5 +154,3 @@ def side_packets(parameters: Mapping[str, Any]) -> dict[str, Any]:
     """Request parameters that become graph side packets (OVMS_MP_TIMESTAMP excluded)."""
     return {k: v for k, v in parameters.items() if k != TIMESTAMP_PARAMETER}
 
-
-TIMESTAMP_PARAMETER = "OVMS_MP_TIMESTAMP"
