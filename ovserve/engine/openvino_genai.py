@@ -16,7 +16,7 @@ import json
 import logging
 import queue
 import threading
-from collections.abc import AsyncIterator, Callable, Iterator, Mapping
+from collections.abc import AsyncGenerator, Callable, Generator, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -75,7 +75,7 @@ class Generation:
         if self.request is not None and not self.finished:
             self.engine._abort(self.request.id)
 
-    def deltas(self) -> Iterator[Delta]:
+    def deltas(self) -> Generator[Delta, None, None]:
         """Blocking iterator (for handler threads). Closing it early aborts the request."""
         assert self._sync is not None, "submitted for async reading"
         try:
@@ -85,7 +85,7 @@ class Generation:
         finally:
             self.abort()
 
-    async def adeltas(self) -> AsyncIterator[Delta]:
+    async def adeltas(self) -> AsyncGenerator[Delta, None]:
         """Async iterator. Cancellation or closing it early aborts the request."""
         assert self._async is not None, "submitted for sync reading"
         try:

@@ -1,0 +1,61 @@
+"""The shared engine on the real model: devices, batching, aborts, stop strings."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+
+from ovserve.engine import EngineConfig, OpenVINOEngine, SamplingParams, shared_engine
+from ovserve.errors import EngineError, InvalidInput
+
+
+def test_missing_device_lists_the_available_ones(default_model_dir: Path) -> None:
+    with pytest.raises(EngineError, match=r"device 'NPU' is not present; available: .*CPU"):
+        OpenVINOEngine(EngineConfig(models_path=default_model_dir, device="NPU"))
+
+
+def test_unprepared_model_is_named(tmp_path: Path) -> None:
+    with pytest.raises(EngineError, match=r"has no openvino_model\.xml"):
+        OpenVINOEngine(EngineConfig(models_path=tmp_path))
+
+
+def test_batch_abort_stop_strings_and_context(default_model_dir: Path) -> None:
+    engine = shared_engine(default_model_dir)
+    assert shared_engine(str(default_model_dir)) is engine  # one engine per model
+    batch = engine.submit_batch(["Count from one to twenty in words.", "Say hello."],
+                                SamplingParams(max_tokens=24))
+    texts = ["", ""]
+    finish: list[str | None] = [None, None]
+    for update in batch.updates():
+        for i, delta in enumerate(update):
+            if delta is not None:
+                texts[i] += delta.text
+                finish[i] = delta.finish_reason or finish[i]
+    assert all(texts) and set(finish) <= {"stop", "length"}
+    assert all(0 < n <= 24 for n in batch.completion_tokens)
+
+    prompt = "What is the theory of relativity?"
+    full = "".join(d.text for d in engine.submit(prompt, SamplingParams(max_tokens=40)).deltas())
+    stop_word = full.split()[6]  # greedy decoding: the same text comes again up to here
+    stopped = engine.submit(prompt, SamplingParams(max_tokens=40, stop=(stop_word,)))
+    text = "".join(d.text for d in stopped.deltas())
+    assert stop_word not in text and full.startswith(text.rstrip()) and text.strip()
+
+    before = engine.stats().aborted_requests
+    long = engine.submit("Write a long story about a dragon.", SamplingParams(max_tokens=500))
+    deltas = long.deltas()
+    next(deltas)
+    deltas.close()  # the consumer went away
+    for _ in range(200):
+        stats = engine.stats()
+        if stats.active_requests == 0 and stats.aborted_requests == before + 1:
+            break
+        time.sleep(0.02)
+    assert engine.stats().aborted_requests == before + 1
+    assert engine.stats().active_requests == 0
+    assert long.request is not None and len(long.request.token_ids) < 500
+
+    with pytest.raises(InvalidInput, match="over the model's context of 8192 tokens"):
+        engine.submit("word " * 8190, SamplingParams(max_tokens=10))
