@@ -11,7 +11,7 @@ REQS := requirements/constraints.txt requirements/serve.txt requirements/export.
         requirements/export-nodeps.txt requirements/dev.txt pyproject.toml setup.py \
         ovserve/protocol/_buffer.c
 
-.PHONY: serve test check install model protos clean-venv
+.PHONY: serve test check install model protos bench clean-venv
 
 # python_model (the seed streaming servable: both seed clients and curl work) and the OpenAI API
 # on the built-in model as smollm2-135m-instruct, sharing one engine.
@@ -49,6 +49,12 @@ $(INSTALLED): $(REQS)
 
 $(MODEL_DIR)/ovserve_model.json: | $(INSTALLED)
 	$(BIN)/python scripts/download_model.py --model $(DEFAULT_MODEL) --output $(MODEL_DIR)
+
+# Side-by-side benchmark: ovserve (OpenAI SSE, gRPC stream) vs the raw engine.
+bench: $(MODEL_DIR)/ovserve_model.json
+	$(BIN)/pip install --quiet --disable-pip-version-check -c requirements/constraints.txt \
+	    -r requirements/bench.txt
+	$(BIN)/python benchmarks/run.py
 
 # The graph .proto subset -> Python (the generated files are committed).
 protos: $(INSTALLED)

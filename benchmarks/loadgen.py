@@ -1,0 +1,290 @@
+"""An async, bounded, closed-loop load generator for streaming LLM endpoints (loopback only).
+
+Each level runs ``concurrency`` workers that send one request at a time until
+``requests`` are done, after a warm-up. Every request has a distinct prompt (prefix caching
+must not be what is measured). Per request it records the time to the first token (TTFT), the
+gaps between streamed chunks (inter-token latency), the time per output token after the first
+(TPOT) and the end-to-end latency.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+import statistics
+import threading
+import time
+from collections.abc import AsyncIterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+TOPICS = ["the Moon", "volcanoes", "honey bees", "the Roman Empire", "black holes", "penguins",
+          "the printing press", "rainforests", "jazz", "glaciers", "chess", "the Nile",
+          "electric cars", "coral reefs", "the telescope", "tea", "deserts", "bridges",
+          "comets", "the violin", "salmon", "windmills", "the Silk Road", "origami"]
+_nonce = itertools.count()
+
+
+def distinct_prompt() -> str:
+    n = next(_nonce)
+    return f"[{n}] Write a detailed essay about {TOPICS[n % len(TOPICS)]}."
+
+
+@dataclass
+class RequestResult:
+    ttft: float = 0.0
+    e2e: float = 0.0
+    tokens: int = 0
+    gaps: list[float] = field(default_factory=list)
+    error: str | None = None
+
+    @property
+    def tpot(self) -> float | None:
+        return (self.e2e - self.ttft) / (self.tokens - 1) if self.tokens > 1 else None
+
+
+class Target(Protocol):
+    name: str
+
+    async def request(self, prompt: str, max_tokens: int) -> RequestResult: ...
+
+
+def percentiles(values: list[float]) -> dict[str, float]:
+    if not values:
+        return {"p50": float("nan"), "p90": float("nan"), "p99": float("nan")}
+    ordered = sorted(values)
+
+    def pick(q: float) -> float:
+        return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+
+    return {"p50": pick(0.5), "p90": pick(0.9), "p99": pick(0.99)}
+
+
+@dataclass
+class LevelResult:
+    system: str
+    concurrency: int
+    requests: int
+    seconds: float
+    output_tokens: int
+    errors: int
+    ttft: dict[str, float]
+    tpot: dict[str, float]
+    itl: dict[str, float]
+    e2e: dict[str, float]
+
+    @property
+    def tokens_per_second(self) -> float:
+        return self.output_tokens / self.seconds
+
+    @property
+    def requests_per_second(self) -> float:
+        return self.requests / self.seconds
+
+    def as_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "tokens_per_second": self.tokens_per_second,
+                "requests_per_second": self.requests_per_second}
+
+
+async def run_level(target: Target, concurrency: int, requests: int, max_tokens: int,
+                    warmup: int = 2) -> LevelResult:
+    for _ in range(warmup):
+        await target.request(distinct_prompt(), 16)
+    remaining = itertools.count()
+    results: list[RequestResult] = []
+
+    async def worker() -> None:
+        while next(remaining) < requests:
+            results.append(await target.request(distinct_prompt(), max_tokens))
+
+    started = time.perf_counter()
+    await asyncio.gather(*(worker() for _ in range(concurrency)))
+    seconds = time.perf_counter() - started
+    ok = [r for r in results if r.error is None]
+    return LevelResult(
+        system=target.name, concurrency=concurrency, requests=len(results), seconds=seconds,
+        output_tokens=sum(r.tokens for r in ok), errors=len(results) - len(ok),
+        ttft=percentiles([r.ttft for r in ok]),
+        tpot=percentiles([t for r in ok if (t := r.tpot) is not None]),
+        itl=percentiles([g for r in ok for g in r.gaps]),
+        e2e=percentiles([r.e2e for r in ok]),
+    )
+
+
+class OpenAIChatTarget:
+    """Chat completions over SSE (ovserve /v1, llama-cpp-python's server, ...)."""
+
+    def __init__(self, name: str, base_url: str, model: str) -> None:
+        import httpx
+
+        self.name = name
+        self.model = model
+        self.client = httpx.AsyncClient(base_url=base_url, timeout=600,
+                                        limits=httpx.Limits(max_connections=256))
+
+    async def request(self, prompt: str, max_tokens: int) -> RequestResult:
+        body = {"model": self.model, "max_tokens": max_tokens, "stream": True,
+                "stream_options": {"include_usage": True}, "temperature": 0,
+                "messages": [{"role": "user", "content": prompt}]}
+        result = RequestResult()
+        started = last = time.perf_counter()
+        chunks = 0
+        try:
+            async with self.client.stream("POST", "/chat/completions", json=body) as reply:
+                if reply.status_code != 200:
+                    result.error = (await reply.aread()).decode()[:200]
+                    return result
+                async for line in reply.aiter_lines():
+                    if not line.startswith("data: ") or line == "data: [DONE]":
+                        continue
+                    event = json.loads(line[6:])
+                    if event.get("usage"):
+                        result.tokens = event["usage"]["completion_tokens"]
+                    choices = event.get("choices") or []
+                    if choices and choices[0].get("delta", {}).get("content"):
+                        now = time.perf_counter()
+                        if chunks == 0:
+                            result.ttft = now - started
+                        else:
+                            result.gaps.append(now - last)
+                        last, chunks = now, chunks + 1
+        except Exception as exc:  # a failed request is counted, not fatal
+            result.error = repr(exc)
+        result.e2e = time.perf_counter() - started
+        result.tokens = result.tokens or chunks
+        return result
+
+
+class GrpcStreamTarget:
+    """The seed's servable_stream over KServe gRPC ModelStreamInfer (tritonclient aio)."""
+
+    def __init__(self, name: str, url: str, model: str = "python_model") -> None:
+        import tritonclient.grpc.aio as grpcclient
+
+        self.name = name
+        self.model = model
+        self.client = grpcclient.InferenceServerClient(url)
+        self.grpcclient = grpcclient
+
+    async def request(self, prompt: str, max_tokens: int) -> RequestResult:
+        import numpy as np
+
+        tensor = self.grpcclient.InferInput("pre_prompt", [1], "BYTES")
+        tensor.set_data_from_numpy(np.array([prompt.encode()], dtype=np.object_))
+
+        async def one() -> AsyncIterator[dict[str, Any]]:
+            yield {"model_name": self.model, "inputs": [tensor]}  # the server sets max tokens
+
+        result = RequestResult()
+        started = last = time.perf_counter()
+        chunks = 0
+        try:
+            async for response, error in self.client.stream_infer(one()):
+                if error is not None:
+                    result.error = str(error)
+                    break
+                if response.as_numpy("completion") is not None:
+                    now = time.perf_counter()
+                    if chunks == 0:
+                        result.ttft = now - started
+                    else:
+                        result.gaps.append(now - last)
+                    last, chunks = now, chunks + 1
+                elif response.as_numpy("token_count") is not None:
+                    result.tokens = int(response.as_numpy("token_count")[0])
+                elif response.as_numpy("end_signal") is not None:
+                    break
+        except Exception as exc:
+            result.error = repr(exc)
+        result.e2e = time.perf_counter() - started
+        return result
+
+
+class RawEngineTarget:
+    """openvino-genai's ContinuousBatchingPipeline in this process: the ceiling.
+
+    One thread adds requests and calls step(); token arrival is timed in that thread, with
+    no detokenization and no serving layer in between.
+    """
+
+    name = "raw openvino-genai"
+
+    def __init__(self, models_path: Path, max_num_batched_tokens: int = 2048,
+                 max_num_seqs: int = 256, cache_size: int = 1) -> None:
+        """Scheduler settings default to those of graphs/llm/graph.pbtxt (the server's)."""
+        import openvino_genai as ov_genai
+
+        scheduler = ov_genai.SchedulerConfig()
+        scheduler.cache_size = cache_size
+        scheduler.max_num_batched_tokens = max_num_batched_tokens
+        scheduler.max_num_seqs = max_num_seqs
+        scheduler.enable_prefix_caching = True
+        self.pipeline = ov_genai.ContinuousBatchingPipeline(str(models_path), scheduler, "CPU")
+        self.tokenizer = self.pipeline.get_tokenizer()
+        self.eos = self.pipeline.get_config().eos_token_id
+        self.ov_genai = ov_genai
+        self.lock = threading.Condition()
+        self.pending: list[tuple[int, str, int, float, asyncio.AbstractEventLoop,
+                                 asyncio.Future[RequestResult]]] = []
+        self.ids = itertools.count()
+        threading.Thread(target=self._loop, daemon=True).start()
+
+    async def request(self, prompt: str, max_tokens: int) -> RequestResult:
+        started = time.perf_counter()  # the clock starts where a client's would
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[RequestResult] = loop.create_future()
+        templated = self.tokenizer.apply_chat_template([{"role": "user", "content": prompt}],
+                                                       add_generation_prompt=True)
+        with self.lock:
+            self.pending.append((next(self.ids), templated, max_tokens, started, loop, future))
+            self.lock.notify()
+        return await future
+
+    def _loop(self) -> None:
+        active: dict[int, tuple[Any, RequestResult, float, float, Any, Any]] = {}
+        while True:
+            with self.lock:
+                while not self.pending and not active:
+                    self.lock.wait()
+                pending, self.pending = self.pending, []
+            for request_id, prompt, max_tokens, started, loop, future in pending:
+                config = self.ov_genai.GenerationConfig(max_new_tokens=max_tokens)
+                config.eos_token_id = self.eos
+                handle = self.pipeline.add_request(request_id, prompt, config)
+                active[request_id] = (handle, RequestResult(), started, started, loop, future)
+            self.pipeline.step()
+            now = time.perf_counter()
+            for request_id, (handle, result, started, last, loop, future) in list(active.items()):
+                if handle.can_read():
+                    new = sum(len(o.generated_ids) for o in handle.read().values())
+                    if new:
+                        if result.tokens == 0:
+                            result.ttft = now - started
+                        else:
+                            result.gaps.append(now - last)
+                        result.tokens += new
+                        active[request_id] = (handle, result, started, now, loop, future)
+                if handle.get_status().name != "RUNNING":
+                    result.e2e = now - started
+                    loop.call_soon_threadsafe(future.set_result, result)
+                    del active[request_id]
+
+
+def summary_table(levels: list[LevelResult]) -> str:
+    rows = ["| system | conc. | req | out tok/s | req/s | TTFT p50/p90/p99 (ms) | "
+            "TPOT p50 (ms) | ITL p50/p99 (ms) | e2e p50/p99 (s) | errors |",
+            "|---|---|---|---|---|---|---|---|---|---|"]
+    for r in levels:
+        rows.append(
+            f"| {r.system} | {r.concurrency} | {r.requests} | {r.tokens_per_second:.0f} | "
+            f"{r.requests_per_second:.2f} | {r.ttft['p50'] * 1e3:.0f} / "
+            f"{r.ttft['p90'] * 1e3:.0f} / {r.ttft['p99'] * 1e3:.0f} | "
+            f"{r.tpot['p50'] * 1e3:.1f} | {r.itl['p50'] * 1e3:.1f} / {r.itl['p99'] * 1e3:.1f} | "
+            f"{r.e2e['p50']:.2f} / {r.e2e['p99']:.2f} | {r.errors} |")
+    return "\n".join(rows)
+
+
+def median(values: list[float]) -> float:
+    return statistics.median(values)
