@@ -57,7 +57,10 @@ class _Request:
         self.sink = sink  # receives Delta objects, then _END
         self.handle: Any = None
         self.token_ids: list[int] = []
-        self.sent_text = ""
+        # Incremental detokenization (as vLLM does): text is decoded from a short window,
+        # tokens [prefix_offset:read_offset] were already sent as text.
+        self.prefix_offset = 0
+        self.read_offset = 0
 
 
 class Generation:
@@ -347,6 +350,8 @@ class OpenVINOEngine:
             self._collect()
 
     def _collect(self) -> None:
+        """Read new tokens of every request, then detokenize all of them in one call."""
+        updates: list[tuple[_Request, str | None, bool]] = []
         for request_id, request in list(self._active.items()):
             handle = request.handle
             finish: str | None = None
@@ -358,16 +363,28 @@ class OpenVINOEngine:
             status = handle.get_status().name
             done = status in ("FINISHED", "STOP", "CANCEL", "IGNORED", "DROPPED_BY_PIPELINE",
                               "DROPPED_BY_HANDLE")
-            if done and finish is None:
-                finish = "stop" if status in ("FINISHED", "STOP") else "abort"
-            text = self.tokenizer.decode(request.token_ids) if request.token_ids else ""
-            if not done and text.endswith("\ufffd"):  # an incomplete UTF-8 sequence
-                continue
-            new_text = text[len(request.sent_text):] if text.startswith(
-                request.sent_text) else text
-            if new_text or done:
-                request.sent_text = text
-                request.sink(Delta(new_text, finish_reason=finish if done else None))
             if done:
                 del self._active[request_id]
+                if finish is None:
+                    finish = "stop" if status in ("FINISHED", "STOP") else "abort"
+            if done or len(request.token_ids) > request.read_offset:
+                updates.append((request, finish, done))
+        if not updates:
+            return
+        windows: list[list[int]] = []
+        for request, _, _ in updates:
+            ids = request.token_ids
+            windows.append(ids[request.prefix_offset:request.read_offset])
+            windows.append(ids[request.prefix_offset:])
+        texts = self.tokenizer.decode(windows)  # one detokenizer inference per step
+        for n, (request, finish, done) in enumerate(updates):
+            prefix_text, full_text = texts[2 * n], texts[2 * n + 1]
+            delta = ""
+            if len(full_text) > len(prefix_text) and (done or not full_text.endswith("\ufffd")):
+                delta = full_text[len(prefix_text):]
+                request.prefix_offset = request.read_offset
+                request.read_offset = len(request.token_ids)
+            if delta or done:
+                request.sink(Delta(delta, finish_reason=finish if done else None))
+            if done:
                 request.sink(_END)
