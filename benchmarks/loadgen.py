@@ -40,9 +40,27 @@ class RequestResult:
     gaps: list[float] = field(default_factory=list)
     error: str | None = None
 
+    started: float = field(default_factory=time.perf_counter)
+    chunks: int = 0
+    _last: float = 0.0
+
     @property
     def tpot(self) -> float | None:
         return (self.e2e - self.ttft) / (self.tokens - 1) if self.tokens > 1 else None
+
+    def chunk(self, now: float | None = None) -> None:
+        """A streamed chunk with text arrived (first one: TTFT; later ones: a gap)."""
+        now = time.perf_counter() if now is None else now
+        if self.chunks == 0:
+            self.ttft = now - self.started
+        else:
+            self.gaps.append(now - self._last)
+        self._last, self.chunks = now, self.chunks + 1
+
+    def finish(self) -> RequestResult:
+        self.e2e = time.perf_counter() - self.started
+        self.tokens = self.tokens or self.chunks
+        return self
 
 
 class Target(Protocol):
@@ -129,13 +147,11 @@ class OpenAIChatTarget:
                 "stream_options": {"include_usage": True}, "temperature": 0,
                 "messages": [{"role": "user", "content": prompt}]}
         result = RequestResult()
-        started = last = time.perf_counter()
-        chunks = 0
         try:
             async with self.client.stream("POST", "/chat/completions", json=body) as reply:
                 if reply.status_code != 200:
                     result.error = (await reply.aread()).decode()[:200]
-                    return result
+                    return result.finish()
                 async for line in reply.aiter_lines():
                     if not line.startswith("data: ") or line == "data: [DONE]":
                         continue
@@ -144,17 +160,10 @@ class OpenAIChatTarget:
                         result.tokens = event["usage"]["completion_tokens"]
                     choices = event.get("choices") or []
                     if choices and choices[0].get("delta", {}).get("content"):
-                        now = time.perf_counter()
-                        if chunks == 0:
-                            result.ttft = now - started
-                        else:
-                            result.gaps.append(now - last)
-                        last, chunks = now, chunks + 1
+                        result.chunk()
         except Exception as exc:  # a failed request is counted, not fatal
             result.error = repr(exc)
-        result.e2e = time.perf_counter() - started
-        result.tokens = result.tokens or chunks
-        return result
+        return result.finish()
 
 
 class GrpcStreamTarget:
@@ -178,28 +187,20 @@ class GrpcStreamTarget:
             yield {"model_name": self.model, "inputs": [tensor]}  # the server sets max tokens
 
         result = RequestResult()
-        started = last = time.perf_counter()
-        chunks = 0
         try:
             async for response, error in self.client.stream_infer(one()):
                 if error is not None:
                     result.error = str(error)
                     break
                 if response.as_numpy("completion") is not None:
-                    now = time.perf_counter()
-                    if chunks == 0:
-                        result.ttft = now - started
-                    else:
-                        result.gaps.append(now - last)
-                    last, chunks = now, chunks + 1
+                    result.chunk()
                 elif response.as_numpy("token_count") is not None:
                     result.tokens = int(response.as_numpy("token_count")[0])
                 elif response.as_numpy("end_signal") is not None:
                     break
         except Exception as exc:
             result.error = repr(exc)
-        result.e2e = time.perf_counter() - started
-        return result
+        return result.finish()
 
 
 class RawEngineTarget:
@@ -243,7 +244,7 @@ class RawEngineTarget:
         return await future
 
     def _loop(self) -> None:
-        active: dict[int, tuple[Any, RequestResult, float, float, Any, Any]] = {}
+        active: dict[int, tuple[Any, RequestResult, Any, Any]] = {}
         while True:
             with self.lock:
                 while not self.pending and not active:
@@ -253,22 +254,17 @@ class RawEngineTarget:
                 config = self.ov_genai.GenerationConfig(max_new_tokens=max_tokens)
                 config.eos_token_id = self.eos
                 handle = self.pipeline.add_request(request_id, prompt, config)
-                active[request_id] = (handle, RequestResult(), started, started, loop, future)
+                active[request_id] = (handle, RequestResult(started=started), loop, future)
             self.pipeline.step()
             now = time.perf_counter()
-            for request_id, (handle, result, started, last, loop, future) in list(active.items()):
+            for request_id, (handle, result, loop, future) in list(active.items()):
                 if handle.can_read():
                     new = sum(len(o.generated_ids) for o in handle.read().values())
                     if new:
-                        if result.tokens == 0:
-                            result.ttft = now - started
-                        else:
-                            result.gaps.append(now - last)
+                        result.chunk(now)
                         result.tokens += new
-                        active[request_id] = (handle, result, started, now, loop, future)
                 if handle.get_status().name != "RUNNING":
-                    result.e2e = now - started
-                    loop.call_soon_threadsafe(future.set_result, result)
+                    loop.call_soon_threadsafe(future.set_result, result.finish())
                     del active[request_id]
 
 

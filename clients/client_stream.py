@@ -8,7 +8,6 @@ Text is shown as it arrives (one line per prompt on a terminal, refreshed in pla
 
 from __future__ import annotations
 
-import argparse
 import queue
 import sys
 import time
@@ -16,7 +15,7 @@ from typing import Any
 
 import numpy as np
 import tritonclient.grpc as grpcclient
-from client_unary import DEFAULT_PROMPT, print_metrics
+from client_unary import DEFAULT_PROMPT, parse_args, print_metrics
 
 
 class Display:
@@ -51,13 +50,7 @@ class Display:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--url", default="localhost:9000", help="gRPC address (localhost:9000)")
-    parser.add_argument("-p", "--prompt", action="append", dest="prompts",
-                        help=f"a prompt; repeat for several (default: {DEFAULT_PROMPT!r})")
-    parser.add_argument("--model", default="python_model", help="servable name")
-    args = parser.parse_args(argv)
+    args = parse_args(argv, __doc__)
     prompts = args.prompts or [DEFAULT_PROMPT]
 
     client = grpcclient.InferenceServerClient(

@@ -17,8 +17,10 @@ from tritonclient.utils import InferenceServerException
 DEFAULT_PROMPT = "What is the theory of relativity?"
 
 
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__,
+def parse_args(argv: list[str] | None = None, description: str | None = __doc__
+               ) -> argparse.Namespace:
+    """The seed clients' options: --url, repeatable -p/--prompt, --model."""
+    parser = argparse.ArgumentParser(description=description,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--url", default="localhost:9000", help="gRPC address (localhost:9000)")
     parser.add_argument("-p", "--prompt", action="append", dest="prompts",

@@ -36,3 +36,15 @@ def bytes_tensor(name, items):
 
 def int32_tensor(name, value):
     return Tensor(name, struct.pack("<i", value), shape=[1], datatype="INT32")
+
+
+def complete(engine, params, prompts_tensor):
+    """Unary answer: every prompt's whole text, and the number of tokens generated."""
+    batch = engine.submit_batch(prompts_of(prompts_tensor), params)
+    texts = [""] * len(batch.generations)
+    for update in batch.updates():
+        for i, delta in enumerate(update):
+            if delta is not None:
+                texts[i] += delta.text
+    return [bytes_tensor("completion", texts),
+            int32_tensor("token_count", sum(batch.completion_tokens))]

@@ -11,7 +11,7 @@ from pathlib import Path
 from pyovms import Tensor
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from llm_common import bytes_tensor, engine_and_params, int32_tensor, prompts_of
+from llm_common import bytes_tensor, complete, engine_and_params, int32_tensor, prompts_of
 
 
 class OvmsPythonModel:
@@ -26,11 +26,4 @@ class OvmsPythonModel:
         yield [Tensor("end_signal", b"")]
 
     def execute_unary(self, inputs):
-        batch = self.engine.submit_batch(prompts_of(inputs[0]), self.params)
-        texts = [""] * len(batch.generations)
-        for update in batch.updates():
-            for i, delta in enumerate(update):
-                if delta is not None:
-                    texts[i] += delta.text
-        return [bytes_tensor("completion", texts),
-                int32_tensor("token_count", sum(batch.completion_tokens))]
+        return complete(self.engine, self.params, inputs[0])
