@@ -123,7 +123,12 @@ class Server:
         """SIGTERM, wait, keep the server's output in ``log``; returns the exit code."""
         if self.process.poll() is None:
             self.process.send_signal(signal.SIGTERM)
-        self.log, _ = self.process.communicate(timeout=timeout)
+        try:
+            self.log, _ = self.process.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.process.kill()  # never leave a server behind
+            self.log, _ = self.process.communicate()
+            raise
         return self.process.returncode
 
     def output(self) -> str:

@@ -18,24 +18,29 @@ from tests.transport.test_grpc import text_input
 
 def test_sigterm_during_a_stream_lets_it_finish(tmp_path: Path) -> None:
     server = start_server(write_config(tmp_path, word_delay=0.2), "--grace_period", "20")
-    client = grpcclient.InferenceServerClient(server.grpc_url)
-    responses: queue.Queue[tuple[Any, Any]] = queue.Queue()
-    client.start_stream(callback=lambda result, error: responses.put((result, error)))
-    client.async_stream_infer("words", [text_input("text", ["one two three four five"])])
-    first, error = responses.get(timeout=30)
-    assert error is None and first.as_numpy("word").tolist() == [b"one"]
-    server.process.terminate()  # SIGTERM while four more words are being generated
-    words = [b"one"]
-    while True:
-        result, error = responses.get(timeout=30)
-        assert error is None, error
-        if result.as_numpy("end_signal") is not None:
-            break
-        words += result.as_numpy("word").tolist()
-    client.stop_stream()
-    assert words == [b"one", b"two", b"three", b"four", b"five"]
-    assert server.terminate() == 0
-    assert "shutting down" in server.log
+    try:
+        client = grpcclient.InferenceServerClient(server.grpc_url)
+        responses: queue.Queue[tuple[Any, Any]] = queue.Queue()
+        client.start_stream(callback=lambda result, error: responses.put((result, error)))
+        client.async_stream_infer("words", [text_input("text", ["one two three four five"])])
+        first, error = responses.get(timeout=30)
+        assert error is None and first.as_numpy("word").tolist() == [b"one"]
+        server.process.terminate()  # SIGTERM while four more words are being generated
+        words = [b"one"]
+        while True:
+            result, error = responses.get(timeout=30)
+            assert error is None, error
+            if result.as_numpy("end_signal") is not None:
+                break
+            words += result.as_numpy("word").tolist()
+        client.stop_stream()
+        assert words == [b"one", b"two", b"three", b"four", b"five"]
+        assert server.terminate() == 0
+        assert "shutting down" in server.log
+    finally:
+        if server.process.poll() is None:  # a failed assertion must not leak the server
+            server.process.kill()
+            server.process.communicate()
 
 
 def test_client_leaving_mid_stream_closes_the_generator(server: Server, tmp_path: Path) -> None:
