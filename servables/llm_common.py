@@ -5,6 +5,7 @@ import struct
 from pathlib import Path
 
 from ovserve.engine import SamplingParams, shared_engine
+from ovserve.protocol.tensor import bytes_tensor, decode_bytes
 from pyovms import Tensor
 
 DEFAULT_MODEL = Path(__file__).resolve().parent.parent / "models" / "smollm2-135m-instruct"
@@ -19,19 +20,8 @@ def engine_and_params():
 
 
 def prompts_of(tensor):
-    """The strings of a BYTES tensor (4-byte little-endian length, then the bytes, each)."""
-    raw = bytes(tensor)
-    out, offset = [], 0
-    while offset < len(raw):
-        (length,) = struct.unpack_from("<I", raw, offset)
-        out.append(raw[offset + 4 : offset + 4 + length].decode())
-        offset += 4 + length
-    return out
-
-
-def bytes_tensor(name, items):
-    data = b"".join(struct.pack("<I", len(s.encode())) + s.encode() for s in items)
-    return Tensor(name, data, shape=[len(items)], datatype="BYTES")
+    """The strings of a BYTES tensor."""
+    return [item.decode() for item in decode_bytes(tensor)]
 
 
 def int32_tensor(name, value):

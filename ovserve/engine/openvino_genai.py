@@ -27,6 +27,8 @@ from ovserve.errors import EngineError, InvalidInput
 log = logging.getLogger(__name__)
 
 _FINISH = {"STOP": "stop", "LENGTH": "length"}
+_SAMPLING_DEFAULTS = ("do_sample", "temperature", "top_p", "top_k", "repetition_penalty",
+                      "presence_penalty", "frequency_penalty")
 _END = object()
 
 
@@ -179,6 +181,7 @@ class OpenVINOEngine:
         self.tokenizer = self.pipeline.get_tokenizer()
         self.defaults = self.pipeline.get_config()
         self.context_length = self._context_length()
+        self.model_defaults = self._model_defaults()  # read once, applied per request
         self.name = config.models_path.name
         self._ids = itertools.count()
         self._lock = threading.Lock()
@@ -196,6 +199,12 @@ class OpenVINOEngine:
         log.info("engine: loaded %s on %s (context %d tokens)", config.models_path, device,
                  self.context_length)
 
+    def _model_defaults(self) -> dict[str, Any]:
+        """Sampling defaults from the model's generation_config.json."""
+        path = self.config.models_path / "generation_config.json"
+        data = json.loads(path.read_text()) if path.is_file() else {}
+        return {k: v for k, v in data.items() if k in _SAMPLING_DEFAULTS and v is not None}
+
     def _context_length(self) -> int:
         path = self.config.models_path / "config.json"
         if path.is_file():
@@ -211,9 +220,9 @@ class OpenVINOEngine:
         """The model's generation_config.json, then the request's fields over it."""
         import openvino_genai as ov_genai
 
-        path = self.config.models_path / "generation_config.json"
-        config = ov_genai.GenerationConfig(str(path)) if path.is_file() else (
-            ov_genai.GenerationConfig())
+        config = ov_genai.GenerationConfig()
+        for name, value in self.model_defaults.items():
+            setattr(config, name, value)
         config.max_new_tokens = params.max_tokens or self.config.default_max_tokens
         config.eos_token_id = self.defaults.eos_token_id
         config.stop_token_ids = set(self.defaults.stop_token_ids)

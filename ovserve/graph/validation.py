@@ -47,6 +47,20 @@ def _refs(texts: list[str], where: str, kind: str, problems: list[str]) -> list[
     return refs
 
 
+def _named_port(text: str, ports: list[str], where: str, problems: list[str]) -> str | None:
+    """The input port a ``tag_index`` field names, or None after recording why not."""
+    try:
+        tag, index = parse_tag_index(text)
+    except ValueError as exc:
+        problems.append(f"{where} {exc}")
+        return None
+    port = f"{tag}:{index}"
+    if port not in ports:
+        problems.append(f"{where} names input {text!r}, which the node does not have")
+        return None
+    return port
+
+
 def _graph_tag_ok(ref: StreamRef) -> bool:
     return not ref.tag or ref.tag.startswith(GRAPH_STREAM_TAG_PREFIXES)
 
@@ -76,18 +90,10 @@ def _sync_sets(
     for sync_set in options.sync_set if options is not None else []:
         group = []
         for tag_index in sync_set.tag_index:
-            try:
-                tag, index = parse_tag_index(tag_index)
-            except ValueError as exc:
-                problems.append(f"node {label}: sync_set {exc}")
+            port = _named_port(tag_index, ports, f"node {label}: sync_set", problems)
+            if port is None:
                 continue
-            port = f"{tag}:{index}"
-            if port not in ports:
-                problems.append(
-                    f"node {label}: sync_set names input {tag_index!r}, which the node does "
-                    "not have"
-                )
-            elif port in seen:
+            if port in seen:
                 problems.append(f"node {label}: input {tag_index!r} is in two sync sets")
             else:
                 seen.add(port)
@@ -171,18 +177,9 @@ def build_graph(
                 seen_ports.add(ref.port)
         back_edges: set[str] = set()
         for info in node.input_stream_info:
-            try:
-                tag, idx = parse_tag_index(info.tag_index)
-            except ValueError as exc:
-                problems.append(f"node {label}: input_stream_info {exc}")
-                continue
-            port = f"{tag}:{idx}"
-            if port not in ports:
-                problems.append(
-                    f"node {label}: input_stream_info names input {info.tag_index!r}, which "
-                    "the node does not have"
-                )
-            elif info.back_edge:
+            port = _named_port(info.tag_index, ports, f"node {label}: input_stream_info",
+                               problems)
+            if port is not None and info.back_edge:
                 back_edges.add(port)
         if calculator is not None:
             for kind, refs, allowed in (

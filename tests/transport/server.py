@@ -18,19 +18,11 @@ from tests.graphs import python_node, write_graph, write_handler
 
 COMMON = '''
 import struct, time
+from ovserve.protocol.tensor import bytes_tensor, decode_bytes
 def texts(tensor):
-    raw = bytes(tensor)
     if tensor.datatype != "BYTES":
-        return [raw.decode()]
-    out, offset = [], 0
-    while offset < len(raw):
-        (length,) = struct.unpack_from("<I", raw, offset)
-        out.append(raw[offset + 4 : offset + 4 + length].decode())
-        offset += 4 + length
-    return out
-def bytes_tensor(name, items):
-    data = b"".join(struct.pack("<I", len(s.encode())) + s.encode() for s in items)
-    return Tensor(name, data, shape=[len(items)], datatype="BYTES")
+        return [bytes(tensor).decode()]
+    return [item.decode() for item in decode_bytes(tensor)]
 '''
 
 ECHO = COMMON + '''

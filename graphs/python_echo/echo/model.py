@@ -1,4 +1,8 @@
-"""Yields the words of each request back one at a time (an OVMS Python node)."""
+"""Yields the words of each request back one at a time (an OVMS Python node).
+
+Self-contained on purpose (only ``pyovms``), so the same file runs under OVMS too; handlers
+that only run on ovserve can use ``ovserve.protocol.tensor.decode_bytes``/``bytes_tensor``.
+"""
 
 import struct
 
