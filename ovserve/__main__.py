@@ -4,4 +4,5 @@ import sys
 
 from ovserve.cli import main
 
-sys.exit(main())
+if __name__ == "__main__":  # not when multiprocessing re-imports it
+    sys.exit(main())

@@ -1,32 +1,40 @@
 """One openvino-genai ContinuousBatchingPipeline per model, shared by every request.
 
-A single engine thread owns the pipeline: it adds submitted requests, calls ``step()`` while
-any request is unfinished, reads each request's new tokens, detokenizes them into text deltas
-and hands them to the request's consumer; aborts are applied between steps, freeing the
-request's KV-cache blocks. Callers never touch the pipeline, so the event loop never waits on
-generation. Consumers read either synchronously (``Generation.deltas()``, for Python handlers
-running in threads) or asynchronously (``Generation.adeltas()``).
+The pipeline runs in an engine process of its own (``ovserve.engine.worker``: its ``step()``
+holds the GIL, so in this process it would stall everything else). This side tokenizes and
+checks requests, sends them to the engine process, and a receiver thread hands each step's
+text deltas to the requests' consumers: one wake-up per event loop per step for async readers
+(``Generation.adeltas()``), a queue per request for handler threads (``Generation.deltas()``).
+Aborts (an iterator closed early, a client gone) cancel the request in the engine, freeing its
+KV-cache blocks.
 """
 
 from __future__ import annotations
 
 import asyncio
+import atexit
+import contextlib
 import itertools
 import json
 import logging
+import os
 import queue
+import socket
+import subprocess
+import sys
 import threading
 from collections.abc import AsyncGenerator, Callable, Generator, Iterator, Mapping
 from dataclasses import dataclass, field
+from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
+from ovserve.engine import worker
 from ovserve.engine.base import Delta, EngineStats, SamplingParams
 from ovserve.errors import EngineError, InvalidInput
 
 log = logging.getLogger(__name__)
 
-_FINISH = {"STOP": "stop", "LENGTH": "length"}
 _SAMPLING_DEFAULTS = ("do_sample", "temperature", "top_p", "top_k", "repetition_penalty",
                       "presence_penalty", "frequency_penalty")
 _END = object()
@@ -51,18 +59,14 @@ def available_devices() -> list[str]:
 
 
 class _Request:
-    def __init__(self, request_id: int, input_ids: Any, config: Any,
-                 sink: Callable[[Any], object]) -> None:
+    """A request as this process sees it: where its deltas go and the tokens so far."""
+
+    def __init__(self, request_id: int, sink: Callable[[Any], object],
+                 loop: asyncio.AbstractEventLoop | None = None) -> None:
         self.id = request_id
-        self.input_ids = input_ids
-        self.config = config
         self.sink = sink  # receives Delta objects, then _END
-        self.handle: Any = None
+        self.loop = loop  # async readers: sink is called on this loop
         self.token_ids: list[int] = []
-        # Incremental detokenization (as vLLM does): text is decoded from a short window,
-        # tokens [prefix_offset:read_offset] were already sent as text.
-        self.prefix_offset = 0
-        self.read_offset = 0
 
 
 class Generation:
@@ -156,7 +160,7 @@ class Batch:
 
 
 class OpenVINOEngine:
-    """Continuous batching over one model, with a thread that drives ``step()``."""
+    """Continuous batching over one model, in an engine process driven from here."""
 
     def __init__(self, config: EngineConfig) -> None:
         import openvino_genai as ov_genai
@@ -171,33 +175,36 @@ class OpenVINOEngine:
             raise EngineError(
                 f"{config.models_path} has no openvino_model.xml; prepare the model with "
                 "scripts/download_model.py")
-        scheduler = ov_genai.SchedulerConfig()
-        scheduler.max_num_seqs = config.max_num_seqs
-        scheduler.max_num_batched_tokens = config.max_num_batched_tokens
-        scheduler.cache_size = max(1, round(config.cache_size_gb))
-        scheduler.enable_prefix_caching = config.enable_prefix_caching
-        self.pipeline = ov_genai.ContinuousBatchingPipeline(
-            str(config.models_path), scheduler, device, dict(config.plugin_config))
-        self.tokenizer = self.pipeline.get_tokenizer()
-        self.defaults = self.pipeline.get_config()
+        self.name = config.models_path.name
+        self.tokenizer = ov_genai.Tokenizer(str(config.models_path))
         self.context_length = self._context_length()
         self.model_defaults = self._model_defaults()  # read once, applied per request
-        self.name = config.models_path.name
         self._ids = itertools.count()
-        self._lock = threading.Lock()
-        self._wake = threading.Condition(self._lock)
-        self._pending: list[_Request] = []
-        self._aborts: set[int] = set()
+        self._lock = threading.Lock()  # guards _active, _closed and sends on the pipe
         self._active: dict[int, _Request] = {}
         self._closed = False
+        self._dead: str | None = None  # why the engine process is gone
         self.total_requests = 0
         self.aborted_requests = 0
         self.generated_tokens = 0
-        self._thread = threading.Thread(target=self._run, name=f"engine-{self.name}",
-                                        daemon=True)
-        self._thread.start()
-        log.info("engine: loaded %s on %s (context %d tokens)", config.models_path, device,
-                 self.context_length)
+        self.kv_cache_usage = 0.0
+        self._process, self._conn = _start_worker(config)
+        try:
+            kind, info = self._conn.recv()
+        except (EOFError, OSError):
+            kind, info = "failed", f"the engine process exited with code {self._process.wait()}"
+        if kind != "ready":
+            self._process.wait(timeout=10)
+            self._conn.close()
+            raise EngineError(f"engine {self.name}: {info}")
+        self.eos_token_id: int = info["eos_token_id"]
+        self.stop_token_ids: list[int] = info["stop_token_ids"]
+        self._receiver = threading.Thread(target=self._receive, name=f"engine-{self.name}",
+                                          daemon=True)
+        self._receiver.start()
+        atexit.register(self.close)  # before multiprocessing's own exit hook kills the process
+        log.info("engine: loaded %s on %s in process %d (context %d tokens)",
+                 config.models_path, device, self._process.pid, self.context_length)
 
     def _model_defaults(self) -> dict[str, Any]:
         """Sampling defaults from the model's generation_config.json."""
@@ -216,54 +223,55 @@ class OpenVINOEngine:
 
     # -- requests ----------------------------------------------------------------------------
 
-    def generation_config(self, params: SamplingParams) -> Any:
-        """The model's generation_config.json, then the request's fields over it."""
-        import openvino_genai as ov_genai
-
-        config = ov_genai.GenerationConfig()
-        for name, value in self.model_defaults.items():
-            setattr(config, name, value)
-        config.max_new_tokens = params.max_tokens or self.config.default_max_tokens
-        config.eos_token_id = self.defaults.eos_token_id
-        config.stop_token_ids = set(self.defaults.stop_token_ids)
+    def generation_config(self, params: SamplingParams) -> dict[str, Any]:
+        """GenerationConfig fields: the model's generation_config.json, then the request's."""
+        fields: dict[str, Any] = dict(self.model_defaults)
+        fields["max_new_tokens"] = params.max_tokens or self.config.default_max_tokens
+        fields["eos_token_id"] = self.eos_token_id
+        fields["stop_token_ids"] = set(self.stop_token_ids)
         if params.temperature is not None:
-            config.do_sample = params.temperature > 0
-            config.temperature = params.temperature if params.temperature > 0 else 1.0
+            fields["do_sample"] = params.temperature > 0
+            fields["temperature"] = params.temperature if params.temperature > 0 else 1.0
         for name in ("top_p", "top_k", "repetition_penalty", "presence_penalty",
                      "frequency_penalty"):
             value = getattr(params, name)
             if value is not None:
-                setattr(config, name, value)
+                fields[name] = value
         if params.seed is not None:
-            config.rng_seed = params.seed
+            fields["rng_seed"] = params.seed
         if params.stop:
-            config.stop_strings = set(params.stop)
-            config.include_stop_str_in_output = False
-        return config
+            fields["stop_strings"] = set(params.stop)
+            fields["include_stop_str_in_output"] = False
+        try:  # fail here, as a bad request, not later in the engine process
+            worker.generation_config(fields).validate()
+        except Exception as exc:  # OpenVINO's message ends with the reason, after the check
+            reason = str(exc).strip().splitlines()[-1] if str(exc).strip() else repr(exc)
+            raise InvalidInput(f"invalid sampling parameters: {reason}") from exc
+        return fields
 
     def count_tokens(self, text: str) -> int:
         return int(self.tokenizer.encode(text, add_special_tokens=False).input_ids.get_shape()[-1])
 
-    def _prepare(self, prompt: str, params: SamplingParams) -> tuple[Any, Any, int]:
+    def _prepare(self, prompt: str, params: SamplingParams) -> tuple[list[int], dict[str, Any]]:
         if params.apply_chat_template and self.tokenizer.chat_template:
             prompt = self.tokenizer.apply_chat_template(
                 [{"role": "user", "content": prompt}], add_generation_prompt=True)
         input_ids = self.tokenizer.encode(prompt, add_special_tokens=False).input_ids
-        prompt_tokens = int(input_ids.get_shape()[-1])
-        config = self.generation_config(params)
-        if prompt_tokens + config.max_new_tokens > self.context_length:
+        token_ids = [int(t) for t in input_ids.data[0]]
+        fields = self.generation_config(params)
+        if len(token_ids) + fields["max_new_tokens"] > self.context_length:
             raise InvalidInput(
-                f"the prompt has {prompt_tokens} tokens and max_tokens is "
-                f"{config.max_new_tokens}: together over the model's context of "
+                f"the prompt has {len(token_ids)} tokens and max_tokens is "
+                f"{fields['max_new_tokens']}: together over the model's context of "
                 f"{self.context_length} tokens")
-        return input_ids, config, prompt_tokens
+        return token_ids, fields
 
     def submit(self, prompt: str, params: SamplingParams) -> Generation:
         """Queue a request for synchronous reading (call from any thread)."""
-        input_ids, config, prompt_tokens = self._prepare(prompt, params)
-        generation = Generation(self, prompt_tokens)
+        token_ids, fields = self._prepare(prompt, params)
+        generation = Generation(self, len(token_ids))
         generation._sync = queue.Queue()
-        self._enqueue(generation, input_ids, config, generation._sync.put)
+        self._enqueue(generation, token_ids, fields, generation._sync.put)
         return generation
 
     def submit_batch(self, prompts: list[str], params: SamplingParams) -> Batch:
@@ -271,129 +279,139 @@ class OpenVINOEngine:
         prepared = [self._prepare(prompt, params) for prompt in prompts]  # check all first
         updates: queue.Queue[tuple[int, Any]] = queue.Queue()
         generations = []
-        for index, (input_ids, config, prompt_tokens) in enumerate(prepared):
-            generation = Generation(self, prompt_tokens)
-            self._enqueue(generation, input_ids, config, _indexed(updates, index))
+        for index, (token_ids, fields) in enumerate(prepared):
+            generation = Generation(self, len(token_ids))
+            self._enqueue(generation, token_ids, fields, _indexed(updates, index))
             generations.append(generation)
         return Batch(self, generations, updates)
 
     def submit_async(self, prompt: str, params: SamplingParams) -> Generation:
         """Queue a request for ``adeltas()`` (call from the event loop)."""
-        input_ids, config, prompt_tokens = self._prepare(prompt, params)
-        generation = Generation(self, prompt_tokens)
+        token_ids, fields = self._prepare(prompt, params)
+        generation = Generation(self, len(token_ids))
         async_queue: asyncio.Queue[Any] = asyncio.Queue()
         generation._async = async_queue
-        loop = asyncio.get_running_loop()
-        self._enqueue(generation, input_ids, config,
-                      lambda item: loop.call_soon_threadsafe(async_queue.put_nowait, item))
+        self._enqueue(generation, token_ids, fields, async_queue.put_nowait,
+                      asyncio.get_running_loop())
         return generation
 
-    def _enqueue(self, generation: Generation, input_ids: Any, config: Any,
-                 sink: Callable[[Any], object]) -> None:
-        request = _Request(next(self._ids), input_ids, config, sink)
+    def _enqueue(self, generation: Generation, token_ids: list[int], fields: dict[str, Any],
+                 sink: Callable[[Any], object],
+                 loop: asyncio.AbstractEventLoop | None = None) -> None:
+        request = _Request(next(self._ids), sink, loop)
         generation.request = request
-        with self._wake:
-            if self._closed:
-                raise EngineError(f"engine {self.name} is shut down")
-            self._pending.append(request)
+        with self._lock:
+            if self._closed or self._dead:
+                raise EngineError(f"engine {self.name} is not running: "
+                                  f"{self._dead or 'shut down'}")
+            self._active[request.id] = request
             self.total_requests += 1
-            self._wake.notify()
+            self._conn.send(("add", request.id, token_ids, fields))
 
     def _abort(self, request_id: int) -> None:
-        with self._wake:
-            self._aborts.add(request_id)
-            self._wake.notify()
+        with self._lock:
+            if request_id in self._active and not (self._closed or self._dead):
+                self._conn.send(("abort", request_id))
 
     def stats(self) -> EngineStats:
         with self._lock:
-            active = len(self._active) + len(self._pending)
-        try:
-            usage = float(self.pipeline.get_metrics().cache_usage)
-        except Exception:
-            usage = 0.0
+            active = len(self._active)
         return EngineStats(self.name, active, self.total_requests, self.aborted_requests,
-                           self.generated_tokens, usage)
+                           self.generated_tokens, self.kv_cache_usage)
 
     def close(self) -> None:
-        with self._wake:
+        with self._lock:
+            if self._closed:
+                return
             self._closed = True
-            self._wake.notify()
-        self._thread.join(timeout=30)
+            if not self._dead:
+                with contextlib.suppress(OSError):
+                    self._conn.send(("close",))
+        try:
+            self._process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self._process.kill()
+            self._process.wait()
+        self._receiver.join(timeout=5)
+        self._conn.close()
 
-    # -- the engine thread ------------------------------------------------------------------
+    # -- the receiver thread ----------------------------------------------------------------
 
-    def _run(self) -> None:
+    def _receive(self) -> None:
         while True:
-            with self._wake:
-                while not (self._pending or self._aborts or self._active or self._closed):
-                    self._wake.wait()
-                if self._closed:
-                    for request in [*self._pending, *self._active.values()]:
-                        request.sink(Delta("", finish_reason="abort"))
-                        request.sink(_END)
-                    return
-                pending, self._pending = self._pending, []
-                aborts, self._aborts = self._aborts, set()
-            for request in pending:
-                if request.id in aborts:
-                    request.sink(_END)
-                    continue
-                request.handle = self.pipeline.add_request(request.id, request.input_ids,
-                                                           request.config)
-                self._active[request.id] = request
-            for request_id in aborts & self._active.keys():
-                request = self._active.pop(request_id)
-                request.handle.cancel()
-                self.aborted_requests += 1
-                request.sink(_END)
-            if self.pipeline.has_non_finished_requests():
-                try:
-                    self.pipeline.step()
-                except Exception as exc:  # fail every request rather than the thread
-                    log.exception("engine %s: step failed", self.name)
-                    for request in self._active.values():
-                        request.sink(Delta("", finish_reason=f"error: {exc}"))
-                        request.sink(_END)
-                    self._active.clear()
-                    continue
-            self._collect()
+            try:
+                _, updates, self.kv_cache_usage = self._conn.recv()
+            except (EOFError, OSError):
+                self._engine_gone()
+                return
+            self._dispatch(updates)
 
-    def _collect(self) -> None:
-        """Read new tokens of every request, then detokenize all of them in one call."""
-        updates: list[tuple[_Request, str | None, bool]] = []
-        for request_id, request in list(self._active.items()):
-            handle = request.handle
-            finish: str | None = None
-            if handle.can_read():
-                for output in handle.read().values():
-                    request.token_ids.extend(output.generated_ids)
-                    self.generated_tokens += len(output.generated_ids)
-                    finish = _FINISH.get(output.finish_reason.name, finish)
-            status = handle.get_status().name
-            done = status in ("FINISHED", "STOP", "CANCEL", "IGNORED", "DROPPED_BY_PIPELINE",
-                              "DROPPED_BY_HANDLE")
+    def _dispatch(self, updates: list[worker.Update]) -> None:
+        """Hand a step's updates to their requests: one call per event loop per step."""
+        deliveries: dict[asyncio.AbstractEventLoop, list[tuple[_Request, Any]]] = {}
+        for request_id, text, new_ids, finish, done in updates:
+            request = self._active.get(request_id)
+            if request is None:
+                continue
+            request.token_ids.extend(new_ids)
+            self.generated_tokens += len(new_ids)
+            items: list[Any] = []
+            if finish == "abort":
+                self.aborted_requests += 1
+            elif text or done:
+                items.append(Delta(text, finish_reason=finish))
             if done:
-                del self._active[request_id]
-                if finish is None:
-                    finish = "stop" if status in ("FINISHED", "STOP") else "abort"
-            if done or len(request.token_ids) > request.read_offset:
-                updates.append((request, finish, done))
-        if not updates:
-            return
-        windows: list[list[int]] = []
-        for request, _, _ in updates:
-            ids = request.token_ids
-            windows.append(ids[request.prefix_offset:request.read_offset])
-            windows.append(ids[request.prefix_offset:])
-        texts = self.tokenizer.decode(windows)  # one detokenizer inference per step
-        for n, (request, finish, done) in enumerate(updates):
-            prefix_text, full_text = texts[2 * n], texts[2 * n + 1]
-            delta = ""
-            if len(full_text) > len(prefix_text) and (done or not full_text.endswith("\ufffd")):
-                delta = full_text[len(prefix_text):]
-                request.prefix_offset = request.read_offset
-                request.read_offset = len(request.token_ids)
-            if delta or done:
-                request.sink(Delta(delta, finish_reason=finish if done else None))
-            if done:
-                request.sink(_END)
+                items.append(_END)
+                with self._lock:
+                    del self._active[request_id]
+            if request.loop is None:
+                for item in items:
+                    request.sink(item)
+            else:
+                deliveries.setdefault(request.loop, []).extend((request, i) for i in items)
+        for loop, batch in deliveries.items():
+            with contextlib.suppress(RuntimeError):  # that loop is closed: nobody reads
+                loop.call_soon_threadsafe(_deliver, batch)
+
+    def _engine_gone(self) -> None:
+        with self._lock:
+            closed, requests = self._closed, list(self._active.values())
+            self._active.clear()
+            if not closed:
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    self._process.wait(timeout=1)
+                self._dead = f"the engine process exited (code {self._process.returncode})"
+                log.error("engine %s: %s; failing %d request(s)", self.name, self._dead,
+                          len(requests))
+        reason = "abort" if closed else f"error: {self._dead}"
+        self._dispatch_final(requests, reason)
+
+    def _dispatch_final(self, requests: list[_Request], reason: str) -> None:
+        for request in requests:
+            items = [Delta("", finish_reason=reason), _END]
+            if request.loop is None:
+                for item in items:
+                    request.sink(item)
+            else:
+                with contextlib.suppress(RuntimeError):
+                    request.loop.call_soon_threadsafe(_deliver, [(request, i) for i in items])
+
+
+def _start_worker(config: EngineConfig) -> tuple[subprocess.Popen[bytes], Connection]:
+    """Start ``python -m ovserve.engine`` with one end of a socket pair."""
+    ours, theirs = socket.socketpair()
+    package_root = str(Path(worker.__file__).resolve().parents[2])
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(
+        p for p in (package_root, os.environ.get("PYTHONPATH")) if p)}
+    with theirs:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "ovserve.engine", str(theirs.fileno())],
+            pass_fds=(theirs.fileno(),), env=env)
+    conn = Connection(ours.detach())
+    conn.send((config, logging.getLogger().getEffectiveLevel()))
+    return process, conn
+
+
+def _deliver(batch: list[tuple[_Request, Any]]) -> None:
+    for request, item in batch:
+        request.sink(item)

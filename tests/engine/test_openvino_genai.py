@@ -59,3 +59,27 @@ def test_batch_abort_stop_strings_and_context(default_model_dir: Path) -> None:
 
     with pytest.raises(InvalidInput, match="over the model's context of 8192 tokens"):
         engine.submit("word " * 8190, SamplingParams(max_tokens=10))
+
+
+def test_sampling_parameters_are_checked_before_the_engine(default_model_dir: Path) -> None:
+    engine = shared_engine(default_model_dir)
+    with pytest.raises(InvalidInput, match=r"invalid sampling parameters: .*top_p"):
+        engine.submit("Hi", SamplingParams(max_tokens=4, temperature=0.5, top_p=2.0))
+    assert "".join(d.text for d in engine.submit("Hi", SamplingParams(max_tokens=4)).deltas())
+
+
+def test_engine_process_gone_fails_its_requests(default_model_dir: Path) -> None:
+    engine = OpenVINOEngine(EngineConfig(models_path=default_model_dir, cache_size_gb=1))
+    try:
+        deltas = engine.submit("Write a long story.", SamplingParams(max_tokens=400)).deltas()
+        next(deltas)
+        engine._process.kill()  # the engine process crashes mid-generation
+        last = list(deltas)[-1]
+        assert last.finish_reason is not None and last.finish_reason.startswith("error: the "
+                                                                                "engine process")
+        assert engine.stats().active_requests == 0
+        with pytest.raises(EngineError, match="not running: the engine process exited"):
+            engine.submit("Hi", SamplingParams(max_tokens=4))
+    finally:
+        engine.close()
+    assert engine._process.poll() is not None

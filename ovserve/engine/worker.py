@@ -1,0 +1,202 @@
+"""The engine process: one openvino-genai ContinuousBatchingPipeline and the loop that steps it.
+
+Why a process: openvino-genai's Python binding of ``ContinuousBatchingPipeline.step()`` keeps
+the GIL for the whole step (tens of milliseconds), so a pipeline stepped in the server's
+process freezes the event loop, the gRPC server and every handler thread for most of the time.
+Here it runs alone (``python -m ovserve.engine FD``, a plain subprocess: multiprocessing's
+spawn would re-run the server's main script); the server talks to it over a socket pair with
+``multiprocessing.connection`` messages:
+
+    server -> engine   (EngineConfig, log level) first, then
+                       ("add", id, token_ids, generation_config_fields) | ("abort", id) | ("close",)
+    engine -> server   ("ready", info) | ("failed", message)
+                       ("step", [(id, text, new_token_ids, finish_reason, done), ...], cache_usage)
+
+One "step" message carries every request's new text after a step: tokens are detokenized here,
+incrementally (a short window per request, all requests in one detokenizer call per step).
+The loop blocks while idle and exits when the server closes the pipe or goes away.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+from dataclasses import dataclass, field
+from multiprocessing.connection import Connection
+from typing import Any
+
+log = logging.getLogger("ovserve.engine")
+
+FINISH = {"STOP": "stop", "LENGTH": "length"}
+DONE_STATUSES = frozenset({"FINISHED", "STOP", "CANCEL", "IGNORED", "DROPPED_BY_PIPELINE",
+                           "DROPPED_BY_HANDLE"})
+Update = tuple[int, str, list[int], "str | None", bool]
+
+
+def generation_config(fields: dict[str, Any]) -> Any:
+    """An ``openvino_genai.GenerationConfig`` with ``fields`` set (``validate()`` is the
+    caller's choice)."""
+    import openvino_genai as ov_genai
+
+    config = ov_genai.GenerationConfig()
+    for name, value in fields.items():
+        setattr(config, name, value)
+    return config
+
+
+@dataclass
+class _Slot:
+    """A running request: its handle and its incremental detokenization state."""
+
+    handle: Any
+    token_ids: list[int] = field(default_factory=list)
+    # tokens [prefix_offset:read_offset] were already sent as text (as vLLM does)
+    prefix_offset: int = 0
+    read_offset: int = 0
+    sent: int = 0  # token ids already sent
+
+
+class EngineLoop:
+    """Owns the pipeline; turns server messages into requests and steps into updates."""
+
+    def __init__(self, pipeline: Any, conn: Connection) -> None:
+        self.pipeline = pipeline
+        self.tokenizer = pipeline.get_tokenizer()
+        self.conn = conn
+        self.active: dict[int, _Slot] = {}
+
+    def run(self) -> None:
+        while True:
+            try:
+                messages = [self.conn.recv()] if not self.active else []
+                while self.conn.poll():
+                    messages.append(self.conn.recv())
+            except (EOFError, OSError):
+                log.info("engine: the server closed the connection; exiting")
+                return
+            updates: list[Update] = []
+            for message in messages:
+                if message[0] == "close":
+                    for request_id in list(self.active):
+                        self.active.pop(request_id).handle.cancel()
+                    return
+                self._handle(message, updates)
+            if self.active:
+                updates += self._step()
+            if updates:
+                self.conn.send(("step", updates, self._cache_usage()))
+
+    def _handle(self, message: tuple[Any, ...], updates: list[Update]) -> None:
+        kind, request_id = message[0], message[1]
+        if kind == "add":
+            import openvino as ov
+
+            _, _, token_ids, fields = message
+            try:
+                input_ids = ov.Tensor(_int64_array([token_ids]))
+                handle = self.pipeline.add_request(request_id, input_ids,
+                                                   generation_config(fields))
+            except Exception as exc:  # the request fails, the engine goes on
+                updates.append((request_id, "", [], f"error: {exc}", True))
+                return
+            self.active[request_id] = _Slot(handle)
+        elif kind == "abort":
+            slot = self.active.pop(request_id, None)
+            if slot is not None:
+                slot.handle.cancel()
+                updates.append((request_id, "", [], "abort", True))
+
+    def _cache_usage(self) -> float:
+        try:
+            return float(self.pipeline.get_metrics().cache_usage)
+        except Exception:
+            return 0.0
+
+    def _step(self) -> list[Update]:
+        try:
+            self.pipeline.step()
+        except Exception as exc:  # fail every running request rather than the engine
+            log.exception("engine: step failed")
+            failed: list[Update] = [(request_id, "", [], f"error: {exc}", True)
+                                    for request_id in self.active]
+            for slot in self.active.values():
+                slot.handle.cancel()
+            self.active.clear()
+            return failed
+        return self._collect()
+
+    def _collect(self) -> list[Update]:
+        """Read new tokens of every request, then detokenize all of them in one call."""
+        changed: list[tuple[int, _Slot, str | None, bool]] = []
+        for request_id, slot in list(self.active.items()):
+            handle = slot.handle
+            finish: str | None = None
+            if handle.can_read():
+                for output in handle.read().values():
+                    slot.token_ids.extend(output.generated_ids)
+                    finish = FINISH.get(output.finish_reason.name, finish)
+            status = handle.get_status().name
+            done = status in DONE_STATUSES
+            if done:
+                del self.active[request_id]
+                if finish is None:
+                    finish = "stop" if status in ("FINISHED", "STOP") else "abort"
+            if done or len(slot.token_ids) > slot.read_offset:
+                changed.append((request_id, slot, finish, done))
+        if not changed:
+            return []
+        windows: list[list[int]] = []
+        for _, slot, _, _ in changed:
+            windows.append(slot.token_ids[slot.prefix_offset:slot.read_offset])
+            windows.append(slot.token_ids[slot.prefix_offset:])
+        texts = self.tokenizer.decode(windows)  # one detokenizer inference per step
+        updates: list[Update] = []
+        for n, (request_id, slot, finish, done) in enumerate(changed):
+            prefix_text, full_text = texts[2 * n], texts[2 * n + 1]
+            delta = ""
+            # hold text back while it ends in an incomplete UTF-8 sequence
+            if len(full_text) > len(prefix_text) and (done or not full_text.endswith("\ufffd")):
+                delta = full_text[len(prefix_text):]
+                slot.prefix_offset = slot.read_offset
+                slot.read_offset = len(slot.token_ids)
+            if delta or done:
+                new_ids, slot.sent = slot.token_ids[slot.sent:], len(slot.token_ids)
+                updates.append((request_id, delta, new_ids, finish if done else None, done))
+        return updates
+
+
+def _int64_array(rows: list[list[int]]) -> Any:
+    import numpy as np
+
+    return np.array(rows, dtype=np.int64)
+
+
+def main(config: Any, conn: Connection, log_level: int) -> None:
+    """The engine process's entry point (``config`` is an ``EngineConfig``)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the server's to handle
+    logging.basicConfig(level=log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        import openvino_genai as ov_genai
+
+        scheduler = ov_genai.SchedulerConfig()
+        scheduler.max_num_seqs = config.max_num_seqs
+        scheduler.max_num_batched_tokens = config.max_num_batched_tokens
+        scheduler.cache_size = max(1, round(config.cache_size_gb))
+        scheduler.enable_prefix_caching = config.enable_prefix_caching
+        pipeline = ov_genai.ContinuousBatchingPipeline(
+            str(config.models_path), scheduler, config.device.upper(),
+            dict(config.plugin_config))
+        defaults = pipeline.get_config()
+    except Exception as exc:
+        conn.send(("failed", f"loading {config.models_path} on {config.device} failed: {exc}"))
+        return
+    conn.send(("ready", {"eos_token_id": defaults.eos_token_id,
+                         "stop_token_ids": sorted(defaults.stop_token_ids)}))
+    EngineLoop(pipeline, conn).run()
+
+
+def run_from_fd(fd: int) -> None:
+    """``python -m ovserve.engine FD``: the config arrives first on the connection."""
+    connection = Connection(fd)
+    engine_config, level = connection.recv()
+    main(engine_config, connection, level)
