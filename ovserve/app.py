@@ -46,8 +46,14 @@ class ServerSettings:
 
 
 def bind_socket(host: str, port: int, what: str) -> socket.socket:
-    """A bound socket, or a one-line ``StartupError`` naming the port and the reason."""
-    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
+    """A bound socket, or a one-line ``StartupError`` naming the port and the reason.
+
+    The protocol is IPPROTO_TCP, not the default 0: asyncio turns Nagle's algorithm off
+    (TCP_NODELAY) only on accepted sockets whose proto says TCP. With it on, a streamed chunk
+    written while the previous one is unacknowledged waits for the client's delayed ACK
+    (about 40 ms on a reused keep-alive connection)."""
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM,
+                         socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
         sock.bind((host, port))
