@@ -50,11 +50,22 @@ $(INSTALLED): $(REQS)
 $(MODEL_DIR)/ovserve_model.json: | $(INSTALLED)
 	$(BIN)/python scripts/download_model.py --model $(DEFAULT_MODEL) --output $(MODEL_DIR)
 
-# Side-by-side benchmark: ovserve (OpenAI SSE, gRPC stream) vs the raw engine.
-bench: $(MODEL_DIR)/ovserve_model.json
+# Side-by-side benchmark: ovserve (OpenAI SSE, gRPC stream) vs the raw engine, llama.cpp's
+# server and the seed's approach. llama-cpp-python gets a venv of its own (it compiles llama.cpp,
+# about 5 minutes once) so its pins never touch ovserve's.
+LLAMACPP_VENV := .venv-llamacpp
+BENCH_ARGS ?=
+
+$(LLAMACPP_VENV)/.installed: requirements/llamacpp.txt
+	$(PYTHON) -m venv $(LLAMACPP_VENV)
+	CMAKE_BUILD_PARALLEL_LEVEL=$$(nproc) $(LLAMACPP_VENV)/bin/pip install \
+	    --disable-pip-version-check -r requirements/llamacpp.txt
+	touch $@
+
+bench: $(MODEL_DIR)/ovserve_model.json $(LLAMACPP_VENV)/.installed
 	$(BIN)/pip install --quiet --disable-pip-version-check -c requirements/constraints.txt \
 	    -r requirements/bench.txt
-	$(BIN)/python benchmarks/run.py
+	$(BIN)/python benchmarks/run.py $(BENCH_ARGS)
 
 # The graph .proto subset -> Python (the generated files are committed).
 protos: $(INSTALLED)

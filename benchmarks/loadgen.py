@@ -92,6 +92,20 @@ class LevelResult:
     tpot: dict[str, float]
     itl: dict[str, float]
     e2e: dict[str, float]
+    rounds: int = 1
+    results: list[RequestResult] = field(default_factory=list, repr=False)
+
+    @classmethod
+    def of(cls, system: str, concurrency: int, results: list[RequestResult], seconds: float,
+           rounds: int = 1) -> LevelResult:
+        ok = [r for r in results if r.error is None]
+        return cls(
+            system=system, concurrency=concurrency, requests=len(results), seconds=seconds,
+            output_tokens=sum(r.tokens for r in ok), errors=len(results) - len(ok),
+            ttft=percentiles([r.ttft for r in ok]),
+            tpot=percentiles([t for r in ok if (t := r.tpot) is not None]),
+            itl=percentiles([g for r in ok for g in r.gaps]),
+            e2e=percentiles([r.e2e for r in ok]), rounds=rounds, results=results)
 
     @property
     def tokens_per_second(self) -> float:
@@ -102,8 +116,18 @@ class LevelResult:
         return self.requests / self.seconds
 
     def as_dict(self) -> dict[str, Any]:
-        return {**asdict(self), "tokens_per_second": self.tokens_per_second,
-                "requests_per_second": self.requests_per_second}
+        data = {k: v for k, v in asdict(self).items() if k != "results"}
+        return {**data, "tokens_per_second": self.tokens_per_second,
+                "requests_per_second": self.requests_per_second,
+                "first_error": next((r.error for r in self.results if r.error), None)}
+
+
+def merge(rounds: list[LevelResult]) -> LevelResult:
+    """Several rounds of one system at one level as one result: every request's latencies,
+    throughput over the rounds' summed time."""
+    return LevelResult.of(rounds[0].system, rounds[0].concurrency,
+                          [r for level in rounds for r in level.results],
+                          sum(level.seconds for level in rounds), rounds=len(rounds))
 
 
 async def run_level(target: Target, concurrency: int, requests: int, max_tokens: int,
@@ -119,16 +143,7 @@ async def run_level(target: Target, concurrency: int, requests: int, max_tokens:
 
     started = time.perf_counter()
     await asyncio.gather(*(worker() for _ in range(concurrency)))
-    seconds = time.perf_counter() - started
-    ok = [r for r in results if r.error is None]
-    return LevelResult(
-        system=target.name, concurrency=concurrency, requests=len(results), seconds=seconds,
-        output_tokens=sum(r.tokens for r in ok), errors=len(results) - len(ok),
-        ttft=percentiles([r.ttft for r in ok]),
-        tpot=percentiles([t for r in ok if (t := r.tpot) is not None]),
-        itl=percentiles([g for r in ok for g in r.gaps]),
-        e2e=percentiles([r.e2e for r in ok]),
-    )
+    return LevelResult.of(target.name, concurrency, results, time.perf_counter() - started)
 
 
 class OpenAIChatTarget:
@@ -174,8 +189,16 @@ class GrpcStreamTarget:
 
         self.name = name
         self.model = model
-        self.client = grpcclient.InferenceServerClient(url)
+        self.url = url
         self.grpcclient = grpcclient
+        self._client: Any = None
+
+    @property
+    def client(self) -> Any:
+        """Created on first use: a grpc.aio channel belongs to the event loop it was made on."""
+        if self._client is None:
+            self._client = self.grpcclient.InferenceServerClient(self.url)
+        return self._client
 
     async def request(self, prompt: str, max_tokens: int) -> RequestResult:
         import numpy as np

@@ -5,9 +5,12 @@ Systems (same model, same two cores, one session):
   (a) raw openvino-genai ContinuousBatchingPipeline in this process (the ceiling)
   (b) ovserve, OpenAI chat completions over SSE
   (c) ovserve, KServe gRPC ModelStreamInfer on servables/servable_stream
-Concurrency levels run in turn for every system, so machine noise hits all of them alike.
+  (d) llama-cpp-python's OpenAI server on the same model's GGUF, 2 threads
+  (e) the seed's approach: optimum-intel generate per request in a Python node
+      (benchmarks/seed_approach), served by ovserve over gRPC ModelStreamInfer
+At every concurrency level each system runs in turn, (a)-(c) for several rounds interleaved,
+so machine noise hits all of them alike; (d) and (e) run one round (they are slow).
 Writes benchmarks/results/serving.{md,json} and PNG plots; see README for the command.
-Not yet here: llama-cpp-python's server and the seed's optimum-intel approach.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ import platform
 import sys
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -33,12 +37,22 @@ from benchmarks.loadgen import (  # noqa: E402
     OpenAIChatTarget,
     RawEngineTarget,
     Target,
+    merge,
     run_level,
     summary_table,
 )
-from tests.transport.server import start_server  # noqa: E402
+from benchmarks.servers import Process, start_llamacpp, start_ovserve  # noqa: E402
 
 MODEL_ID = "smollm2-135m-instruct"
+RAW, SSE, GRPC = "raw openvino-genai", "ovserve OpenAI SSE", "ovserve gRPC stream"
+LLAMA, SEED = "llama-cpp-python server", "seed approach (optimum-intel per request)"
+SYSTEMS = {"raw": RAW, "sse": SSE, "grpc": GRPC, "llamacpp": LLAMA, "seed": SEED}
+
+
+@dataclass
+class System:
+    target: Target
+    rounds: int
 
 
 def machine() -> dict[str, Any]:
@@ -59,25 +73,56 @@ def machine() -> dict[str, Any]:
 
 
 def targets_check(levels: list[LevelResult]) -> list[dict[str, Any]]:
-    def level(system: str, concurrency: int) -> LevelResult | None:
-        return next((r for r in levels if r.system == system and r.concurrency == concurrency),
-                    None)
+    def tps(system: str, concurrency: int) -> float | None:
+        found = next((r for r in levels if r.system == system and r.concurrency == concurrency),
+                     None)
+        return found.tokens_per_second if found else None
 
-    checks = []
-    raw8, raw1 = level("raw openvino-genai", 8), level("raw openvino-genai", 1)
-    for system in ("ovserve OpenAI SSE", "ovserve gRPC stream"):
-        at8, at1 = level(system, 8), level(system, 1)
-        if raw8 and at8:
-            ratio = at8.tokens_per_second / raw8.tokens_per_second
-            checks.append({"target": f"{system}: throughput at concurrency 8 >= 0.95 x raw",
-                           "value": round(ratio, 3), "met": ratio >= 0.95})
-        if raw1 and at1:
-            delta_ms = (at1.ttft["p50"] - raw1.ttft["p50"]) * 1e3
-            checks.append({"target": f"{system}: TTFT p50 at concurrency 1 within 15 ms of raw",
-                           "value": round(delta_ms, 1), "met": delta_ms <= 15})
-    checks.append({"target": "ovserve at concurrency 8 >= 5 x llama-cpp-python server",
-                   "value": None, "met": None, "note": "llama.cpp not in this run yet"})
+    def ttft(system: str) -> float | None:
+        found = next((r for r in levels if r.system == system and r.concurrency == 1), None)
+        return found.ttft["p50"] if found else None
+
+    checks: list[dict[str, Any]] = []
+
+    def check(target: str, value: float | None, met: bool | None, note: str = "") -> None:
+        checks.append({"target": target, "value": None if value is None else round(value, 3),
+                       "met": met, **({"note": note} if note else {})})
+
+    for system in (SSE, GRPC):
+        raw8, at8, raw1, at1 = tps(RAW, 8), tps(system, 8), ttft(RAW), ttft(system)
+        ratio = at8 / raw8 if raw8 and at8 else None
+        check(f"{system}: throughput at concurrency 8 >= 0.95 x raw", ratio,
+              None if ratio is None else ratio >= 0.95)
+        delta = (at1 - raw1) * 1e3 if raw1 is not None and at1 is not None else None
+        check(f"{system}: TTFT p50 at concurrency 1 within 15 ms of raw (ms above raw)", delta,
+              None if delta is None else delta <= 15)
+        llama8 = tps(LLAMA, 8)
+        ratio = at8 / llama8 if at8 and llama8 else None
+        check(f"{system}: throughput at concurrency 8 >= 5 x llama-cpp-python server", ratio,
+              None if ratio is None else ratio >= 5,
+              "" if llama8 else "llama-cpp-python not in this run")
+        seed8 = tps(SEED, 8)
+        if at8 and seed8:
+            check(f"{system}: throughput at concurrency 8 vs the seed's approach (no target)",
+                  at8 / seed8, None)
     return checks
+
+
+def ratio_table(levels: list[LevelResult]) -> str:
+    """Output tokens/s of every system as a fraction of the raw engine's, per level."""
+    systems = [s for s in SYSTEMS.values() if any(r.system == s for r in levels)]
+    concurrency = sorted({r.concurrency for r in levels})
+    rows = ["| system | " + " | ".join(f"c={c}" for c in concurrency) + " |",
+            "|---|" + "---|" * len(concurrency)]
+    for system in systems:
+        cells = []
+        for c in concurrency:
+            raw = next((r for r in levels if r.system == RAW and r.concurrency == c), None)
+            row = next((r for r in levels if r.system == system and r.concurrency == c), None)
+            cells.append(f"{row.tokens_per_second / raw.tokens_per_second:.2f}"
+                         if row and raw else "-")
+        rows.append(f"| {system} | " + " | ".join(cells) + " |")
+    return "\n".join(rows)
 
 
 def plot(levels: list[LevelResult], out: Path) -> list[str]:
@@ -111,22 +156,64 @@ def plot(levels: list[LevelResult], out: Path) -> list[str]:
     return files
 
 
-async def measure(args: argparse.Namespace, grpc_url: str, rest_url: str) -> list[LevelResult]:
-    systems: list[Target] = [
-        RawEngineTarget(args.model),
-        OpenAIChatTarget("ovserve OpenAI SSE", f"{rest_url}/v1", MODEL_ID),
-        GrpcStreamTarget("ovserve gRPC stream", grpc_url),
-    ]
+async def measure(args: argparse.Namespace, systems: list[System]) -> list[LevelResult]:
     levels = []
     for concurrency in args.concurrency:
-        for target in systems:
-            requests = max(args.min_requests, 2 * concurrency)
-            result = await run_level(target, concurrency, requests, args.max_tokens)
-            print(f"{target.name:>22} c={concurrency:<3} {result.tokens_per_second:6.0f} tok/s  "
-                  f"TTFT p50 {result.ttft['p50'] * 1e3:5.0f} ms  errors {result.errors}",
-                  flush=True)
-            levels.append(result)
+        rounds: dict[str, list[LevelResult]] = {}
+        for round_ in range(max(s.rounds for s in systems)):
+            for system in systems:
+                if round_ >= system.rounds:
+                    continue
+                requests = max(args.min_requests, 2 * concurrency)
+                result = await run_level(system.target, concurrency, requests, args.max_tokens)
+                print(f"{system.target.name:>42} c={concurrency:<3} round {round_ + 1} "
+                      f"{result.tokens_per_second:6.0f} tok/s  TTFT p50 "
+                      f"{result.ttft['p50'] * 1e3:5.0f} ms  errors {result.errors}", flush=True)
+                rounds.setdefault(system.target.name, []).append(result)
+        levels += [merge(results) for results in rounds.values()]
     return levels
+
+
+def start_systems(args: argparse.Namespace, logs: Path) -> tuple[list[System], list[Process],
+                                                                  list[str]]:
+    from ovserve.toolchain.catalog import BUILTIN_MODELS
+    from ovserve.toolchain.gguf_source import fetch_gguf
+
+    env = {"OVSERVE_MAX_TOKENS": str(args.max_tokens), "OVSERVE_MODEL_PATH": str(args.model)}
+    systems: list[System] = []
+    processes: list[Process] = []
+    notes: list[str] = []
+    wanted = set(args.systems)
+    if "raw" in wanted:
+        systems.append(System(RawEngineTarget(args.model), args.rounds))
+    if wanted & {"sse", "grpc"}:
+        server = start_ovserve("ovserve", REPO / "servables/config.json", logs / "ovserve.log",
+                               env)
+        processes.append(server)
+        if "sse" in wanted:
+            systems.append(System(OpenAIChatTarget(SSE, f"{server.rest_url}/v1", MODEL_ID),
+                                  args.rounds))
+        if "grpc" in wanted:
+            systems.append(System(GrpcStreamTarget(GRPC, server.grpc_url), args.rounds))
+    if "llamacpp" in wanted:
+        if args.llamacpp_python.is_file():
+            gguf = fetch_gguf(BUILTIN_MODELS[MODEL_ID])
+            server = start_llamacpp(args.llamacpp_python, gguf, logs / "llamacpp.log",
+                                    threads=os.cpu_count() or 2)
+            processes.append(server)
+            systems.append(System(OpenAIChatTarget(LLAMA, f"{server.rest_url}/v1", MODEL_ID),
+                                  1))
+            notes.append(f"llama-cpp-python server on {gguf.name} (the GGUF the model is "
+                         f"built from), {os.cpu_count()} threads")
+        else:
+            notes.append(f"llama-cpp-python not measured: {args.llamacpp_python} does not "
+                         "exist (`make bench` builds it)")
+    if "seed" in wanted:
+        server = start_ovserve("seed approach", REPO / "benchmarks/seed_approach/config.json",
+                               logs / "seed_approach.log", env)
+        processes.append(server)
+        systems.append(System(GrpcStreamTarget(SEED, server.grpc_url), 1))
+    return systems, processes, notes
 
 
 def main() -> int:
@@ -136,31 +223,42 @@ def main() -> int:
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 4, 8, 16, 32])
     parser.add_argument("--max-tokens", type=int, default=128)
     parser.add_argument("--min-requests", type=int, default=8)
+    parser.add_argument("--rounds", type=int, default=3,
+                        help="rounds of the raw engine and ovserve per level (default 3)")
+    parser.add_argument("--systems", nargs="+", choices=list(SYSTEMS), default=list(SYSTEMS))
+    parser.add_argument("--llamacpp-python", type=Path,
+                        default=REPO / ".venv-llamacpp" / "bin" / "python")
     parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results")
     args = parser.parse_args()
 
-    server = start_server(REPO / "servables/config.json",
-                          env={"OVSERVE_MAX_TOKENS": str(args.max_tokens),
-                               "OVSERVE_MODEL_PATH": str(args.model)})
     started = time.time()
+    systems, processes, notes = start_systems(args, args.out / "raw")
     try:
-        levels = asyncio.run(measure(args, server.grpc_url, server.rest_url))
+        levels = asyncio.run(measure(args, systems))
     finally:
-        server.terminate()
+        for process in processes:
+            process.stop()
     args.out.mkdir(parents=True, exist_ok=True)
     checks = targets_check(levels)
+    minutes = (time.time() - started) / 60
     report = {"date": time.strftime("%Y-%m-%d %H:%M", time.localtime(started)),
-              "machine": machine(), "model": MODEL_ID, "max_tokens": args.max_tokens,
+              "minutes": round(minutes, 1), "machine": machine(), "model": MODEL_ID,
+              "max_tokens": args.max_tokens, "rounds": args.rounds, "notes": notes,
               "levels": [r.as_dict() for r in levels], "targets": checks}
     (args.out / "serving.json").write_text(json.dumps(report, indent=2) + "\n")
     plots = plot(levels, args.out)
-    lines = [f"# ovserve vs the raw engine ({report['date']})", "",
-             f"Model {MODEL_ID} (int8), {args.max_tokens} output tokens per request, distinct "
-             "prompts, greedy. Machine: " + ", ".join(f"{k} {v}" for k, v in
-                                                     report["machine"].items()), "",
-             summary_table(levels), "", "## Targets", ""]
+    lines = [f"# ovserve side by side ({report['date']}, {minutes:.0f} min)", "",
+             f"Model {MODEL_ID} (int8 OpenVINO IR; llama.cpp: the Q4_1 GGUF it is built from), "
+             f"{args.max_tokens} output tokens per request, distinct prompts, greedy, closed "
+             f"loop, at least {args.min_requests} and 2 x concurrency requests per round; "
+             f"raw engine and ovserve: {args.rounds} rounds per level, interleaved, pooled; "
+             "llama.cpp and the seed's approach: one round.", "",
+             "Machine: " + ", ".join(f"{k} {v}" for k, v in report["machine"].items()), "",
+             *[f"- {note}" for note in notes], "",
+             "## Throughput relative to the raw engine", "", ratio_table(levels), "",
+             "## All measurements", "", summary_table(levels), "", "## Targets", ""]
     for check in checks:
-        state = {True: "met", False: "NOT met", None: "not measured"}[check["met"]]
+        state = {True: "met", False: "NOT met", None: "-"}[check["met"]]
         lines.append(f"- {check['target']}: {check['value']} ({state})"
                      + (f" - {check['note']}" if check.get("note") else ""))
     lines += ["", *[f"![{p}]({p})" for p in plots], ""]
