@@ -21,6 +21,7 @@ import importlib.util
 import inspect
 import logging
 import sys
+import threading
 from pathlib import Path
 from types import GeneratorType, ModuleType
 from typing import Any
@@ -83,12 +84,55 @@ def handler_class(path: Path) -> type[Any]:
     return cls
 
 
-def _next(generator: GeneratorType[Any, Any, Any]) -> tuple[bool, Any]:
-    """next() that can cross a thread boundary (StopIteration cannot go into a Future)."""
-    try:
-        return True, next(generator)
-    except StopIteration:
-        return False, None
+class _Pump:
+    """Runs a handler's generator on one thread of the servable's pool, at most ``ahead``
+    items ahead of the graph, handing each item to the event loop.
+
+    One thread hop per item (a ``next()`` per item submitted to the pool would cost two), and
+    the generator only ever runs on that one thread, so closing it there never meets "generator
+    already executing".
+    """
+
+    def __init__(self, generator: GeneratorType[Any, Any, Any],
+                 executor: concurrent.futures.Executor, ahead: int = 2) -> None:
+        self.generator = generator
+        self.loop = asyncio.get_running_loop()
+        self.items: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()
+        self.room = threading.Semaphore(ahead)
+        self.stopped = False
+        self.done = executor.submit(self._run)
+
+    def _run(self) -> None:
+        try:
+            while True:
+                self.room.acquire()
+                if self.stopped:
+                    return
+                try:
+                    entry: tuple[str, Any] = ("item", next(self.generator))
+                except StopIteration:
+                    entry = ("end", None)
+                except BaseException as exc:  # handed to the graph as the node's error
+                    entry = ("error", exc)
+                if self.stopped:
+                    return
+                self.loop.call_soon_threadsafe(self.items.put_nowait, entry)
+                if entry[0] != "item":
+                    return
+        finally:
+            self.generator.close()
+
+    async def next(self) -> tuple[str, Any]:
+        """("item", value), ("end", None) or ("error", exception)."""
+        entry = await self.items.get()
+        self.room.release()
+        return entry
+
+    async def close(self) -> None:
+        """Stop pumping; returns once the generator is closed (a running ``next()`` ends first)."""
+        self.stopped = True
+        self.room.release()
+        await asyncio.wrap_future(self.done)
 
 
 class PythonExecutorCalculator(Calculator):
@@ -163,24 +207,22 @@ class _PythonNodeRun(NodeRun):
     def __init__(self, calc: PythonExecutorCalculator, context: RunContext) -> None:
         self.calc = calc
         self.context = context
-        self.generator: GeneratorType[Any, Any, Any] | None = None
-        self.step: concurrent.futures.Future[Any] | None = None
+        self.pump: _Pump | None = None
 
     @property
     def node(self) -> str:
         return self.calc.node.name
 
     async def _run(self, fn: Any, *args: Any) -> Any:
-        """Run user code in the servable's pool; remember it so close() can wait for it."""
-        self.step = self.calc.context.executor.submit(fn, *args)
-        return await asyncio.wrap_future(self.step)
+        """Run user code in the servable's pool."""
+        return await asyncio.wrap_future(self.calc.context.executor.submit(fn, *args))
 
     async def process(self, timestamp: int, inputs: dict[str, Packet]) -> None:
         loopback = [p for p in inputs if p.startswith(LOOPBACK + ":")]
         if loopback:
             await self._advance(timestamp + 1)
             return
-        if self.generator is not None:
+        if self.pump is not None:
             raise NodeError(
                 self.node, "is still streaming results of an earlier request on this stream; "
                 "create a new stream for a new request",
@@ -210,32 +252,30 @@ class _PythonNodeRun(NodeRun):
                     f"node {self.node} streams its results (execute yields); call this "
                     "servable with a stream (ModelStreamInfer), not a unary request"
                 )
-            self.generator = result
+            self.pump = _Pump(result, self.calc.context.executor)
             await self._advance(timestamp)
             return
         self._emit(timestamp, result, "returned")
 
     async def _advance(self, timestamp: int) -> None:
-        generator = self.generator
-        if generator is None:
+        pump = self.pump
+        if pump is None:
             return
-        try:
-            more, item = await self._run(_next, generator)
-        except OvserveError:
-            self.generator = None
-            raise
-        except Exception as exc:
-            self.generator = None
-            log.error("node %s: execute generator raised", self.node, exc_info=exc)
-            raise NodeError(self.node, f"execute raised {type(exc).__name__}: {exc}") from exc
-        if not more:
-            self.generator = None
+        kind, item = await pump.next()
+        if kind != "item":
+            self.pump = None
+            if kind == "error":
+                if isinstance(item, OvserveError):
+                    raise item
+                log.error("node %s: execute generator raised", self.node, exc_info=item)
+                raise NodeError(self.node,
+                                f"execute raised {type(item).__name__}: {item}") from item
             return
         try:
             self._emit(timestamp, item, "yielded")
         except NodeError:
-            self.generator = None
-            generator.close()
+            self.pump = None
+            await pump.close()
             raise
         assert self.calc.loopback_port is not None
         self.context.emit(self.calc.loopback_port, Packet(timestamp, None))
@@ -264,14 +304,6 @@ class _PythonNodeRun(NodeRun):
             self.context.emit(port, Packet(timestamp, item))
 
     async def close(self) -> None:
-        generator, step = self.generator, self.step
-        self.generator = None
-        if generator is None:
-            return
-
-        def finish() -> None:
-            if step is not None:
-                concurrent.futures.wait([step])  # a running next() must end before close()
-            generator.close()
-
-        await asyncio.get_running_loop().run_in_executor(self.calc.context.executor, finish)
+        pump, self.pump = self.pump, None
+        if pump is not None:
+            await pump.close()
