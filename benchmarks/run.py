@@ -171,6 +171,10 @@ async def measure(args: argparse.Namespace, systems: list[System]) -> list[Level
                       f"{result.ttft['p50'] * 1e3:5.0f} ms  errors {result.errors}", flush=True)
                 rounds.setdefault(system.target.name, []).append(result)
         levels += [merge(results) for results in rounds.values()]
+    for system in systems:
+        close = getattr(system.target, "close", None)
+        if close is not None:
+            await close()
     return levels
 
 

@@ -121,7 +121,9 @@ async def serve(settings: ServerSettings) -> None:
     uv_task: asyncio.Task[None] | None = None
     if rest_socket is not None:
         app = build_app(registry, metrics, state, max_body_bytes=settings.max_body_bytes)
-        config = uvicorn.Config(app, log_level="warning", lifespan="off",
+        # httptools: uvicorn's C HTTP parser (h11, the pure-Python fallback, costs more CPU
+        # per streamed chunk, and that CPU is taken from the engine on small machines)
+        config = uvicorn.Config(app, log_level="warning", lifespan="off", http="httptools",
                                 timeout_graceful_shutdown=int(settings.grace_seconds))
         uv = _Uvicorn(config)
         uv_task = asyncio.create_task(uv.serve(sockets=[rest_socket]))
