@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import dataclasses
 import json
 import os
 import platform
@@ -133,13 +134,14 @@ def plot(levels: list[LevelResult], out: Path) -> list[str]:
 
     systems = sorted({r.system for r in levels})
     files = []
-    metrics: list[tuple[Callable[[LevelResult], float], str, str]] = [
-        (lambda r: r.tokens_per_second, "output tokens/s", "throughput.png"),
-        (lambda r: r.ttft["p50"] * 1e3, "TTFT p50 (ms)", "ttft_p50.png"),
-        (lambda r: r.tpot["p50"] * 1e3, "TPOT p50 (ms)", "tpot_p50.png"),
+    metrics: list[tuple[Callable[[LevelResult], float], str, str, str]] = [
+        (lambda r: r.tokens_per_second, "output tokens/s", "throughput.png", "linear"),
+        (lambda r: r.ttft["p50"] * 1e3, "TTFT p50 (ms, log scale)", "ttft_p50.png", "log"),
+        (lambda r: r.tpot["p50"] * 1e3, "TPOT p50 (ms, log scale)", "tpot_p50.png", "log"),
     ]
-    for key, label, name in metrics:
+    for key, label, name, yscale in metrics:
         fig, ax = plt.subplots(figsize=(6, 4))
+        ax.set_yscale(yscale)
         for system in systems:
             rows = sorted((r for r in levels if r.system == system), key=lambda r: r.concurrency)
             ax.plot([r.concurrency for r in rows], [key(r) for r in rows], marker="o",
@@ -208,7 +210,9 @@ def start_systems(args: argparse.Namespace, logs: Path) -> tuple[list[System], l
             systems.append(System(OpenAIChatTarget(LLAMA, f"{server.rest_url}/v1", MODEL_ID),
                                   1))
             notes.append(f"llama-cpp-python server on {gguf.name} (the GGUF the model is "
-                         f"built from), {os.cpu_count()} threads")
+                         f"built from), {os.cpu_count()} threads, one request at a time "
+                         "(--interrupt_requests False: by default a new request cuts off the "
+                         "one being streamed)")
         else:
             notes.append(f"llama-cpp-python not measured: {args.llamacpp_python} does not "
                          "exist (`make bench` builds it)")
@@ -218,6 +222,40 @@ def start_systems(args: argparse.Namespace, logs: Path) -> tuple[list[System], l
         processes.append(server)
         systems.append(System(GrpcStreamTarget(SEED, server.grpc_url), 1))
     return systems, processes, notes
+
+
+def write_report(report: dict[str, Any], levels: list[LevelResult], out: Path) -> str:
+    """serving.json, serving.md and the plots; returns the Markdown."""
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "serving.json").write_text(json.dumps(report, indent=2) + "\n")
+    plots = plot(levels, out)
+    lines = [f"# ovserve side by side ({report['date']}, {report['minutes']:.0f} min)", "",
+             f"Model {report['model']} (int8 OpenVINO IR; llama.cpp: the Q4_1 GGUF it is built "
+             f"from), {report['max_tokens']} output tokens per request, distinct prompts, "
+             f"greedy, closed loop, at least {report['min_requests']} and 2 x concurrency "
+             f"requests per round; raw engine and ovserve: {report['rounds']} rounds per level, "
+             "interleaved, pooled; llama.cpp and the seed's approach: one round.", "",
+             "Machine: " + ", ".join(f"{k} {v}" for k, v in report["machine"].items()), "",
+             *[f"- {note}" for note in report["notes"]], "",
+             "## Throughput relative to the raw engine", "", ratio_table(levels), "",
+             "## All measurements", "", summary_table(levels), "", "## Targets", ""]
+    for check in report["targets"]:
+        state = {True: "met", False: "NOT met", None: "-"}[check["met"]]
+        lines.append(f"- {check['target']}: {check['value']} ({state})"
+                     + (f" - {check['note']}" if check.get("note") else ""))
+    lines += ["", *[f"![{p}]({p})" for p in plots], ""]
+    markdown = "\n".join(lines)
+    (out / "serving.md").write_text(markdown)
+    return markdown
+
+
+def report_from_json(out: Path) -> tuple[dict[str, Any], list[LevelResult]]:
+    """An earlier run's report, to re-render it (``--report-only``)."""
+    report = json.loads((out / "serving.json").read_text())
+    names = {f.name for f in dataclasses.fields(LevelResult)} - {"results"}
+    levels = [LevelResult(**{k: v for k, v in row.items() if k in names})
+              for row in report["levels"]]
+    return report, levels
 
 
 def main() -> int:
@@ -233,8 +271,14 @@ def main() -> int:
     parser.add_argument("--llamacpp-python", type=Path,
                         default=REPO / ".venv-llamacpp" / "bin" / "python")
     parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results")
+    parser.add_argument("--report-only", action="store_true",
+                        help="re-render serving.md and the plots from serving.json")
     args = parser.parse_args()
 
+    if args.report_only:
+        report, levels = report_from_json(args.out)
+        print(write_report(report, levels, args.out))
+        return 0
     started = time.time()
     systems, processes, notes = start_systems(args, args.out / "raw")
     try:
@@ -242,32 +286,12 @@ def main() -> int:
     finally:
         for process in processes:
             process.stop()
-    args.out.mkdir(parents=True, exist_ok=True)
-    checks = targets_check(levels)
-    minutes = (time.time() - started) / 60
     report = {"date": time.strftime("%Y-%m-%d %H:%M", time.localtime(started)),
-              "minutes": round(minutes, 1), "machine": machine(), "model": MODEL_ID,
-              "max_tokens": args.max_tokens, "rounds": args.rounds, "notes": notes,
-              "levels": [r.as_dict() for r in levels], "targets": checks}
-    (args.out / "serving.json").write_text(json.dumps(report, indent=2) + "\n")
-    plots = plot(levels, args.out)
-    lines = [f"# ovserve side by side ({report['date']}, {minutes:.0f} min)", "",
-             f"Model {MODEL_ID} (int8 OpenVINO IR; llama.cpp: the Q4_1 GGUF it is built from), "
-             f"{args.max_tokens} output tokens per request, distinct prompts, greedy, closed "
-             f"loop, at least {args.min_requests} and 2 x concurrency requests per round; "
-             f"raw engine and ovserve: {args.rounds} rounds per level, interleaved, pooled; "
-             "llama.cpp and the seed's approach: one round.", "",
-             "Machine: " + ", ".join(f"{k} {v}" for k, v in report["machine"].items()), "",
-             *[f"- {note}" for note in notes], "",
-             "## Throughput relative to the raw engine", "", ratio_table(levels), "",
-             "## All measurements", "", summary_table(levels), "", "## Targets", ""]
-    for check in checks:
-        state = {True: "met", False: "NOT met", None: "-"}[check["met"]]
-        lines.append(f"- {check['target']}: {check['value']} ({state})"
-                     + (f" - {check['note']}" if check.get("note") else ""))
-    lines += ["", *[f"![{p}]({p})" for p in plots], ""]
-    (args.out / "serving.md").write_text("\n".join(lines))
-    print("\n".join(lines))
+              "minutes": round((time.time() - started) / 60, 1), "machine": machine(),
+              "model": MODEL_ID, "max_tokens": args.max_tokens, "rounds": args.rounds,
+              "min_requests": args.min_requests, "notes": notes,
+              "levels": [r.as_dict() for r in levels], "targets": targets_check(levels)}
+    print(write_report(report, levels, args.out))
     return 0
 
 
