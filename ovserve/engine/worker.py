@@ -107,8 +107,9 @@ class EngineLoop:
                 updates.append((request_id, "", [], "abort", True))
 
     def _cache_usage(self) -> float:
+        """The fraction of KV-cache blocks in use (openvino-genai reports a percentage)."""
         try:
-            return float(self.pipeline.get_metrics().cache_usage)
+            return float(self.pipeline.get_metrics().cache_usage) / 100
         except Exception:
             return 0.0
 

@@ -83,3 +83,13 @@ def test_engine_process_gone_fails_its_requests(default_model_dir: Path) -> None
     finally:
         engine.close()
     assert engine._process.poll() is not None
+
+
+def test_kv_cache_usage_is_a_fraction_while_generating(default_model_dir: Path) -> None:
+    engine = shared_engine(default_model_dir)
+    deltas = engine.submit("Write a long story.", SamplingParams(max_tokens=64)).deltas()
+    for _ in range(4):
+        next(deltas)
+    usage = engine.stats().kv_cache_usage  # as of the last step, this request's blocks in it
+    deltas.close()
+    assert 0 < usage < 0.05  # a few blocks of a 1 GB cache, not a percentage
