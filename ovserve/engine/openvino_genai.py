@@ -180,7 +180,8 @@ class OpenVINOEngine:
         self.context_length = self._context_length()
         self.model_defaults = self._model_defaults()  # read once, applied per request
         self._ids = itertools.count()
-        self._lock = threading.Lock()  # guards _active, _closed and sends on the pipe
+        self._lock = threading.Lock()  # guards _active, _closed and _dead
+        self._send_lock = threading.Lock()  # one writer at a time on the pipe, never under _lock
         self._active: dict[int, _Request] = {}
         self._closed = False
         self._dead: str | None = None  # why the engine process is gone
@@ -306,12 +307,20 @@ class OpenVINOEngine:
                                   f"{self._dead or 'shut down'}")
             self._active[request.id] = request
             self.total_requests += 1
-            self._conn.send(("add", request.id, token_ids, fields))
+        self._send(("add", request.id, token_ids, fields))
 
     def _abort(self, request_id: int) -> None:
         with self._lock:
-            if request_id in self._active and not (self._closed or self._dead):
-                self._conn.send(("abort", request_id))
+            running = request_id in self._active and not (self._closed or self._dead)
+        if running:
+            self._send(("abort", request_id))
+
+    def _send(self, message: tuple[Any, ...]) -> None:
+        """Write to the engine process. Not under ``_lock``: a write that waits for the engine
+        to read must never stop the receiver thread. If the engine is gone, the receiver
+        thread sees it and fails every active request, this one included."""
+        with self._send_lock, contextlib.suppress(OSError):
+            self._conn.send(message)
 
     def stats(self) -> EngineStats:
         with self._lock:
@@ -324,9 +333,9 @@ class OpenVINOEngine:
             if self._closed:
                 return
             self._closed = True
-            if not self._dead:
-                with contextlib.suppress(OSError):
-                    self._conn.send(("close",))
+            dead = self._dead
+        if not dead:
+            self._send(("close",))
         try:
             self._process.wait(timeout=30)
         except subprocess.TimeoutExpired:
