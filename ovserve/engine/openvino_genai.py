@@ -195,7 +195,10 @@ class OpenVINOEngine:
         except (EOFError, OSError):
             kind, info = "failed", f"the engine process exited with code {self._process.wait()}"
         if kind != "ready":
-            self._process.wait(timeout=10)
+            try:
+                self._process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self._process.kill()
             self._conn.close()
             raise EngineError(f"engine {self.name}: {info}")
         self.eos_token_id: int = info["eos_token_id"]
@@ -203,7 +206,7 @@ class OpenVINOEngine:
         self._receiver = threading.Thread(target=self._receive, name=f"engine-{self.name}",
                                           daemon=True)
         self._receiver.start()
-        atexit.register(self.close)  # before multiprocessing's own exit hook kills the process
+        atexit.register(self.close)  # the engine process stops with this one
         log.info("engine: loaded %s on %s in process %d (context %d tokens)",
                  config.models_path, device, self._process.pid, self.context_length)
 
@@ -258,7 +261,7 @@ class OpenVINOEngine:
             prompt = self.tokenizer.apply_chat_template(
                 [{"role": "user", "content": prompt}], add_generation_prompt=True)
         input_ids = self.tokenizer.encode(prompt, add_special_tokens=False).input_ids
-        token_ids = [int(t) for t in input_ids.data[0]]
+        token_ids: list[int] = input_ids.data[0].tolist()
         fields = self.generation_config(params)
         if len(token_ids) + fields["max_new_tokens"] > self.context_length:
             raise InvalidInput(
