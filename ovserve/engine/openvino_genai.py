@@ -171,12 +171,18 @@ class OpenVINOEngine:
         if device != "AUTO" and device.split(".")[0] not in {d.split(".")[0] for d in present}:
             raise EngineError(
                 f"device {config.device!r} is not present; available: {', '.join(present)}")
-        if not (config.models_path / "openvino_model.xml").is_file():
-            raise EngineError(
-                f"{config.models_path} has no openvino_model.xml; prepare the model with "
-                "scripts/download_model.py")
+        for needed in ("openvino_model.xml", "openvino_tokenizer.xml",
+                       "openvino_detokenizer.xml"):
+            if not (config.models_path / needed).is_file():
+                raise EngineError(
+                    f"{config.models_path} has no {needed}; prepare the model with "
+                    "scripts/download_model.py")
         self.name = config.models_path.name
-        self.tokenizer = ov_genai.Tokenizer(str(config.models_path))
+        try:
+            self.tokenizer = ov_genai.Tokenizer(str(config.models_path))
+        except Exception as exc:
+            raise EngineError(f"loading the tokenizer in {config.models_path} failed: "
+                              f"{_reason(exc)}") from exc
         self.context_length = self._context_length()
         self.model_defaults = self._model_defaults()  # read once, applied per request
         self._ids = itertools.count()
@@ -248,9 +254,8 @@ class OpenVINOEngine:
             fields["include_stop_str_in_output"] = False
         try:  # fail here, as a bad request, not later in the engine process
             worker.generation_config(fields).validate()
-        except Exception as exc:  # OpenVINO's message ends with the reason, after the check
-            reason = str(exc).strip().splitlines()[-1] if str(exc).strip() else repr(exc)
-            raise InvalidInput(f"invalid sampling parameters: {reason}") from exc
+        except Exception as exc:
+            raise InvalidInput(f"invalid sampling parameters: {_reason(exc)}") from exc
         return fields
 
     def count_tokens(self, text: str) -> int:
@@ -407,6 +412,12 @@ class OpenVINOEngine:
             else:
                 with contextlib.suppress(RuntimeError):
                     request.loop.call_soon_threadsafe(_deliver, [(request, i) for i in items])
+
+
+def _reason(exc: BaseException) -> str:
+    """The last line of an OpenVINO error: the reason, after the failed check and its path."""
+    text = str(exc).strip()
+    return text.splitlines()[-1] if text else repr(exc)
 
 
 def _start_worker(config: EngineConfig) -> tuple[subprocess.Popen[bytes], Connection]:

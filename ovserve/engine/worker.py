@@ -188,8 +188,10 @@ def main(config: Any, conn: Connection, log_level: int) -> None:
             str(config.models_path), scheduler, config.device.upper(),
             dict(config.plugin_config))
         defaults = pipeline.get_config()
-    except Exception as exc:
-        conn.send(("failed", f"loading {config.models_path} on {config.device} failed: {exc}"))
+    except Exception as exc:  # OpenVINO's reason is the last line of its message
+        reason = str(exc).strip().splitlines()[-1] if str(exc).strip() else repr(exc)
+        conn.send(("failed", f"loading {config.models_path} on {config.device} failed: "
+                             f"{reason}"))
         return
     conn.send(("ready", {"eos_token_id": defaults.eos_token_id,
                          "stop_token_ids": sorted(defaults.stop_token_ids)}))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import time
 from pathlib import Path
 
@@ -18,6 +19,22 @@ def test_missing_device_lists_the_available_ones(default_model_dir: Path) -> Non
 
 def test_unprepared_model_is_named(tmp_path: Path) -> None:
     with pytest.raises(EngineError, match=r"has no openvino_model\.xml"):
+        OpenVINOEngine(EngineConfig(models_path=tmp_path))
+
+
+def test_missing_tokenizer_is_named(tmp_path: Path) -> None:
+    (tmp_path / "openvino_model.xml").write_text("<net/>")
+    with pytest.raises(EngineError, match=r"has no openvino_tokenizer\.xml"):
+        OpenVINOEngine(EngineConfig(models_path=tmp_path))
+
+
+def test_engine_process_that_cannot_load_the_model_says_why(default_model_dir: Path,
+                                                            tmp_path: Path) -> None:
+    for name in ("openvino_tokenizer.xml", "openvino_tokenizer.bin",
+                 "openvino_detokenizer.xml", "openvino_detokenizer.bin", "config.json"):
+        shutil.copy(default_model_dir / name, tmp_path / name)
+    (tmp_path / "openvino_model.xml").write_text("<net>truncated")
+    with pytest.raises(EngineError, match=r"engine .*: loading .* on CPU failed: "):
         OpenVINOEngine(EngineConfig(models_path=tmp_path))
 
 
