@@ -24,7 +24,7 @@ import subprocess
 import sys
 import threading
 from collections.abc import AsyncGenerator, Callable, Generator, Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
@@ -182,7 +182,7 @@ class OpenVINOEngine:
             self.tokenizer = ov_genai.Tokenizer(str(config.models_path))
         except Exception as exc:
             raise EngineError(f"loading the tokenizer in {config.models_path} failed: "
-                              f"{_reason(exc)}") from exc
+                              f"{worker.error_reason(exc)}") from exc
         self.context_length = self._context_length()
         self.model_defaults = self._model_defaults()  # read once, applied per request
         self._ids = itertools.count()
@@ -255,18 +255,24 @@ class OpenVINOEngine:
         try:  # fail here, as a bad request, not later in the engine process
             worker.generation_config(fields).validate()
         except Exception as exc:
-            raise InvalidInput(f"invalid sampling parameters: {_reason(exc)}") from exc
+            raise InvalidInput(f"invalid sampling parameters: {worker.error_reason(exc)}") from exc
         return fields
 
-    def count_tokens(self, text: str) -> int:
-        return int(self.tokenizer.encode(text, add_special_tokens=False).input_ids.get_shape()[-1])
-
-    def _prepare(self, prompt: str, params: SamplingParams) -> tuple[list[int], dict[str, Any]]:
+    def _prepare(self, prompt: str, params: SamplingParams, fill_up_to: int | None = None
+                 ) -> tuple[list[int], dict[str, Any]]:
+        """Token ids and GenerationConfig fields. Without ``params.max_tokens``, ``fill_up_to``
+        asks for as many tokens as the context leaves, at most that many."""
         if params.apply_chat_template and self.tokenizer.chat_template:
             prompt = self.tokenizer.apply_chat_template(
                 [{"role": "user", "content": prompt}], add_generation_prompt=True)
         input_ids = self.tokenizer.encode(prompt, add_special_tokens=False).input_ids
         token_ids: list[int] = input_ids.data[0].tolist()
+        if params.max_tokens is None and fill_up_to is not None:
+            room = self.context_length - len(token_ids)
+            if room < 1:
+                raise InvalidInput(f"the prompt has {len(token_ids)} tokens, more than the "
+                                   f"model's context of {self.context_length} tokens")
+            params = replace(params, max_tokens=min(fill_up_to, room))
         fields = self.generation_config(params)
         if len(token_ids) + fields["max_new_tokens"] > self.context_length:
             raise InvalidInput(
@@ -294,15 +300,20 @@ class OpenVINOEngine:
             generations.append(generation)
         return Batch(self, generations, updates)
 
-    def submit_async(self, prompt: str, params: SamplingParams) -> Generation:
-        """Queue a request for ``adeltas()`` (call from the event loop)."""
-        token_ids, fields = self._prepare(prompt, params)
-        generation = Generation(self, len(token_ids))
-        async_queue: asyncio.Queue[Any] = asyncio.Queue()
-        generation._async = async_queue
-        self._enqueue(generation, token_ids, fields, async_queue.put_nowait,
-                      asyncio.get_running_loop())
-        return generation
+    def submit_async(self, prompt: str, params: SamplingParams, *, n: int = 1,
+                     fill_up_to: int | None = None) -> list[Generation]:
+        """Queue ``n`` generations of one prompt (tokenized once) for ``adeltas()``; call from
+        the event loop. ``fill_up_to``: see ``_prepare``."""
+        token_ids, fields = self._prepare(prompt, params, fill_up_to)
+        loop = asyncio.get_running_loop()
+        generations = []
+        for _ in range(n):
+            generation = Generation(self, len(token_ids))
+            async_queue: asyncio.Queue[Any] = asyncio.Queue()
+            generation._async = async_queue
+            self._enqueue(generation, token_ids, fields, async_queue.put_nowait, loop)
+            generations.append(generation)
+        return generations
 
     def _enqueue(self, generation: Generation, token_ids: list[int], fields: dict[str, Any],
                  sink: Callable[[Any], object],
@@ -364,8 +375,8 @@ class OpenVINOEngine:
             self._dispatch(updates)
 
     def _dispatch(self, updates: list[worker.Update]) -> None:
-        """Hand a step's updates to their requests: one call per event loop per step."""
-        deliveries: dict[asyncio.AbstractEventLoop, list[tuple[_Request, Any]]] = {}
+        """Hand a step's updates to their requests."""
+        handed: list[tuple[_Request, list[Any]]] = []
         for request_id, text, new_ids, finish, done in updates:
             request = self._active.get(request_id)
             if request is None:
@@ -381,43 +392,36 @@ class OpenVINOEngine:
                 items.append(_END)
                 with self._lock:
                     del self._active[request_id]
-            if request.loop is None:
-                for item in items:
-                    request.sink(item)
-            else:
-                deliveries.setdefault(request.loop, []).extend((request, i) for i in items)
-        for loop, batch in deliveries.items():
-            with contextlib.suppress(RuntimeError):  # that loop is closed: nobody reads
-                loop.call_soon_threadsafe(_deliver, batch)
+            handed.append((request, items))
+        _hand_out(handed)
 
     def _engine_gone(self) -> None:
+        if not self._closed:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self._process.wait(timeout=1)  # for its exit code
         with self._lock:
             closed, requests = self._closed, list(self._active.values())
             self._active.clear()
             if not closed:
-                with contextlib.suppress(subprocess.TimeoutExpired):
-                    self._process.wait(timeout=1)
                 self._dead = f"the engine process exited (code {self._process.returncode})"
                 log.error("engine %s: %s; failing %d request(s)", self.name, self._dead,
                           len(requests))
         reason = "abort" if closed else f"error: {self._dead}"
-        self._dispatch_final(requests, reason)
-
-    def _dispatch_final(self, requests: list[_Request], reason: str) -> None:
-        for request in requests:
-            items = [Delta("", finish_reason=reason), _END]
-            if request.loop is None:
-                for item in items:
-                    request.sink(item)
-            else:
-                with contextlib.suppress(RuntimeError):
-                    request.loop.call_soon_threadsafe(_deliver, [(request, i) for i in items])
+        _hand_out([(request, [Delta("", finish_reason=reason), _END]) for request in requests])
 
 
-def _reason(exc: BaseException) -> str:
-    """The last line of an OpenVINO error: the reason, after the failed check and its path."""
-    text = str(exc).strip()
-    return text.splitlines()[-1] if text else repr(exc)
+def _hand_out(handed: list[tuple[_Request, list[Any]]]) -> None:
+    """Sync readers get their items now; async readers through one call per event loop."""
+    deliveries: dict[asyncio.AbstractEventLoop, list[tuple[_Request, Any]]] = {}
+    for request, items in handed:
+        if request.loop is None:
+            for item in items:
+                request.sink(item)
+        else:
+            deliveries.setdefault(request.loop, []).extend((request, i) for i in items)
+    for loop, batch in deliveries.items():
+        with contextlib.suppress(RuntimeError):  # that loop is closed: nobody reads
+            loop.call_soon_threadsafe(_deliver, batch)
 
 
 def _start_worker(config: EngineConfig) -> tuple[subprocess.Popen[bytes], Connection]:

@@ -33,6 +33,24 @@ DONE_STATUSES = frozenset({"FINISHED", "STOP", "CANCEL", "IGNORED", "DROPPED_BY_
 Update = tuple[int, str, list[int], "str | None", bool]
 
 
+def scheduler_config(config: Any) -> Any:
+    """The ``openvino_genai.SchedulerConfig`` of an ``EngineConfig``."""
+    import openvino_genai as ov_genai
+
+    scheduler = ov_genai.SchedulerConfig()
+    scheduler.max_num_seqs = config.max_num_seqs
+    scheduler.max_num_batched_tokens = config.max_num_batched_tokens
+    scheduler.cache_size = max(1, round(config.cache_size_gb))  # whole GB
+    scheduler.enable_prefix_caching = config.enable_prefix_caching
+    return scheduler
+
+
+def error_reason(exc: BaseException) -> str:
+    """The last line of an OpenVINO error: the reason, after the failed check and its path."""
+    text = str(exc).strip()
+    return text.splitlines()[-1] if text else repr(exc)
+
+
 def generation_config(fields: dict[str, Any]) -> Any:
     """An ``openvino_genai.GenerationConfig`` with ``fields`` set (``validate()`` is the
     caller's choice)."""
@@ -179,19 +197,13 @@ def main(config: Any, conn: Connection, log_level: int) -> None:
     try:
         import openvino_genai as ov_genai
 
-        scheduler = ov_genai.SchedulerConfig()
-        scheduler.max_num_seqs = config.max_num_seqs
-        scheduler.max_num_batched_tokens = config.max_num_batched_tokens
-        scheduler.cache_size = max(1, round(config.cache_size_gb))
-        scheduler.enable_prefix_caching = config.enable_prefix_caching
         pipeline = ov_genai.ContinuousBatchingPipeline(
-            str(config.models_path), scheduler, config.device.upper(),
+            str(config.models_path), scheduler_config(config), config.device.upper(),
             dict(config.plugin_config))
         defaults = pipeline.get_config()
-    except Exception as exc:  # OpenVINO's reason is the last line of its message
-        reason = str(exc).strip().splitlines()[-1] if str(exc).strip() else repr(exc)
+    except Exception as exc:
         conn.send(("failed", f"loading {config.models_path} on {config.device} failed: "
-                             f"{reason}"))
+                             f"{error_reason(exc)}"))
         return
     conn.send(("ready", {"eos_token_id": defaults.eos_token_id,
                          "stop_token_ids": sorted(defaults.stop_token_ids)}))

@@ -124,15 +124,9 @@ class _LLMRun(NodeRun):
                                                           add_generation_prompt=True)
         else:
             prompt = request.prompt or ""
-        if max_tokens is None:  # as much as the context leaves, up to the limit
-            prompt_tokens = engine.count_tokens(prompt)
-            room = engine.context_length - prompt_tokens
-            if room < 1:
-                raise InvalidInput(f"the prompt has {prompt_tokens} tokens, more than the "
-                                   f"model's context of {engine.context_length} tokens")
-            max_tokens = min(limit, room)
-        params = replace(request.params, apply_chat_template=False, max_tokens=max_tokens)
-        generations = [engine.submit_async(prompt, params) for _ in range(request.n)]
+        # without max_tokens: as much as the context leaves, up to the limit
+        params = replace(request.params, apply_chat_template=False)
+        generations = engine.submit_async(prompt, params, n=request.n, fill_up_to=limit)
         queue: asyncio.Queue[GenerationChunk | None] = asyncio.Queue()
         tasks = [asyncio.create_task(self._pump(i, g, queue))
                  for i, g in enumerate(generations)]

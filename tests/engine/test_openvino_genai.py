@@ -110,3 +110,16 @@ def test_kv_cache_usage_is_a_fraction_while_generating(default_model_dir: Path) 
     usage = engine.stats().kv_cache_usage  # as of the last step, this request's blocks in it
     deltas.close()
     assert 0 < usage < 0.05  # a few blocks of a 1 GB cache, not a percentage
+
+
+async def test_without_max_tokens_the_context_is_filled_up_to_a_limit(
+        default_model_dir: Path) -> None:
+    engine = shared_engine(default_model_dir)
+    first, second = engine.submit_async("Say hi.", SamplingParams(max_tokens=None), n=2,
+                                        fill_up_to=3)
+    for generation in (first, second):  # one prompt, two generations
+        text = "".join([d.text async for d in generation.adeltas()])
+        assert text and generation.request is not None
+        assert len(generation.request.token_ids) <= 3
+    with pytest.raises(InvalidInput, match="more than the model's context of 8192 tokens"):
+        engine.submit_async("word " * 8300, SamplingParams(), fill_up_to=3)
