@@ -251,17 +251,16 @@ class RawEngineTarget:
 
     name = "raw openvino-genai"
 
-    def __init__(self, models_path: Path, max_num_batched_tokens: int = 2048,
-                 max_num_seqs: int = 256, cache_size: int = 1) -> None:
-        """Scheduler settings default to those of graphs/llm/graph.pbtxt (the server's)."""
+    def __init__(self, models_path: Path) -> None:
+        """The scheduler is the server's (ovserve's EngineConfig defaults, which
+        graphs/llm/graph.pbtxt also uses)."""
         import openvino_genai as ov_genai
 
-        scheduler = ov_genai.SchedulerConfig()
-        scheduler.cache_size = cache_size
-        scheduler.max_num_batched_tokens = max_num_batched_tokens
-        scheduler.max_num_seqs = max_num_seqs
-        scheduler.enable_prefix_caching = True
-        self.pipeline = ov_genai.ContinuousBatchingPipeline(str(models_path), scheduler, "CPU")
+        from ovserve.engine import EngineConfig
+        from ovserve.engine.worker import scheduler_config
+
+        self.pipeline = ov_genai.ContinuousBatchingPipeline(
+            str(models_path), scheduler_config(EngineConfig(models_path)), "CPU")
         self.tokenizer = self.pipeline.get_tokenizer()
         self.eos = self.pipeline.get_config().eos_token_id
         self.ov_genai = ov_genai

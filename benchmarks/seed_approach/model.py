@@ -11,16 +11,20 @@ from __future__ import annotations
 import copy
 import os
 import queue
-import struct
+import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from ovserve.protocol.tensor import bytes_tensor, decode_bytes
+from ovserve.protocol.tensor import bytes_tensor
 from pyovms import Tensor
 
-DEFAULT_MODEL = Path(__file__).resolve().parents[2] / "models" / "smollm2-135m-instruct"
+REPO = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(REPO / "servables"))
+from llm_common import int32_tensor, prompts_of  # type: ignore[import-not-found]  # noqa: E402
+
+DEFAULT_MODEL = REPO / "models" / "smollm2-135m-instruct"
 
 
 class OvmsPythonModel:
@@ -61,7 +65,7 @@ class OvmsPythonModel:
         out.put((index, int(result["ids"].shape[-1] - inputs["input_ids"].shape[-1])))
 
     def execute(self, inputs: list[Tensor]) -> Iterator[list[Tensor]]:
-        prompts = [item.decode() for item in decode_bytes(inputs[0])]
+        prompts = prompts_of(inputs[0])
         out: queue.Queue[tuple[int, Any]] = queue.Queue()
         for index, prompt in enumerate(prompts):
             threading.Thread(target=self._generate, args=(index, prompt, out)).start()
@@ -74,6 +78,5 @@ class OvmsPythonModel:
             texts = [""] * len(prompts)
             texts[index] = item
             yield [bytes_tensor("completion", texts)]
-        total = sum(counts.values())
-        yield [Tensor("token_count", struct.pack("<i", total), shape=[1], datatype="INT32")]
+        yield [int32_tensor("token_count", sum(counts.values()))]
         yield [Tensor("end_signal", b"")]
