@@ -257,7 +257,7 @@ class RawEngineTarget:
         import openvino_genai as ov_genai
 
         from ovserve.engine import EngineConfig
-        from ovserve.engine.worker import scheduler_config
+        from ovserve.engine.process import scheduler_config
 
         self.pipeline = ov_genai.ContinuousBatchingPipeline(
             str(models_path), scheduler_config(EngineConfig(models_path)), "CPU")

@@ -19,6 +19,7 @@ import uvicorn
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from tritonclient.grpc import service_pb2_grpc
 
+from ovserve.engine import EngineRegistry
 from ovserve.errors import OvserveError
 from ovserve.nodes import BUILTIN_CALCULATORS
 from ovserve.serving.registry import Registry
@@ -87,10 +88,41 @@ class _Uvicorn(uvicorn.Server):
         yield
 
 
-async def serve(settings: ServerSettings) -> None:
-    """Run until SIGTERM/SIGINT. Raises ``StartupError`` when the server cannot start."""
-    state, metrics = ServerState(), Metrics()
-    registry = Registry(BUILTIN_CALCULATORS)
+@dataclass
+class RunningServer:
+    """Both servers, started by ``start``; ``stop`` drains and unloads."""
+
+    settings: ServerSettings
+    engines: EngineRegistry
+    registry: Registry
+    state: ServerState
+    health: health.aio.HealthServicer
+    grpc_server: grpc.aio.Server
+    uv: _Uvicorn | None
+    uv_task: asyncio.Task[None] | None
+
+    async def stop(self) -> None:
+        log.info("shutting down: finishing in-flight requests (grace %.0f s)",
+                 self.settings.grace_seconds)
+        self.state.accepting = False
+        await self.health.enter_graceful_shutdown()
+        if self.uv is not None:
+            self.uv.should_exit = True
+        await self.grpc_server.stop(self.settings.grace_seconds)
+        if self.uv_task is not None:
+            await self.uv_task
+        await self.registry.unload()
+        log.info("stopped")
+
+
+async def start(settings: ServerSettings, engines: EngineRegistry | None = None
+                ) -> RunningServer:
+    """Load every servable and start both servers. ``engines``: the engine registry (one
+    with openvino-genai engines unless given, e.g. one of fake engines in tests). Raises
+    ``StartupError`` when a port cannot be used."""
+    engines = engines if engines is not None else EngineRegistry()
+    registry = Registry(BUILTIN_CALCULATORS, engines)  # hands engines down to the graphs
+    state, metrics = ServerState(registry), Metrics(engines)
     health_servicer = health.aio.HealthServicer()
     grpc_server = build_grpc_server(registry, metrics, state, health_servicer,
                                     settings.max_body_bytes)
@@ -128,23 +160,18 @@ async def serve(settings: ServerSettings) -> None:
         uv = _Uvicorn(config)
         uv_task = asyncio.create_task(uv.serve(sockets=[rest_socket]))
         log.info("REST listening on %s:%d", settings.host, settings.rest_port)
+    return RunningServer(settings, engines, registry, state, health_servicer, grpc_server, uv,
+                         uv_task)
 
+
+async def serve(settings: ServerSettings) -> None:
+    """Run until SIGTERM/SIGINT. Raises ``StartupError`` when the server cannot start."""
+    server = await start(settings)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    print(f"ovserve: serving {', '.join(registry.states)} (gRPC :{settings.grpc_port}"
+    print(f"ovserve: serving {', '.join(server.registry.states)} (gRPC :{settings.grpc_port}"
           + (f", REST :{settings.rest_port}" if settings.rest_port else "") + ")", flush=True)
     await stop.wait()
-
-    log.info("shutting down: finishing in-flight requests (grace %.0f s)",
-             settings.grace_seconds)
-    state.ready = False
-    await health_servicer.enter_graceful_shutdown()
-    if uv is not None:
-        uv.should_exit = True
-    await grpc_server.stop(settings.grace_seconds)
-    if uv_task is not None:
-        await uv_task
-    await registry.unload()
-    log.info("stopped")
+    await server.stop()

@@ -45,3 +45,15 @@ class Unsupported(OvserveError):
 
 class EngineError(OvserveError):
     """The generation engine failed or cannot be created (e.g. a device that is not present)."""
+
+
+class EngineFailure(EngineError):
+    """The engine failed a request it had accepted (its process died, a step failed)."""
+
+
+class EngineUnavailable(EngineError):
+    """The engine cannot take requests now (restarting after a crash, or shut down)."""
+
+
+class EngineConflict(GraphConfigError):
+    """Two graphs ask for one model with different engine options."""

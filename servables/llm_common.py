@@ -4,19 +4,27 @@ import os
 import struct
 from pathlib import Path
 
-from ovserve.engine import SamplingParams, shared_engine
+from ovserve.engine import GenerationLimits, SamplingParams, shared_engine
 from ovserve.protocol.tensor import bytes_tensor, decode_bytes
 from pyovms import Tensor
 
 DEFAULT_MODEL = Path(__file__).resolve().parent.parent / "models" / "smollm2-135m-instruct"
 
 
-def engine_and_params():
-    """The shared engine (OVSERVE_MODEL_PATH, default the built-in model) and sampling."""
+def engine_and_settings():
+    """The shared engine (OVSERVE_MODEL_PATH, default the built-in model), this servable's
+    length default (OVSERVE_MAX_TOKENS, default 256; ovserve.engine.limits decides the rest)
+    and sampling (OVSERVE_IGNORE_EOS=1: always generate that many tokens, for load tests)."""
     path = os.environ.get("OVSERVE_MODEL_PATH") or str(DEFAULT_MODEL)
     device = os.environ.get("OVSERVE_DEVICE", "CPU")
-    params = SamplingParams(max_tokens=int(os.environ.get("OVSERVE_MAX_TOKENS", "256")))
-    return shared_engine(path, device=device), params
+    limits = GenerationLimits(default_max_tokens=int(os.environ.get("OVSERVE_MAX_TOKENS", "256")))
+    params = SamplingParams(ignore_eos=os.environ.get("OVSERVE_IGNORE_EOS", "0") == "1")
+    return shared_engine(path, device=device), Settings(limits, params)
+
+
+class Settings:
+    def __init__(self, limits, params):
+        self.limits, self.params = limits, params
 
 
 def prompts_of(tensor):
@@ -24,13 +32,20 @@ def prompts_of(tensor):
     return [item.decode() for item in decode_bytes(tensor)]
 
 
+def submit(engine, settings, prompts_tensor):
+    """Every prompt of the tensor (chat template applied) queued at once, read as one batch.
+    Its updates raise the engine's error when the engine fails a request."""
+    return engine.submit_batch([engine.prepare(p, settings.params, settings.limits)
+                                for p in prompts_of(prompts_tensor)])
+
+
 def int32_tensor(name, value):
     return Tensor(name, struct.pack("<i", value), shape=[1], datatype="INT32")
 
 
-def complete(engine, params, prompts_tensor):
+def complete(engine, settings, prompts_tensor):
     """Unary answer: every prompt's whole text, and the number of tokens generated."""
-    batch = engine.submit_batch(prompts_of(prompts_tensor), params)
+    batch = submit(engine, settings, prompts_tensor)
     texts = [""] * len(batch.generations)
     for update in batch.updates():
         for i, delta in enumerate(update):

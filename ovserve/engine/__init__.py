@@ -1,37 +1,23 @@
-"""Generation engines, shared per model by every request and servable in the process.
+"""Generation engines behind one typed interface (``engine.base.Engine``).
 
-Python handlers get the shared engine with ``shared_engine(models_path)``; the first call
-loads the model, later calls with the same path return the same engine.
+    engine = shared_engine(models_path)                 # in a handler's initialize
+    prepared = engine.prepare(prompt, SamplingParams(max_tokens=64))
+    for delta in engine.submit(prepared).deltas(): ...  # raises EngineError on failure
+
+Modules: ``base`` (the interface and its types), ``limits`` (generation length and prompt
+precedence), ``requests`` (request bookkeeping and readers), ``client`` (the openvino-genai
+engine as the server sees it, supervising its process), ``process`` (the engine process),
+``messages`` (what crosses between them), ``registry`` (engines owned by the server),
+``fake`` (a deterministic engine for tests).
 """
 
 from __future__ import annotations
 
-import threading
-from pathlib import Path
-from typing import Any
+from ovserve.engine.base import Delta, Engine, EngineConfig, EngineStats, Prepared, SamplingParams
+from ovserve.engine.limits import GenerationLimits
+from ovserve.engine.registry import EngineRegistry, bound, shared_engine
+from ovserve.engine.requests import Batch, Generation
 
-from ovserve.engine.base import Delta, EngineStats, SamplingParams
-from ovserve.engine.openvino_genai import Batch, EngineConfig, Generation, OpenVINOEngine
-
-_engines: dict[Path, OpenVINOEngine] = {}
-_lock = threading.Lock()
-
-
-def shared_engine(models_path: str | Path, **options: Any) -> OpenVINOEngine:
-    """The process-wide engine for ``models_path`` (options apply when it is first loaded)."""
-    path = Path(models_path).resolve()
-    with _lock:
-        engine = _engines.get(path)
-        if engine is None:
-            engine = OpenVINOEngine(EngineConfig(models_path=path, **options))
-            _engines[path] = engine
-        return engine
-
-
-def loaded_engines() -> list[OpenVINOEngine]:
-    with _lock:
-        return list(_engines.values())
-
-
-__all__ = ["Batch", "Delta", "EngineConfig", "EngineStats", "Generation", "OpenVINOEngine",
-           "SamplingParams", "loaded_engines", "shared_engine"]
+__all__ = ["Batch", "Delta", "Engine", "EngineConfig", "EngineRegistry", "EngineStats",
+           "Generation", "GenerationLimits", "Prepared", "SamplingParams", "bound",
+           "shared_engine"]

@@ -2,7 +2,7 @@
 
 import sys
 
-from ovserve.engine.worker import run_from_fd
+from ovserve.engine.process import run_from_fd
 
 if __name__ == "__main__":
     run_from_fd(int(sys.argv[1]))

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar, Literal, Protocol
 
+from ovserve.engine.registry import EngineRegistry
 from ovserve.graph.spec import NodeSpec
 
 RunMode = Literal["unary", "stream"]
@@ -49,6 +50,7 @@ class LoadContext:
     servable: str
     base_path: Path
     executor: Executor  # where blocking user code runs, never the event loop
+    engines: EngineRegistry  # the server's engines; nodes acquire theirs as ``servable``
 
 
 class NodeRun(ABC):

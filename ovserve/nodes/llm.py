@@ -4,8 +4,9 @@ Graphs name it ``HttpLLMCalculator`` as OVMS does (``LLMCalculator`` works too) 
 OVMS graph shape: ``HTTP_REQUEST_PAYLOAD`` in, ``HTTP_RESPONSE_PAYLOAD`` out, optional
 ``LOOPBACK`` back edge and ``LLM_NODE_RESOURCES`` side packet (accepted, not needed: the node
 emits a request's chunks at increasing timestamps itself). Options are
-``mediapipe.LLMCalculatorOptions``. The engine is shared with every other node and handler
-that uses the same model directory.
+``mediapipe.LLMCalculatorOptions``. The engine comes from the server's engine registry and
+is shared with every other node and handler that uses the same model directory; options the
+graph sets must agree with theirs.
 """
 
 from __future__ import annotations
@@ -15,9 +16,11 @@ import json
 from collections.abc import AsyncIterator
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
-from ovserve.engine import Generation, OpenVINOEngine, shared_engine
-from ovserve.errors import InvalidInput, NodeError
+from ovserve.engine import Engine, Generation, GenerationLimits
+from ovserve.engine.limits import Prompt
+from ovserve.errors import EngineError, NodeError
 from ovserve.graph.calculator import Calculator, LoadContext, NodeRun, Packet, RunContext
 from ovserve.graph.config import node_options
 from ovserve.graph.proto.llm_calculator_pb2 import LLMCalculatorOptions
@@ -46,7 +49,8 @@ class LLMCalculator(Calculator):
     output_tags = frozenset({RESPONSE_TAG, "LOOPBACK"})
     side_packet_tags = frozenset({"LLM_NODE_RESOURCES"})
 
-    engine: OpenVINOEngine
+    engine: Engine
+    limits: GenerationLimits
 
     @classmethod
     def check(cls, node: NodeSpec, base_path: Path) -> list[str]:
@@ -80,17 +84,30 @@ class LLMCalculator(Calculator):
         self.request_port = next(r.port for r in node.inputs if r.tag == REQUEST_TAG)
         self.response_port = next(r.port for r in node.outputs if r.tag == RESPONSE_TAG)
 
-    async def load(self) -> None:
+    def engine_options(self) -> dict[str, Any]:
+        """The ``EngineConfig`` fields this graph sets (those it leaves out are not compared
+        with other graphs using the same model)."""
         options = self.options
-        plugin_config = json.loads(options.plugin_config) if options.plugin_config else {}
-        loop = asyncio.get_running_loop()
-        self.engine = await loop.run_in_executor(self.context.executor, lambda: shared_engine(
-            self.models_path, device=options.device, plugin_config=plugin_config,
-            max_num_seqs=options.max_num_seqs,
-            max_num_batched_tokens=options.max_num_batched_tokens,
-            cache_size_gb=float(options.cache_size),
-            enable_prefix_caching=options.enable_prefix_caching,
-        ))
+        fields = {"device": "device", "plugin_config": "plugin_config",
+                  "max_num_seqs": "max_num_seqs", "max_num_batched_tokens":
+                  "max_num_batched_tokens", "cache_size": "cache_size_gb",
+                  "enable_prefix_caching": "enable_prefix_caching"}
+        given: dict[str, Any] = {}
+        for option, name in fields.items():
+            if options.HasField(option):
+                given[name] = getattr(options, option)
+        if "plugin_config" in given:
+            given["plugin_config"] = json.loads(given["plugin_config"] or "{}")
+        if "cache_size_gb" in given:
+            given["cache_size_gb"] = float(given["cache_size_gb"])
+        return given
+
+    async def load(self) -> None:
+        context, options = self.context, self.engine_options()
+        self.engine = await asyncio.get_running_loop().run_in_executor(
+            context.executor, lambda: context.engines.acquire(context.servable, self.models_path,
+                                                              **options))
+        self.limits = GenerationLimits(max_tokens_limit=self.options.max_tokens_limit)
 
     def open_run(self, context: RunContext) -> NodeRun:
         return _LLMRun(self, context)
@@ -114,32 +131,32 @@ class _LLMRun(NodeRun):
             timestamp += 1
 
     async def generate(self, request: GenerationRequest) -> AsyncIterator[GenerationChunk]:
-        engine, limit = self.calc.engine, self.calc.options.max_tokens_limit
-        max_tokens = request.params.max_tokens
-        if max_tokens is not None and max_tokens > limit:
-            raise InvalidInput(f"max_tokens {max_tokens} is over this model's limit of "
-                               f"{limit} (max_tokens_limit)")
+        """Chunks of every choice as they come; raises the engine's error at once."""
+        calc = self.calc
+        engine = calc.engine
         if request.kind == "chat":
-            prompt = engine.tokenizer.apply_chat_template(request.messages,
-                                                          add_generation_prompt=True)
-        else:
-            prompt = request.prompt or ""
-        # without max_tokens: as much as the context leaves, up to the limit
-        params = replace(request.params, apply_chat_template=False)
-        generations = engine.submit_async(prompt, params, n=request.n, fill_up_to=limit)
-        queue: asyncio.Queue[GenerationChunk | None] = asyncio.Queue()
+            prompt: Prompt = request.messages
+            params = request.params
+        else:  # completions take the prompt as it is
+            prompt, params = request.prompt or "", replace(request.params,
+                                                           apply_chat_template=False)
+        # tokenizing is blocking work: off the event loop
+        prepared = await asyncio.get_running_loop().run_in_executor(
+            calc.context.executor, engine.prepare, prompt, params, calc.limits)
+        generations = engine.submit_async(prepared, n=request.n)
+        queue: asyncio.Queue[GenerationChunk | BaseException | None] = asyncio.Queue()
         tasks = [asyncio.create_task(self._pump(i, g, queue))
                  for i, g in enumerate(generations)]
         try:
             remaining = len(tasks)
             while remaining:
-                chunk = await queue.get()
-                if chunk is None:
+                item = await queue.get()
+                if item is None:
                     remaining -= 1
-                    continue
-                yield chunk
-            for task in tasks:
-                task.result()  # re-raise a failure
+                elif isinstance(item, BaseException):
+                    raise item
+                else:
+                    yield item
         finally:
             for task in tasks:
                 task.cancel()
@@ -148,14 +165,15 @@ class _LLMRun(NodeRun):
 
     @staticmethod
     async def _pump(index: int, generation: Generation,
-                    queue: asyncio.Queue[GenerationChunk | None]) -> None:
+                    queue: asyncio.Queue[GenerationChunk | BaseException | None]) -> None:
         try:
             async for delta in generation.adeltas():
                 done = delta.finish_reason is not None
-                completion = (len(generation.request.token_ids)
-                              if done and generation.request else 0)
                 await queue.put(GenerationChunk(
                     index=index, text=delta.text, finish_reason=delta.finish_reason,
-                    prompt_tokens=generation.prompt_tokens, completion_tokens=completion))
+                    prompt_tokens=generation.prompt_tokens,
+                    completion_tokens=generation.completion_tokens if done else 0))
+        except EngineError as exc:
+            await queue.put(exc)
         finally:
             await queue.put(None)

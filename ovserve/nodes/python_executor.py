@@ -15,7 +15,7 @@ kind (an ``InvalidInput`` is a 400 / INVALID_ARGUMENT, not a node crash).
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
+import functools
 import hashlib
 import importlib.util
 import inspect
@@ -26,6 +26,7 @@ from pathlib import Path
 from types import GeneratorType, ModuleType
 from typing import Any
 
+from ovserve.engine.registry import bound
 from ovserve.errors import GraphConfigError, NodeError, OvserveError, Unsupported
 from ovserve.graph.calculator import Calculator, LoadContext, NodeRun, Packet, RunContext
 from ovserve.graph.config import node_options
@@ -93,14 +94,14 @@ class _Pump:
     already executing".
     """
 
-    def __init__(self, generator: GeneratorType[Any, Any, Any],
-                 executor: concurrent.futures.Executor, ahead: int = 2) -> None:
+    def __init__(self, generator: GeneratorType[Any, Any, Any], calc: PythonExecutorCalculator,
+                 ahead: int = 2) -> None:
         self.generator = generator
         self.loop = asyncio.get_running_loop()
         self.items: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()
         self.room = threading.Semaphore(ahead)
         self.stopped = False
-        self.done = executor.submit(self._run)
+        self.done = calc.context.executor.submit(calc.bound(self._run))
 
     def _run(self) -> None:
         try:
@@ -170,9 +171,13 @@ class PythonExecutorCalculator(Calculator):
             (ref.port for ref in node.outputs if ref.tag == LOOPBACK), None
         )
 
+    def bound(self, fn: Any, *args: Any) -> Any:
+        """``fn(*args)`` with the server's engines bound for ``shared_engine`` calls in it."""
+        return functools.partial(_bound_call, self, fn, *args)
+
     async def call(self, fn: Any, *args: Any) -> Any:
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self.context.executor, fn, *args)
+        """Run handler code in the servable's pool (never on the event loop)."""
+        return await asyncio.wrap_future(self.context.executor.submit(self.bound(fn, *args)))
 
     async def load(self) -> None:
         self.model = handler_class(self.path)()
@@ -213,10 +218,6 @@ class _PythonNodeRun(NodeRun):
     def node(self) -> str:
         return self.calc.node.name
 
-    async def _run(self, fn: Any, *args: Any) -> Any:
-        """Run user code in the servable's pool."""
-        return await asyncio.wrap_future(self.calc.context.executor.submit(fn, *args))
-
     async def process(self, timestamp: int, inputs: dict[str, Packet]) -> None:
         loopback = [p for p in inputs if p.startswith(LOOPBACK + ":")]
         if loopback:
@@ -233,7 +234,7 @@ class _PythonNodeRun(NodeRun):
         if self.context.mode == "unary":  # ovserve extension: one handler for both kinds
             execute = getattr(self.calc.model, "execute_unary", execute)
         try:
-            result = await self._run(execute, tensors)
+            result = await self.calc.call(execute, tensors)
         except OvserveError:
             raise  # ovserve's own errors (e.g. a prompt over the context) keep their kind
         except Exception as exc:
@@ -252,7 +253,7 @@ class _PythonNodeRun(NodeRun):
                     f"node {self.node} streams its results (execute yields); call this "
                     "servable with a stream (ModelStreamInfer), not a unary request"
                 )
-            self.pump = _Pump(result, self.calc.context.executor)
+            self.pump = _Pump(result, self.calc)
             await self._advance(timestamp)
             return
         self._emit(timestamp, result, "returned")
@@ -307,3 +308,8 @@ class _PythonNodeRun(NodeRun):
         pump, self.pump = self.pump, None
         if pump is not None:
             await pump.close()
+
+
+def _bound_call(calc: PythonExecutorCalculator, fn: Any, *args: Any) -> Any:
+    with bound(calc.context.engines, calc.context.servable):
+        return fn(*args)

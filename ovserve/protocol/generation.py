@@ -26,6 +26,8 @@ class SamplingParams:
     seed: int | None = None
     stop: tuple[str, ...] = ()
     apply_chat_template: bool = True
+    ignore_eos: bool = False  # generate on past end-of-sequence (vLLM's ignore_eos)
+    min_tokens: int = 0  # end-of-sequence and stop strings do not count before this many
 
 
 @dataclass(frozen=True)

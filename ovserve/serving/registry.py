@@ -6,6 +6,7 @@ import logging
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
+from ovserve.engine.registry import EngineRegistry
 from ovserve.errors import OvserveError, ServableNotFound, ServableNotReady
 from ovserve.graph.calculator import Calculator
 from ovserve.serving.servable import Servable
@@ -24,8 +25,10 @@ class ServableState:
 class Registry:
     """Loads every servable independently: one that fails does not stop the others."""
 
-    def __init__(self, calculator_types: Mapping[str, type[Calculator]]) -> None:
+    def __init__(self, calculator_types: Mapping[str, type[Calculator]],
+                 engines: EngineRegistry | None = None) -> None:
         self.calculator_types = calculator_types
+        self.engines = engines if engines is not None else EngineRegistry()
         self.states: dict[str, ServableState] = {}
 
     async def load(self, entries: Iterable[GraphEntry]) -> None:
@@ -33,7 +36,8 @@ class Registry:
             state = ServableState(entry)
             self.states[entry.name] = state
             try:
-                state.servable = await Servable.load(entry, self.calculator_types)
+                state.servable = await Servable.load(entry, self.calculator_types,
+                                                     engines=self.engines)
             except OvserveError as exc:
                 state.error = str(exc)
                 log.error("servable %s is not available: %s", entry.name, exc)
@@ -48,8 +52,13 @@ class Registry:
             raise ServableNotReady(f"servable {name!r} is not available: {state.error}")
         return state.servable
 
+    def ready(self) -> bool:
+        """Every loaded servable's engines can take requests."""
+        return self.engines.ready()
+
     async def unload(self) -> None:
         for state in self.states.values():
             if state.servable is not None:
                 await state.servable.unload()
                 state.servable = None
+        self.engines.close()

@@ -17,6 +17,7 @@ from collections.abc import AsyncGenerator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+from ovserve.engine.registry import EngineRegistry
 from ovserve.errors import InvalidInput, NodeError, Unsupported
 from ovserve.graph.calculator import Calculator, LoadContext
 from ovserve.graph.config import parse_graph_file
@@ -43,11 +44,18 @@ class Servable:
         graph: GraphSpec,
         calculators: dict[str, Calculator],
         executor: ThreadPoolExecutor,
+        engines: EngineRegistry,
     ) -> None:
         self.entry = entry
         self.graph = graph
         self.calculators = calculators
         self.executor = executor
+        self.engines = engines
+
+    @property
+    def ready(self) -> bool:
+        """False while an engine it uses cannot take requests (e.g. restarting)."""
+        return self.engines.ready(self.name)
 
     @property
     def name(self) -> str:
@@ -65,19 +73,23 @@ class Servable:
         calculator_types: Mapping[str, type[Calculator]],
         *,
         node_threads: int = DEFAULT_NODE_THREADS,
+        engines: EngineRegistry | None = None,
     ) -> Servable:
-        """Parse and validate the graph (raises ``GraphConfigError``); nothing is loaded yet."""
+        """Parse and validate the graph (raises ``GraphConfigError``); nothing is loaded yet.
+        ``engines``: the server's engine registry (a registry of its own when not given)."""
         config = parse_graph_file(entry.graph_path)
         graph = build_graph(
             config, name=entry.name, path=entry.graph_path, base_path=entry.base_path,
             calculators=calculator_types,
         )
         executor = ThreadPoolExecutor(node_threads, thread_name_prefix=f"{entry.name}-node")
-        context = LoadContext(servable=entry.name, base_path=entry.base_path, executor=executor)
+        engines = engines if engines is not None else EngineRegistry()
+        context = LoadContext(servable=entry.name, base_path=entry.base_path, executor=executor,
+                              engines=engines)
         calculators = {
             node.name: calculator_types[node.calculator](node, context) for node in graph.nodes
         }
-        return cls(entry, graph, calculators, executor)
+        return cls(entry, graph, calculators, executor, engines)
 
     @classmethod
     async def load(
@@ -86,9 +98,11 @@ class Servable:
         calculator_types: Mapping[str, type[Calculator]],
         *,
         node_threads: int = DEFAULT_NODE_THREADS,
+        engines: EngineRegistry | None = None,
     ) -> Servable:
         """Build, then load every node (``initialize``); on failure unload what was loaded."""
-        servable = cls.build(entry, calculator_types, node_threads=node_threads)
+        servable = cls.build(entry, calculator_types, node_threads=node_threads,
+                             engines=engines)
         loaded: list[Calculator] = []
         try:
             for calculator in servable.calculators.values():
@@ -111,6 +125,7 @@ class Servable:
                 log.exception("servable %s: unloading node %s failed (unload goes on)",
                               self.name, calculator.node.name)
         self.executor.shutdown(wait=False, cancel_futures=True)
+        self.engines.release(self.name)  # closes the engines no other servable uses
 
     # -- requests -----------------------------------------------------------------------------
 

@@ -7,6 +7,8 @@ from dataclasses import dataclass
 import grpc
 
 from ovserve.errors import (
+    EngineError,
+    EngineUnavailable,
     GraphConfigError,
     InvalidInput,
     NodeError,
@@ -33,6 +35,8 @@ ERROR_TABLE: dict[type[OvserveError], ErrorShape] = {
     ServableNotReady: ErrorShape(503, grpc.StatusCode.UNAVAILABLE, "service_unavailable"),
     NodeError: ErrorShape(500, grpc.StatusCode.INTERNAL, "server_error"),
     GraphConfigError: ErrorShape(500, grpc.StatusCode.INTERNAL, "server_error"),
+    EngineError: ErrorShape(500, grpc.StatusCode.INTERNAL, "server_error"),
+    EngineUnavailable: ErrorShape(503, grpc.StatusCode.UNAVAILABLE, "service_unavailable"),
 }
 FALLBACK = ErrorShape(500, grpc.StatusCode.INTERNAL, "server_error")
 

@@ -10,14 +10,17 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, gene
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-from ovserve.engine import loaded_engines
+from ovserve.engine import EngineRegistry
 from ovserve.transport.errors import shape_of
 
 LABELS = ("servable", "interface")
 
 
 class EngineCollector(Collector):
-    """Engine state read at scrape time from every loaded engine."""
+    """Engine state read at scrape time from every engine of the server's registry."""
+
+    def __init__(self, engines: EngineRegistry) -> None:
+        self.engines = engines
 
     def collect(self) -> Iterator[CounterMetricFamily | GaugeMetricFamily]:
         active = GaugeMetricFamily("ovserve_engine_requests_active",
@@ -31,20 +34,32 @@ class EngineCollector(Collector):
                                      "Tokens generated", labels=["model"])
         cache = GaugeMetricFamily("ovserve_engine_kv_cache_usage",
                                   "Fraction of the KV cache in use", labels=["model"])
-        for engine in loaded_engines():
+        failed = CounterMetricFamily("ovserve_engine_requests_failed",
+                                     "Requests the engine failed (its process died, a step "
+                                     "failed)", labels=["model"])
+        restarts = CounterMetricFamily("ovserve_engine_restarts",
+                                       "Engine processes restarted after they died",
+                                       labels=["model"])
+        ready = GaugeMetricFamily("ovserve_engine_ready",
+                                  "1 when the engine takes requests, 0 while it restarts",
+                                  labels=["model"])
+        for engine in self.engines.engines():
             stats = engine.stats()
+            failed.add_metric([stats.model], stats.failed_requests)
+            restarts.add_metric([stats.model], stats.restarts)
+            ready.add_metric([stats.model], int(stats.ready))
             active.add_metric([stats.model], stats.active_requests)
             total.add_metric([stats.model], stats.total_requests)
             aborted.add_metric([stats.model], stats.aborted_requests)
             tokens.add_metric([stats.model], stats.generated_tokens)
             cache.add_metric([stats.model], stats.kv_cache_usage)
-        yield from (active, total, aborted, tokens, cache)
+        yield from (active, total, aborted, tokens, cache, failed, restarts, ready)
 
 
 class Metrics:
     """One set of metrics per server (a fresh registry, so tests can build many)."""
 
-    def __init__(self) -> None:
+    def __init__(self, engines: EngineRegistry) -> None:
         self.registry = CollectorRegistry()
         self.requests = Counter("ovserve_requests", "Inference requests received",
                                 LABELS, registry=self.registry)
@@ -57,7 +72,7 @@ class Metrics:
                                           60, 120))
         self.streams = Gauge("ovserve_streams_in_flight", "Open streams", LABELS,
                              registry=self.registry)
-        self.registry.register(EngineCollector())
+        self.registry.register(EngineCollector(engines))
 
     @contextmanager
     def request(self, servable: str, interface: str) -> Iterator[None]:

@@ -2,11 +2,23 @@
 
 from __future__ import annotations
 
+from ovserve.serving.registry import Registry
+
 EXTENSIONS = ["model_repository", "binary_tensor_data", "parameters", "streaming"]
 
 
 class ServerState:
-    """Readiness shared by both transports: false while shutting down."""
+    """Readiness shared by both transports: false while shutting down, or while an engine
+    cannot take requests (its process died and is being restarted)."""
 
-    def __init__(self) -> None:
-        self.ready = True
+    def __init__(self, registry: Registry) -> None:
+        self.registry = registry
+        self.accepting = True
+
+    @property
+    def ready(self) -> bool:
+        return self.accepting and self.registry.ready()
+
+    def servable_ready(self, name: str) -> bool:
+        """Raises as ``Registry.get`` does for unknown or unloaded servables."""
+        return self.accepting and self.registry.get(name).ready

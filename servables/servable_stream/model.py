@@ -11,19 +11,21 @@ from pathlib import Path
 from pyovms import Tensor
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from llm_common import bytes_tensor, complete, engine_and_params, int32_tensor, prompts_of
+from llm_common import bytes_tensor, complete, engine_and_settings, int32_tensor, submit
 
 
 class OvmsPythonModel:
     def initialize(self, kwargs):
-        self.engine, self.params = engine_and_params()
+        self.engine, self.settings = engine_and_settings()
 
     def execute(self, inputs):
-        batch = self.engine.submit_batch(prompts_of(inputs[0]), self.params)
-        for update in batch.updates():  # closing this generator aborts the requests
+        batch = submit(self.engine, self.settings, inputs[0])
+        # closing this generator aborts the requests; an engine failure raises here, and the
+        # node reports it to the client as an error
+        for update in batch.updates():
             yield [bytes_tensor("completion", [d.text if d else "" for d in update])]
         yield [int32_tensor("token_count", sum(batch.completion_tokens))]
         yield [Tensor("end_signal", b"")]
 
     def execute_unary(self, inputs):
-        return complete(self.engine, self.params, inputs[0])
+        return complete(self.engine, self.settings, inputs[0])

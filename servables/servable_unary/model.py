@@ -8,12 +8,12 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from llm_common import complete, engine_and_params
+from llm_common import complete, engine_and_settings
 
 
 class OvmsPythonModel:
     def initialize(self, kwargs):
-        self.engine, self.params = engine_and_params()
+        self.engine, self.settings = engine_and_settings()
 
     def execute(self, inputs):
-        return complete(self.engine, self.params, inputs[0])
+        return complete(self.engine, self.settings, inputs[0])

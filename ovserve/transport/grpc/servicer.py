@@ -49,12 +49,13 @@ class InferenceServicer(service_pb2_grpc.GRPCInferenceServiceServicer):  # type:
 
     async def ModelReady(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
         try:
-            self.registry.get(request.name)
+            ready = self.state.servable_ready(request.name)
         except ServableNotReady:
             return service_pb2.ModelReadyResponse(ready=False)
         except OvserveError as exc:
             await self._abort(context, exc)
-        return service_pb2.ModelReadyResponse(ready=self.state.ready)
+            raise
+        return service_pb2.ModelReadyResponse(ready=ready)
 
     async def ServerMetadata(self, request: Any, context: Any) -> Any:
         return service_pb2.ServerMetadataResponse(

@@ -145,13 +145,13 @@ def build_router(registry: Registry, metrics: Metrics, state: ServerState) -> AP
     @router.get("/v2/models/{model}/versions/{version}/ready")
     async def model_ready(model: str, version: str | None = None) -> Response:
         try:
-            registry.get(model)
+            ready = state.servable_ready(model)
         except ServableNotReady as exc:
             return JSONResponse({"name": model, "ready": False, "error": str(exc)},
                                 status_code=503)
         except OvserveError as exc:
             return error_response(exc)
-        return JSONResponse({"name": model, "ready": True})
+        return JSONResponse({"name": model, "ready": ready}, status_code=200 if ready else 503)
 
     @router.post("/v2/models/{model}/infer")
     @router.post("/v2/models/{model}/versions/{version}/infer")

@@ -88,7 +88,8 @@ def _params(req: SamplingFields, max_tokens: int | None) -> SamplingParams:
     return SamplingParams(
         max_tokens=max_tokens, temperature=req.temperature, top_p=req.top_p, top_k=top_k,
         repetition_penalty=req.repetition_penalty, presence_penalty=req.presence_penalty,
-        frequency_penalty=req.frequency_penalty, seed=req.seed, stop=stop)
+        frequency_penalty=req.frequency_penalty, seed=req.seed, stop=stop,
+        ignore_eos=req.ignore_eos, min_tokens=req.min_tokens)
 
 
 def _log_unknown(req: BaseModel) -> None:
@@ -161,7 +162,7 @@ def build_router(registry: Registry, metrics: Metrics, started: int) -> APIRoute
         return await handle(request, "chat")
 
     async def handle(request: Request, kind: str) -> Response:
-        model = "?"
+        model, counted = "?", False  # errors inside metrics.request are counted there
         try:
             body = await _json(request)
             if kind == "chat":
@@ -192,13 +193,15 @@ def build_router(registry: Registry, metrics: Metrics, started: int) -> APIRoute
             servable = llm(req.model)
             include_usage = bool(req.stream_options and req.stream_options.include_usage)
             with metrics.request(servable.name, "openai"):
+                counted = True
                 if req.stream:
                     return await stream(request, servable, generation, kind, include_usage)
                 return await complete(request, servable, generation, kind)
         except OpenAIError as exc:
             return exc.response()
         except OvserveError as exc:
-            metrics.error(model, "openai", exc)
+            if not counted:
+                metrics.error(model, "openai", exc)
             return OpenAIError.of(exc).response()
 
     async def complete(request: Request, servable: Servable, generation: GenerationRequest,
@@ -286,6 +289,8 @@ def build_router(registry: Registry, metrics: Metrics, started: int) -> APIRoute
                 if include_usage:
                     yield event([], usage=usage.body())
             except OvserveError as exc:  # after the first byte: in-band, then [DONE]
+                metrics.error(servable.name, "openai", exc)
+                log.error("stream of %s failed: %s", servable.name, exc)
                 yield f"data: {json.dumps(OpenAIError.of(exc).body())}\n\n"
             finally:
                 await chunks.aclose()  # a disconnect lands here too: the engine aborts

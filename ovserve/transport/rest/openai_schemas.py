@@ -33,6 +33,9 @@ class SamplingFields(BaseModel):
     stream_options: StreamOptions | None = None
     logprobs: Any = None
     user: str | None = None
+    # vLLM's extra sampling fields (NIM clients, guidellm and vLLM's benchmark send them)
+    ignore_eos: bool = False
+    min_tokens: int = Field(0, ge=0)
 
 
 class CompletionRequest(SamplingFields):

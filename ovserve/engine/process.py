@@ -5,16 +5,11 @@ the GIL for the whole step (tens of milliseconds), so a pipeline stepped in the 
 process freezes the event loop, the gRPC server and every handler thread for most of the time.
 Here it runs alone (``python -m ovserve.engine FD``, a plain subprocess: multiprocessing's
 spawn would re-run the server's main script); the server talks to it over a socket pair with
-``multiprocessing.connection`` messages:
+the typed messages of ``engine.messages``.
 
-    server -> engine   (EngineConfig, log level) first, then
-                       ("add", id, token_ids, generation_config_fields) | ("abort", id) | ("close",)
-    engine -> server   ("ready", info) | ("failed", message)
-                       ("step", [(id, text, new_token_ids, finish_reason, done), ...], cache_usage)
-
-One "step" message carries every request's new text after a step: tokens are detokenized here,
-incrementally (a short window per request, all requests in one detokenizer call per step).
-The loop blocks while idle and exits when the server closes the pipe or goes away.
+One ``Step`` message carries every request's new text after a step: tokens are detokenized
+here, incrementally (a short window per request, all requests in one detokenizer call per
+step). The loop blocks while idle and exits when the server closes the pipe or goes away.
 """
 
 from __future__ import annotations
@@ -25,12 +20,13 @@ from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from typing import Any
 
+from ovserve.engine.messages import Abort, Add, Close, LoadFailed, Output, Ready, Start, Step
+
 log = logging.getLogger("ovserve.engine")
 
 FINISH = {"STOP": "stop", "LENGTH": "length"}
 DONE_STATUSES = frozenset({"FINISHED", "STOP", "CANCEL", "IGNORED", "DROPPED_BY_PIPELINE",
                            "DROPPED_BY_HANDLE"})
-Update = tuple[int, str, list[int], "str | None", bool]
 
 
 def scheduler_config(config: Any) -> Any:
@@ -92,9 +88,9 @@ class EngineLoop:
             except (EOFError, OSError):
                 log.info("engine: the server closed the connection; exiting")
                 return
-            updates: list[Update] = []
+            updates: list[Output] = []
             for message in messages:
-                if message[0] == "close":
+                if isinstance(message, Close):
                     for request_id in list(self.active):
                         self.active.pop(request_id).handle.cancel()
                     return
@@ -102,27 +98,28 @@ class EngineLoop:
             if self.active:
                 updates += self._step()
             if updates:
-                self.conn.send(("step", updates, self._cache_usage()))
+                self.conn.send(Step(updates, self._cache_usage()))
 
-    def _handle(self, message: tuple[Any, ...], updates: list[Update]) -> None:
-        kind, request_id = message[0], message[1]
-        if kind == "add":
+    def _handle(self, message: Add | Abort, updates: list[Output]) -> None:
+        if isinstance(message, Add):
             import openvino as ov
 
-            _, _, token_ids, fields = message
             try:
-                input_ids = ov.Tensor(_int64_array([token_ids]))
-                handle = self.pipeline.add_request(request_id, input_ids,
-                                                   generation_config(fields))
+                input_ids = ov.Tensor(_int64_array([message.token_ids]))
+                handle = self.pipeline.add_request(message.request_id, input_ids,
+                                                   generation_config(message.fields))
             except Exception as exc:  # the request fails, the engine goes on
-                updates.append((request_id, "", [], f"error: {exc}", True))
+                log.exception("engine: adding request %d failed", message.request_id)
+                updates.append(Output(message.request_id, "", [], done=True,
+                                      error=f"the engine refused the request: "
+                                            f"{error_reason(exc)}"))
                 return
-            self.active[request_id] = _Slot(handle)
-        elif kind == "abort":
-            slot = self.active.pop(request_id, None)
+            self.active[message.request_id] = _Slot(handle)
+        elif isinstance(message, Abort):
+            slot = self.active.pop(message.request_id, None)
             if slot is not None:
                 slot.handle.cancel()
-                updates.append((request_id, "", [], "abort", True))
+                updates.append(Output(message.request_id, "", [], "abort", done=True))
 
     def _cache_usage(self) -> float:
         """The fraction of KV-cache blocks in use (openvino-genai reports a percentage)."""
@@ -131,20 +128,21 @@ class EngineLoop:
         except Exception:
             return 0.0
 
-    def _step(self) -> list[Update]:
+    def _step(self) -> list[Output]:
         try:
             self.pipeline.step()
         except Exception as exc:  # fail every running request rather than the engine
             log.exception("engine: step failed")
-            failed: list[Update] = [(request_id, "", [], f"error: {exc}", True)
-                                    for request_id in self.active]
+            reason = f"a generation step failed: {error_reason(exc)}"
+            failed = [Output(request_id, "", [], done=True, error=reason)
+                      for request_id in self.active]
             for slot in self.active.values():
                 slot.handle.cancel()
             self.active.clear()
             return failed
         return self._collect()
 
-    def _collect(self) -> list[Update]:
+    def _collect(self) -> list[Output]:
         """Read new tokens of every request, then detokenize all of them in one call."""
         changed: list[tuple[int, _Slot, str | None, bool]] = []
         for request_id, slot in list(self.active.items()):
@@ -169,7 +167,7 @@ class EngineLoop:
             windows.append(slot.token_ids[slot.prefix_offset:slot.read_offset])
             windows.append(slot.token_ids[slot.prefix_offset:])
         texts = self.tokenizer.decode(windows)  # one detokenizer inference per step
-        updates: list[Update] = []
+        updates: list[Output] = []
         for n, (request_id, slot, finish, done) in enumerate(changed):
             prefix_text, full_text = texts[2 * n], texts[2 * n + 1]
             delta = ""
@@ -180,7 +178,7 @@ class EngineLoop:
                 slot.read_offset = len(slot.token_ids)
             if delta or done:
                 new_ids, slot.sent = slot.token_ids[slot.sent:], len(slot.token_ids)
-                updates.append((request_id, delta, new_ids, finish if done else None, done))
+                updates.append(Output(request_id, delta, new_ids, finish if done else None, done))
         return updates
 
 
@@ -193,7 +191,8 @@ def _int64_array(rows: list[list[int]]) -> Any:
 def main(config: Any, conn: Connection, log_level: int) -> None:
     """The engine process's entry point (``config`` is an ``EngineConfig``)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the server's to handle
-    logging.basicConfig(level=log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(level=log_level,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         import openvino_genai as ov_genai
 
@@ -202,16 +201,16 @@ def main(config: Any, conn: Connection, log_level: int) -> None:
             dict(config.plugin_config))
         defaults = pipeline.get_config()
     except Exception as exc:
-        conn.send(("failed", f"loading {config.models_path} on {config.device} failed: "
+        conn.send(LoadFailed(f"loading {config.models_path} on {config.device} failed: "
                              f"{error_reason(exc)}"))
         return
-    conn.send(("ready", {"eos_token_id": defaults.eos_token_id,
-                         "stop_token_ids": sorted(defaults.stop_token_ids)}))
+    conn.send(Ready(defaults.eos_token_id, sorted(defaults.stop_token_ids)))
     EngineLoop(pipeline, conn).run()
 
 
 def run_from_fd(fd: int) -> None:
-    """``python -m ovserve.engine FD``: the config arrives first on the connection."""
+    """``python -m ovserve.engine FD``: a ``Start`` message arrives first on the connection."""
     connection = Connection(fd)
-    engine_config, level = connection.recv()
-    main(engine_config, connection, level)
+    start = connection.recv()
+    assert isinstance(start, Start)
+    main(start.config, connection, start.log_level)

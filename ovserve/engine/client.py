@@ -1,0 +1,304 @@
+"""The serving process's side of an openvino-genai engine, and its supervisor.
+
+The ContinuousBatchingPipeline runs in an engine process (``engine.process``: its ``step()``
+holds the GIL, so in this process it would stall everything else). This side applies the chat
+template, tokenizes, decides limits and checks requests (``prepare``), sends them to the
+engine process, and a receiver thread hands each step's output to the requests' readers.
+
+Supervision: when the engine process dies (killed, crashed, out of memory) every request it
+had fails at once with ``EngineFailure``, ``ready`` turns false, and the process is restarted
+with exponential backoff; requests submitted meanwhile get ``EngineUnavailable``.
+
+Tokenization is serialised behind one lock, and the tokenizer is warmed up at load: the first
+``encode`` -> numpy conversion in several threads at once could deadlock on a C++ static
+initialisation guard against the GIL.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import socket
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass
+from multiprocessing.connection import Connection
+from pathlib import Path
+from typing import Any
+
+from ovserve.engine import process
+from ovserve.engine.base import EngineConfig, Prepared, SamplingParams
+from ovserve.engine.limits import GenerationLimits, Prompt, max_new_tokens, render_prompt
+from ovserve.engine.messages import Abort, Add, Close, LoadFailed, Ready, Start, Step
+from ovserve.engine.requests import EngineBase
+from ovserve.errors import EngineError, EngineFailure, EngineUnavailable, InvalidInput
+
+log = logging.getLogger(__name__)
+
+_SAMPLING_DEFAULTS = ("do_sample", "temperature", "top_p", "top_k", "repetition_penalty",
+                      "presence_penalty", "frequency_penalty")
+#: How long an engine process may take to load its model.
+LOAD_TIMEOUT_SECONDS = 600.0
+
+
+def available_devices() -> list[str]:
+    import openvino as ov
+
+    return list(ov.Core().available_devices)
+
+
+@dataclass
+class _Worker:
+    """One engine process and the connection to it."""
+
+    process: subprocess.Popen[bytes]
+    conn: Connection
+    ready: Ready
+
+
+class OpenVINOEngine(EngineBase):
+    """Continuous batching over one model, in a supervised engine process driven from here."""
+
+    def __init__(self, config: EngineConfig, *, restart_delays: tuple[float, float] = (0.5, 30.0)
+                 ) -> None:
+        import openvino_genai as ov_genai
+
+        super().__init__(config.models_path.name)
+        self.config = config
+        self.restart_delays = restart_delays  # first and longest wait before a restart
+        device = config.device.upper()
+        present = available_devices()
+        if device != "AUTO" and device.split(".")[0] not in {d.split(".")[0] for d in present}:
+            raise EngineError(
+                f"device {config.device!r} is not present; available: {', '.join(present)}")
+        for needed in ("openvino_model.xml", "openvino_tokenizer.xml",
+                       "openvino_detokenizer.xml"):
+            if not (config.models_path / needed).is_file():
+                raise EngineError(
+                    f"{config.models_path} has no {needed}; prepare the model with "
+                    "scripts/download_model.py")
+        self._tokenizer_lock = threading.Lock()
+        try:
+            self.tokenizer = ov_genai.Tokenizer(str(config.models_path))
+            self._warm_up()
+        except Exception as exc:
+            raise EngineError(f"loading the tokenizer in {config.models_path} failed: "
+                              f"{process.error_reason(exc)}") from exc
+        self.context_length = self._context_length()
+        self.model_defaults, self.model_max_new_tokens = self._model_defaults()
+        self._send_lock = threading.Lock()  # one writer on the pipe, never under _lock
+        self._down: str | None = None  # why the engine process is not running
+        self._worker = self._spawn()
+        log.info("engine: loaded %s on %s in process %d (context %d tokens)",
+                 config.models_path, device, self._worker.process.pid, self.context_length)
+
+    @property
+    def pid(self) -> int:
+        """The engine process's id (the current one, after restarts)."""
+        return self._worker.process.pid
+
+    def _model_defaults(self) -> tuple[dict[str, Any], int | None]:
+        """Sampling defaults and max_new_tokens from the model's generation_config.json."""
+        path = self.config.models_path / "generation_config.json"
+        data = json.loads(path.read_text()) if path.is_file() else {}
+        defaults = {k: v for k, v in data.items() if k in _SAMPLING_DEFAULTS and v is not None}
+        max_new = data.get("max_new_tokens")
+        return defaults, max_new if isinstance(max_new, int) and max_new > 0 else None
+
+    def _context_length(self) -> int:
+        path = self.config.models_path / "config.json"
+        if path.is_file():
+            data = json.loads(path.read_text())
+            for key in ("max_position_embeddings", "n_positions", "seq_length"):
+                if isinstance(data.get(key), int):
+                    return int(data[key])
+        return 2048
+
+    # -- tokenization (serialised; see the module docstring) --------------------------------
+
+    def _warm_up(self) -> None:
+        self._encode("warm up")
+        if self.tokenizer.chat_template:
+            self._apply_template([{"role": "user", "content": "warm up"}])
+
+    def _encode(self, text: str) -> list[int]:
+        with self._tokenizer_lock:
+            ids = self.tokenizer.encode(text, add_special_tokens=False).input_ids
+            token_ids: list[int] = ids.data[0].tolist()
+        return token_ids
+
+    def _apply_template(self, messages: list[dict[str, Any]]) -> str:
+        with self._tokenizer_lock:
+            text: str = self.tokenizer.apply_chat_template(messages, add_generation_prompt=True)
+        return text
+
+    # -- requests ----------------------------------------------------------------------------
+
+    def prepare(self, prompt: Prompt, params: SamplingParams,
+                limits: GenerationLimits | None = None) -> Prepared:
+        text = render_prompt(prompt, params, self.tokenizer.chat_template, self._apply_template)
+        token_ids = self._encode(text)
+        max_new = max_new_tokens(params, limits or GenerationLimits(), len(token_ids),
+                                 self.context_length, self.model_max_new_tokens)
+        return Prepared(token_ids, self.generation_config(params, max_new))
+
+    def generation_config(self, params: SamplingParams, max_new: int) -> dict[str, Any]:
+        """GenerationConfig fields: the model's generation_config.json, then the request's."""
+        ready = self._worker.ready
+        fields: dict[str, Any] = dict(self.model_defaults)
+        fields["max_new_tokens"] = max_new
+        fields["eos_token_id"] = ready.eos_token_id
+        fields["stop_token_ids"] = set(ready.stop_token_ids)
+        fields["ignore_eos"] = params.ignore_eos
+        fields["min_new_tokens"] = params.min_tokens
+        if params.temperature is not None:
+            fields["do_sample"] = params.temperature > 0
+            fields["temperature"] = params.temperature if params.temperature > 0 else 1.0
+        for name in ("top_p", "top_k", "repetition_penalty", "presence_penalty",
+                     "frequency_penalty"):
+            value = getattr(params, name)
+            if value is not None:
+                fields[name] = value
+        if params.seed is not None:
+            fields["rng_seed"] = params.seed
+        if params.stop:
+            fields["stop_strings"] = set(params.stop)
+            fields["include_stop_str_in_output"] = False
+        try:  # fail here, as a bad request, not later in the engine process
+            process.generation_config(fields).validate()
+        except Exception as exc:
+            raise InvalidInput(
+                f"invalid sampling parameters: {process.error_reason(exc)}") from exc
+        return fields
+
+    def _unavailable(self) -> str | None:
+        return self._down
+
+    def _start(self, request_id: int, prepared: Prepared) -> None:
+        self._send(Add(request_id, prepared.token_ids, prepared.fields))
+
+    def _cancel(self, request_id: int) -> None:
+        self._send(Abort(request_id))
+
+    def _send(self, message: Add | Abort | Close) -> None:
+        """Write to the engine process. Not under ``_lock``: a write that waits for the engine
+        to read must never stop the receiver thread. If the engine is gone, the receiver
+        thread sees it and fails every active request, this one included."""
+        with self._send_lock, contextlib.suppress(OSError):
+            self._worker.conn.send(message)
+
+    def close(self) -> None:
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            worker = self._worker
+        self._send(Close())
+        try:
+            worker.process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            worker.process.kill()
+            worker.process.wait()
+        self._fail_all(EngineUnavailable(f"engine {self.name} was shut down"))
+
+    # -- the engine process and its supervision ----------------------------------------------
+
+    def _spawn(self) -> _Worker:
+        """Start an engine process, wait until its model is loaded, start its receiver."""
+        ours, theirs = socket.socketpair()
+        package_root = str(Path(process.__file__).resolve().parents[2])
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join(
+            p for p in (package_root, os.environ.get("PYTHONPATH")) if p)}
+        with theirs:
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "ovserve.engine", str(theirs.fileno())],
+                pass_fds=(theirs.fileno(),), env=env)
+        conn = Connection(ours.detach())
+        reply: Any
+        try:
+            conn.send(Start(self.config, logging.getLogger().getEffectiveLevel()))
+            reply = (conn.recv() if conn.poll(LOAD_TIMEOUT_SECONDS)
+                     else LoadFailed(f"no answer in {LOAD_TIMEOUT_SECONDS:.0f} s"))
+        except (EOFError, OSError):
+            reply = LoadFailed(f"the engine process exited with code {proc.wait()}")
+        if not isinstance(reply, Ready):
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                proc.wait(timeout=10)
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+            conn.close()
+            reason = reply.reason if isinstance(reply, LoadFailed) else repr(reply)
+            raise EngineError(f"engine {self.name}: {reason}")
+        worker = _Worker(proc, conn, reply)
+        threading.Thread(target=self._receive, args=(worker,), name=f"engine-{self.name}",
+                         daemon=True).start()
+        return worker
+
+    def _receive(self, worker: _Worker) -> None:
+        while True:
+            try:
+                message = worker.conn.recv()
+            except (EOFError, OSError):
+                break
+            if isinstance(message, Step):
+                self.kv_cache_usage = message.cache_usage
+                self._deliver(message.outputs)
+        worker.conn.close()
+        self._worker_gone(worker)
+
+    def _worker_gone(self, worker: _Worker) -> None:
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            worker.process.wait(timeout=5)  # for its exit code
+        with self._lock:
+            if self._closed or worker is not self._worker:
+                return
+            reason = f"the engine process exited (code {worker.process.returncode})"
+            self._down = f"{reason}; restarting it"
+        failed = self._fail_all(EngineFailure(f"engine {self.name}: {reason}"))
+        log.error("engine %s: %s; failed %d request(s); restarting it", self.name, reason,
+                  failed)
+        threading.Thread(target=self._restart, args=(reason,), name=f"restart-{self.name}",
+                         daemon=True).start()
+
+    def _restart(self, reason: str) -> None:
+        delay, longest = self.restart_delays
+        while True:
+            time.sleep(delay)
+            if self._closed:
+                return
+            started = time.monotonic()
+            try:
+                worker = self._spawn()
+            except EngineError as exc:
+                log.error("engine %s: restart failed: %s; next try in %.1f s", self.name, exc,
+                          min(delay * 2, longest))
+                self._down = f"{reason}; restarting failed: {exc}"
+                delay = min(delay * 2, longest)
+                continue
+            with self._lock:
+                closed = self._closed
+                if not closed:
+                    self._worker, self._down = worker, None
+                    self.restarts += 1
+            if closed:
+                self._stop_worker(worker)
+                return
+            log.info("engine %s: restarted in process %d (%.1f s)", self.name,
+                     worker.process.pid, time.monotonic() - started)
+            return
+
+    @staticmethod
+    def _stop_worker(worker: _Worker) -> None:
+        with contextlib.suppress(OSError):
+            worker.conn.send(Close())
+        try:
+            worker.process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            worker.process.kill()
+            worker.process.wait()
+

@@ -1,0 +1,134 @@
+"""A deterministic fake engine for fast tests of nodes, serving and transports (no model).
+
+It follows the engine interface exactly: the same request bookkeeping, readers and errors as
+``OpenVINOEngine``, the same ``prepare`` precedence (``engine.limits``). Text is made of words
+``w0 w1 ...``; a request ends by itself after ``natural_length`` tokens ("stop") unless
+``ignore_eos`` or ``min_tokens`` says otherwise, and at ``max_new_tokens`` ("length").
+One stepper thread emits one token per running request every ``step_seconds``.
+
+Fault injection: ``crash()`` fails every running request as a dead engine process does, then
+the engine is unavailable for ``restart_seconds`` and comes back (``restarts`` + 1);
+``fail_next`` makes the next request fail after that many tokens.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any
+
+from ovserve.engine.base import Prepared, SamplingParams
+from ovserve.engine.limits import GenerationLimits, Prompt, max_new_tokens, render_prompt
+from ovserve.engine.requests import EngineBase, Output
+from ovserve.errors import EngineFailure, EngineUnavailable, InvalidInput
+
+
+class _Running:
+    def __init__(self, prepared: Prepared, fail_after: int | None) -> None:
+        self.fields = prepared.fields
+        self.produced = 0
+        self.fail_after = fail_after
+
+
+class FakeEngine(EngineBase):
+    def __init__(self, name: str = "fake", *, context_length: int = 512,
+                 natural_length: int = 5, step_seconds: float = 0.002,
+                 restart_seconds: float = 0.2) -> None:
+        super().__init__(name)
+        self.context_length = context_length
+        self.natural_length = natural_length
+        self.step_seconds = step_seconds
+        self.restart_seconds = restart_seconds
+        self.fail_next: int | None = None
+        self._down: str | None = None
+        self._running: dict[int, _Running] = {}
+        self._wake = threading.Condition()
+        self._stepper = threading.Thread(target=self._run, name=f"fake-engine-{name}",
+                                         daemon=True)
+        self._stepper.start()
+
+    # -- the interface ------------------------------------------------------------------------
+
+    def prepare(self, prompt: Prompt, params: SamplingParams,
+                limits: GenerationLimits | None = None) -> Prepared:
+        text = render_prompt(prompt, params, "fake", _template)
+        token_ids = [len(word) for word in text.split()]
+        max_new = max_new_tokens(params, limits or GenerationLimits(), len(token_ids),
+                                 self.context_length, None)
+        if params.temperature is not None and params.temperature < 0:
+            raise InvalidInput("invalid sampling parameters: temperature")
+        return Prepared(token_ids, {"max_new_tokens": max_new, "ignore_eos": params.ignore_eos,
+                                    "min_new_tokens": params.min_tokens})
+
+    def _unavailable(self) -> str | None:
+        return self._down
+
+    def _start(self, request_id: int, prepared: Prepared) -> None:
+        fail_after, self.fail_next = self.fail_next, None
+        with self._wake:
+            self._running[request_id] = _Running(prepared, fail_after)
+            self._wake.notify()
+
+    def _cancel(self, request_id: int) -> None:
+        with self._wake:
+            if self._running.pop(request_id, None) is not None:
+                self._deliver([Output(request_id, "", [], "abort", done=True)])
+
+    def close(self) -> None:
+        with self._lock:
+            self._closed = True
+        with self._wake:
+            self._running.clear()
+            self._wake.notify()
+        self._fail_all(EngineUnavailable(f"engine {self.name} was shut down"))
+
+    # -- fault injection ----------------------------------------------------------------------
+
+    def crash(self) -> None:
+        """As if the engine process died: fail everything, restart after a while."""
+        reason = "the engine process exited (code -9)"
+        with self._wake:
+            self._running.clear()
+            self._down = f"{reason}; restarting it"
+        self._fail_all(EngineFailure(f"engine {self.name}: {reason}"))
+        timer = threading.Timer(self.restart_seconds, self._restarted)
+        timer.daemon = True
+        timer.start()
+
+    def _restarted(self) -> None:
+        self._down = None
+        self.restarts += 1
+
+    # -- stepping -----------------------------------------------------------------------------
+
+    def _run(self) -> None:
+        while not self._closed:
+            with self._wake:
+                while not self._running and not self._closed:
+                    self._wake.wait()
+                outputs = [self._advance(request_id, running)
+                           for request_id, running in list(self._running.items())]
+                for output in outputs:
+                    if output.done:
+                        self._running.pop(output.request_id, None)
+                self._deliver(outputs)
+            time.sleep(self.step_seconds)
+
+    def _advance(self, request_id: int, running: _Running) -> Output:
+        fields: dict[str, Any] = running.fields
+        if running.fail_after is not None and running.produced >= running.fail_after:
+            return Output(request_id, "", [], done=True, error="a generation step failed")
+        token = running.produced
+        running.produced += 1
+        text = f" w{token}" if token else f"w{token}"
+        natural_end = (running.produced >= self.natural_length and not fields["ignore_eos"]
+                       and running.produced >= fields["min_new_tokens"])
+        if running.produced >= fields["max_new_tokens"]:
+            return Output(request_id, text, [token], "length", done=True)
+        if natural_end:
+            return Output(request_id, text, [token], "stop", done=True)
+        return Output(request_id, text, [token])
+
+
+def _template(messages: list[dict[str, Any]]) -> str:
+    return "".join(f"<{m.get('role')}> {m.get('content')} " for m in messages) + "<assistant>"

@@ -1,0 +1,56 @@
+"""Typed messages between the serving process (``engine.client``) and the engine process
+(``engine.process``), sent over a socket pair with ``multiprocessing.connection``.
+
+    server -> engine   Start, then any of Add | Abort | Close
+    engine -> server   Ready | LoadFailed, then Step after every engine step
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from ovserve.engine.base import EngineConfig
+from ovserve.engine.requests import Output
+
+__all__ = ["Abort", "Add", "Close", "LoadFailed", "Output", "Ready", "Start", "Step"]
+
+
+@dataclass(frozen=True, slots=True)
+class Start:
+    config: EngineConfig
+    log_level: int
+
+
+@dataclass(frozen=True, slots=True)
+class Add:
+    request_id: int
+    token_ids: list[int]
+    fields: dict[str, Any]  # GenerationConfig attributes
+
+
+@dataclass(frozen=True, slots=True)
+class Abort:
+    request_id: int
+
+
+@dataclass(frozen=True, slots=True)
+class Close:
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class Ready:
+    eos_token_id: int
+    stop_token_ids: list[int]
+
+
+@dataclass(frozen=True, slots=True)
+class LoadFailed:
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class Step:
+    outputs: list[Output]
+    cache_usage: float  # fraction of KV-cache blocks in use

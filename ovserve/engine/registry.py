@@ -1,0 +1,158 @@
+"""The engines of a server, one per model, owned by the composition root.
+
+``app.py`` creates an ``EngineRegistry`` and hands it down through each graph's load context to
+nodes and Python handlers. Each user acquires an engine under an owner name (its servable);
+two owners asking for one model with different options is an ``EngineConflict`` naming both;
+when a servable unloads, ``release(owner)`` closes the engines nobody else uses.
+
+Python handlers keep OVMS-era code unchanged with ``ovserve.engine.shared_engine(path)``: the
+Python node binds the registry and the servable's name around every call into the handler
+(``bound``), and ``shared_engine`` reads that binding. Called outside any servable (a script,
+a notebook), it uses a process-wide registry closed at exit.
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import contextvars
+import dataclasses
+import logging
+import threading
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ovserve.engine.base import Engine, EngineConfig
+from ovserve.errors import EngineConflict
+
+log = logging.getLogger(__name__)
+
+EngineFactory = Callable[[EngineConfig], Engine]
+
+
+def openvino_engine(config: EngineConfig) -> Engine:
+    from ovserve.engine.client import OpenVINOEngine
+
+    return OpenVINOEngine(config)
+
+
+@dataclass
+class _Entry:
+    engine: Engine
+    config: EngineConfig
+    explicit: frozenset[str]  # the options some owner asked for by name
+    owners: dict[str, frozenset[str]] = field(default_factory=dict)  # owner -> its explicit
+
+
+class EngineRegistry:
+    """One engine per model directory, shared by every owner that asks for it."""
+
+    def __init__(self, factory: EngineFactory = openvino_engine) -> None:
+        self.factory = factory
+        self._entries: dict[Path, _Entry] = {}
+        self._lock = threading.Lock()
+
+    def acquire(self, owner: str, models_path: str | Path, **options: Any) -> Engine:
+        """The engine of ``models_path`` for ``owner``, loaded on first use. ``options`` are
+        ``EngineConfig`` fields; only those given must agree with other owners'."""
+        path = Path(models_path).resolve()
+        explicit = frozenset(options)
+        with self._lock:
+            entry = self._entries.get(path)
+            if entry is None:
+                config = EngineConfig(models_path=path, **options)
+                engine = self.factory(config)  # under the lock: one load per model
+                entry = self._entries[path] = _Entry(engine, config, explicit)
+            else:
+                self._check(entry, owner, path, options)
+                entry.explicit |= explicit
+                if entry.explicit != explicit:
+                    entry.config = dataclasses.replace(entry.config, **options)
+            entry.owners[owner] = entry.owners.get(owner, frozenset()) | explicit
+            return entry.engine
+
+    @staticmethod
+    def _check(entry: _Entry, owner: str, path: Path, options: dict[str, Any]) -> None:
+        for name, value in options.items():
+            theirs = getattr(entry.config, name)
+            if value == theirs:
+                continue
+            others = [o for o, given in entry.owners.items() if name in given and o != owner]
+            if others:
+                raise EngineConflict(
+                    f"graphs {others[0]!r} and {owner!r} ask for model {path} with different "
+                    f"{name}: {theirs!r} and {value!r}; one engine serves a model, so give "
+                    "them the same options")
+            # nobody asked for the current value by name: the loaded engine decides
+            log.warning("engine %s is already loaded with %s=%r; %s asked for %r", path.name,
+                        name, theirs, owner, value)
+
+    def release(self, owner: str) -> None:
+        """``owner`` no longer uses its engines; close those nobody else uses."""
+        closing = []
+        with self._lock:
+            for path, entry in list(self._entries.items()):
+                if entry.owners.pop(owner, None) is not None and not entry.owners:
+                    del self._entries[path]
+                    closing.append(entry.engine)
+        for engine in closing:
+            log.info("engine %s: closing (no servable uses it)", engine.name)
+            engine.close()
+
+    def engines(self, owner: str | None = None) -> list[Engine]:
+        with self._lock:
+            return [e.engine for e in self._entries.values()
+                    if owner is None or owner in e.owners]
+
+    def ready(self, owner: str | None = None) -> bool:
+        """Every engine (of ``owner``) can take requests."""
+        return all(engine.ready for engine in self.engines(owner))
+
+    def close(self) -> None:
+        with self._lock:
+            engines = [e.engine for e in self._entries.values()]
+            self._entries.clear()
+        for engine in engines:
+            engine.close()
+
+
+# -- the handlers' entry point -----------------------------------------------------------------
+
+_binding: contextvars.ContextVar[tuple[EngineRegistry, str] | None] = contextvars.ContextVar(
+    "ovserve_engine_binding", default=None)
+_process_registry: EngineRegistry | None = None
+_process_lock = threading.Lock()
+
+
+@contextlib.contextmanager
+def bound(registry: EngineRegistry, owner: str) -> Iterator[None]:
+    """Within this block (this thread or task), ``shared_engine`` uses ``registry`` for
+    ``owner``."""
+    token = _binding.set((registry, owner))
+    try:
+        yield
+    finally:
+        _binding.reset(token)
+
+
+def process_registry() -> EngineRegistry:
+    """The registry ``shared_engine`` uses outside any servable."""
+    global _process_registry
+    with _process_lock:
+        if _process_registry is None:
+            _process_registry = EngineRegistry()
+            atexit.register(_process_registry.close)
+        return _process_registry
+
+
+def shared_engine(models_path: str | Path, **options: Any) -> Any:
+    """The engine for ``models_path``, shared with every other user of that model (for
+    Python handlers: call it in ``initialize``). ``options``: ``EngineConfig`` fields.
+
+    Typed ``Any`` for handlers' sake; it is an ``Engine`` (an ``OpenVINOEngine`` unless the
+    server was given another engine factory)."""
+    binding = _binding.get()
+    registry, owner = binding if binding is not None else (process_registry(), "process")
+    return registry.acquire(owner, models_path, **options)
