@@ -1,15 +1,35 @@
-"""The shared engine on the real model: devices, batching, aborts, stop strings."""
+"""The openvino-genai engine on the real model: devices, batching, aborts, stop strings,
+forced lengths, and a killed engine process (its requests fail, it restarts)."""
 
 from __future__ import annotations
 
+import os
 import shutil
+import signal
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from ovserve.engine import EngineConfig, OpenVINOEngine, SamplingParams, shared_engine
-from ovserve.errors import EngineError, InvalidInput
+from ovserve.engine import EngineConfig, GenerationLimits, SamplingParams, shared_engine
+from ovserve.engine.client import OpenVINOEngine
+from ovserve.errors import EngineError, EngineFailure, EngineUnavailable, InvalidInput
+
+
+def run(engine: OpenVINOEngine, prompt: str, **params: object) -> tuple[str, int]:
+    """Text and token count of one request, read to its end."""
+    generation = engine.submit(engine.prepare(prompt, SamplingParams(**params)))  # type: ignore[arg-type]
+    text = "".join(d.text for d in generation.deltas())
+    return text, generation.completion_tokens
+
+
+@pytest.fixture(scope="module")
+def engine(default_model_dir: Path) -> Iterator[OpenVINOEngine]:
+    engine = OpenVINOEngine(EngineConfig(models_path=default_model_dir),
+                            restart_delays=(0.1, 1.0))
+    yield engine
+    engine.close()
 
 
 def test_missing_device_lists_the_available_ones(default_model_dir: Path) -> None:
@@ -38,11 +58,10 @@ def test_engine_process_that_cannot_load_the_model_says_why(default_model_dir: P
         OpenVINOEngine(EngineConfig(models_path=tmp_path))
 
 
-def test_batch_abort_stop_strings_and_context(default_model_dir: Path) -> None:
-    engine = shared_engine(default_model_dir)
-    assert shared_engine(str(default_model_dir)) is engine  # one engine per model
-    batch = engine.submit_batch(["Count from one to twenty in words.", "Say hello."],
-                                SamplingParams(max_tokens=24))
+def test_batch_abort_stop_strings_and_context(engine: OpenVINOEngine) -> None:
+    params = SamplingParams(max_tokens=24)
+    batch = engine.submit_batch([engine.prepare(p, params) for p in (
+        "Count from one to twenty in words.", "Say hello.")])
     texts = ["", ""]
     finish: list[str | None] = [None, None]
     for update in batch.updates():
@@ -54,14 +73,16 @@ def test_batch_abort_stop_strings_and_context(default_model_dir: Path) -> None:
     assert all(0 < n <= 24 for n in batch.completion_tokens)
 
     prompt = "What is the theory of relativity?"
-    full = "".join(d.text for d in engine.submit(prompt, SamplingParams(max_tokens=40)).deltas())
-    stop_word = full.split()[6]  # greedy decoding: the same text comes again up to here
-    stopped = engine.submit(prompt, SamplingParams(max_tokens=40, stop=(stop_word,)))
-    text = "".join(d.text for d in stopped.deltas())
+    full, _ = run(engine, prompt, max_tokens=40, ignore_eos=True)
+    words = full.split()
+    stop_word = next(w for w in words[3:] if w.isalpha() and w not in " ".join(words[:3]))
+    # greedy decoding: the same text comes again up to the stop string
+    text, _ = run(engine, prompt, max_tokens=40, ignore_eos=True, stop=(stop_word,))
     assert stop_word not in text and full.startswith(text.rstrip()) and text.strip()
 
     before = engine.stats().aborted_requests
-    long = engine.submit("Write a long story about a dragon.", SamplingParams(max_tokens=500))
+    long = engine.submit(engine.prepare("Write a story.",
+                                        SamplingParams(max_tokens=500, ignore_eos=True)))
     deltas = long.deltas()
     next(deltas)
     deltas.close()  # the consumer went away
@@ -72,39 +93,86 @@ def test_batch_abort_stop_strings_and_context(default_model_dir: Path) -> None:
         time.sleep(0.02)
     assert engine.stats().aborted_requests == before + 1
     assert engine.stats().active_requests == 0
-    assert long.request is not None and len(long.request.token_ids) < 500
+    assert long.completion_tokens < 500
 
     with pytest.raises(InvalidInput, match="over the model's context of 8192 tokens"):
-        engine.submit("word " * 8190, SamplingParams(max_tokens=10))
+        engine.prepare("word " * 8190, SamplingParams(max_tokens=10))
 
 
-def test_sampling_parameters_are_checked_before_the_engine(default_model_dir: Path) -> None:
+def test_shared_engine_outside_a_server_is_one_per_model(default_model_dir: Path) -> None:
     engine = shared_engine(default_model_dir)
+    assert shared_engine(str(default_model_dir)) is engine
+
+
+@pytest.mark.parametrize("temperature", [0.0, 0.8])
+def test_ignore_eos_and_min_tokens_force_the_length(engine: OpenVINOEngine,
+                                                    temperature: float) -> None:
+    for seed in (1, 2):
+        _, tokens = run(engine, "Say hi.", max_tokens=48, ignore_eos=True,
+                        temperature=temperature, seed=seed)
+        assert tokens == 48
+        _, tokens = run(engine, "Say hi.", max_tokens=48, min_tokens=40,
+                        temperature=temperature, seed=seed)
+        assert 40 <= tokens <= 48
+    with pytest.raises(InvalidInput, match="min_tokens 50 is over max_tokens 48"):
+        engine.prepare("Hi", SamplingParams(max_tokens=48, min_tokens=50))
+
+
+def test_limits_precedence(engine: OpenVINOEngine) -> None:
+    """Request, then the graph's default, then the model's, then the context left."""
+    limits = GenerationLimits(max_tokens_limit=100, default_max_tokens=30)
+    assert engine.prepare("Hi", SamplingParams(max_tokens=7), limits).max_new_tokens == 7
+    assert engine.prepare("Hi", SamplingParams(), limits).max_new_tokens == 30
+    capped = GenerationLimits(max_tokens_limit=100)
+    assert engine.prepare("Hi", SamplingParams(), capped).max_new_tokens == 100
+    prepared = engine.prepare("Hi", SamplingParams())
+    assert prepared.max_new_tokens == engine.context_length - prepared.prompt_tokens
+    with pytest.raises(InvalidInput, match="max_tokens 101 is over this model's limit of 100"):
+        engine.prepare("Hi", SamplingParams(max_tokens=101), limits)
+    chat = engine.prepare([{"role": "user", "content": "Hi"}], SamplingParams(max_tokens=1))
+    plain = engine.prepare("Hi", SamplingParams(max_tokens=1, apply_chat_template=False))
+    assert chat.prompt_tokens > plain.prompt_tokens  # the chat template was applied
+
+
+def test_sampling_parameters_are_checked_before_the_engine(engine: OpenVINOEngine) -> None:
     with pytest.raises(InvalidInput, match=r"invalid sampling parameters: .*top_p"):
-        engine.submit("Hi", SamplingParams(max_tokens=4, temperature=0.5, top_p=2.0))
-    assert "".join(d.text for d in engine.submit("Hi", SamplingParams(max_tokens=4)).deltas())
+        engine.prepare("Hi", SamplingParams(max_tokens=4, temperature=0.5, top_p=2.0))
+    assert run(engine, "Hi", max_tokens=4, ignore_eos=True)[1] == 4
 
 
-def test_engine_process_gone_fails_its_requests(default_model_dir: Path) -> None:
-    engine = OpenVINOEngine(EngineConfig(models_path=default_model_dir, cache_size_gb=1))
-    try:
-        deltas = engine.submit("Write a long story.", SamplingParams(max_tokens=400)).deltas()
-        next(deltas)
-        engine._process.kill()  # the engine process crashes mid-generation
-        last = list(deltas)[-1]
-        assert last.finish_reason is not None and last.finish_reason.startswith("error: the "
-                                                                                "engine process")
-        assert engine.stats().active_requests == 0
-        with pytest.raises(EngineError, match="not running: the engine process exited"):
-            engine.submit("Hi", SamplingParams(max_tokens=4))
-    finally:
-        engine.close()
-    assert engine._process.poll() is not None
+def test_killed_engine_process_fails_its_requests_and_restarts(engine: OpenVINOEngine) -> None:
+    stats = engine.stats()
+    sync = engine.submit(engine.prepare("Write a story.",
+                                        SamplingParams(max_tokens=2000, ignore_eos=True)))
+    batch = engine.submit_batch([engine.prepare(p, SamplingParams(max_tokens=2000,
+                                                                  ignore_eos=True))
+                                 for p in ("One.", "Two.")])
+    deltas, updates = sync.deltas(), batch.updates()
+    next(deltas)
+    next(updates)
+    old_pid = engine.pid
+    os.kill(old_pid, signal.SIGKILL)  # the engine process crashes mid-generation
+    with pytest.raises(EngineFailure, match=r"the engine process exited \(code -9\)"):
+        list(deltas)
+    with pytest.raises(EngineFailure, match="the engine process exited"):
+        list(updates)
+    assert not engine.ready
+    with pytest.raises(EngineUnavailable, match=r"not running: .*restarting"):
+        engine.submit(engine.prepare("Hi", SamplingParams(max_tokens=4)))
+    deadline = time.monotonic() + 120
+    while not engine.ready:
+        assert time.monotonic() < deadline, "the engine process was not restarted"
+        time.sleep(0.05)
+    after = engine.stats()
+    assert engine.pid != old_pid and after.restarts == stats.restarts + 1
+    assert after.active_requests == 0 and after.failed_requests >= stats.failed_requests + 3
+    assert run(engine, "Hi", max_tokens=4, ignore_eos=True)[1] == 4
 
 
-def test_kv_cache_usage_is_a_fraction_while_generating(default_model_dir: Path) -> None:
-    engine = shared_engine(default_model_dir)
-    deltas = engine.submit("Write a long story.", SamplingParams(max_tokens=64)).deltas()
+def test_kv_cache_usage_is_a_fraction_while_generating(engine: OpenVINOEngine) -> None:
+    generation = engine.submit(engine.prepare("Write a story.",
+                                              SamplingParams(max_tokens=64, ignore_eos=True)))
+    deltas = generation.deltas()
     for _ in range(4):
         next(deltas)
     usage = engine.stats().kv_cache_usage  # as of the last step, this request's blocks in it
@@ -112,14 +180,21 @@ def test_kv_cache_usage_is_a_fraction_while_generating(default_model_dir: Path) 
     assert 0 < usage < 0.05  # a few blocks of a 1 GB cache, not a percentage
 
 
-async def test_without_max_tokens_the_context_is_filled_up_to_a_limit(
-        default_model_dir: Path) -> None:
-    engine = shared_engine(default_model_dir)
-    first, second = engine.submit_async("Say hi.", SamplingParams(max_tokens=None), n=2,
-                                        fill_up_to=3)
+async def test_async_generations_of_one_prompt(engine: OpenVINOEngine) -> None:
+    prepared = engine.prepare("Say hi.", SamplingParams(max_tokens=3, ignore_eos=True))
+    first, second = engine.submit_async(prepared, n=2)
     for generation in (first, second):  # one prompt, two generations
         text = "".join([d.text async for d in generation.adeltas()])
-        assert text and generation.request is not None
-        assert len(generation.request.token_ids) <= 3
-    with pytest.raises(InvalidInput, match="more than the model's context of 8192 tokens"):
-        engine.submit_async("word " * 8300, SamplingParams(), fill_up_to=3)
+        assert text and generation.completion_tokens == 3
+    with pytest.raises(InvalidInput, match="tokens, over the model's context of 8192 tokens"):
+        engine.prepare("word " * 8300, SamplingParams())
+
+
+def test_closed_engine_refuses_requests(default_model_dir: Path) -> None:
+    engine = OpenVINOEngine(EngineConfig(models_path=default_model_dir))
+    pid = engine.pid
+    engine.close()
+    with pytest.raises(EngineUnavailable, match="not running: shut down"):
+        engine.submit(engine.prepare("Hi", SamplingParams(max_tokens=4)))
+    with pytest.raises(ProcessLookupError):
+        os.kill(pid, 0)

@@ -97,11 +97,27 @@ def test_completions_and_parameters(client: openai.OpenAI) -> None:
     assert again.choices[0].text == same.choices[0].text  # a seed makes sampling repeatable
 
 
+@pytest.mark.parametrize("temperature", [0.0, 0.8])
+def test_ignore_eos_and_min_tokens_force_the_length(client: openai.OpenAI,
+                                                    temperature: float) -> None:
+    messages: list[ChatCompletionMessageParam] = [{"role": "user", "content": "Say hi."}]
+    forced = client.chat.completions.create(model=MODEL, messages=messages, max_tokens=40,
+                                            temperature=temperature, seed=3,
+                                            extra_body={"ignore_eos": True})
+    assert forced.usage is not None and forced.usage.completion_tokens == 40
+    assert forced.choices[0].finish_reason == "length"
+    at_least = client.completions.create(model=MODEL, prompt="Hi", max_tokens=40,
+                                         temperature=temperature, seed=4,
+                                         extra_body={"min_tokens": 30})
+    assert at_least.usage is not None and 30 <= at_least.usage.completion_tokens <= 40
+
+
 def test_v3_and_max_completion_tokens(llm_server: Server) -> None:
     v3 = openai.OpenAI(base_url=f"{llm_server.rest_url}/v3", api_key="unused")
     reply = v3.chat.completions.create(model=MODEL, max_completion_tokens=5,
-                                       messages=[{"role": "user", "content": "Count to ten."}])
-    assert reply.usage is not None and reply.usage.completion_tokens <= 5
+                                       messages=[{"role": "user", "content": "Count to ten."}],
+                                       extra_body={"ignore_eos": True})
+    assert reply.usage is not None and reply.usage.completion_tokens == 5
     assert reply.choices[0].finish_reason == "length"
 
 
@@ -137,7 +153,8 @@ def test_async_non_streamed(llm_server: Server) -> None:
 
 
 def test_exact_sse_framing(llm_server: Server) -> None:
-    body = {"model": MODEL, "prompt": "Hello", "max_tokens": 4, "stream": True}
+    body = {"model": MODEL, "prompt": "Hello", "max_tokens": 4, "stream": True,
+            "ignore_eos": True}
     with httpx.stream("POST", f"{llm_server.rest_url}/v1/completions", json=body) as reply:
         assert reply.status_code == 200
         assert reply.headers["content-type"].startswith("text/event-stream")
@@ -174,6 +191,9 @@ ERROR_CASES = [
     ({"model": MODEL, "prompt": "x", "max_tokens": 0}, 400, "max_tokens", None, "max_tokens"),
     ({"model": MODEL}, 400, "prompt", None, "prompt: Field required"),
     ({"model": MODEL, "prompt": "x", "logprobs": 2}, 400, "logprobs", None, "not supported"),
+    ({"model": MODEL, "prompt": "x", "min_tokens": -1}, 400, "min_tokens", None, "min_tokens"),
+    ({"model": MODEL, "prompt": "x", "max_tokens": 5, "min_tokens": 6}, 400, None, None,
+     "min_tokens 6 is over max_tokens 5"),
     ({"model": MODEL, "prompt": "x", "max_tokens": 5000}, 400, None, None,
      "max_tokens 5000 is over this model's limit of 4096"),
     ({"model": MODEL, "prompt": "word " * 8000, "max_tokens": 1000}, 400, None, None,
@@ -226,7 +246,7 @@ def wait_for_abort(server: Server, aborted: float) -> None:
 def test_stream_disconnect_aborts_generation(llm_server: Server) -> None:
     aborted = engine_metric(llm_server, "ovserve_engine_requests_aborted_total")
     body = {"model": MODEL, "prompt": "Write a long story.", "max_tokens": 2000,
-            "stream": True}
+            "ignore_eos": True, "stream": True}
     with httpx.stream("POST", f"{llm_server.rest_url}/v1/completions", json=body) as reply:
         next(reply.iter_lines())  # one event, then the client goes away
     wait_for_abort(llm_server, aborted)
@@ -235,7 +255,7 @@ def test_stream_disconnect_aborts_generation(llm_server: Server) -> None:
 def test_non_streamed_disconnect_aborts_generation(llm_server: Server) -> None:
     aborted = engine_metric(llm_server, "ovserve_engine_requests_aborted_total")
     body = json.dumps({"model": MODEL, "prompt": "Write a long story.", "max_tokens": 2000,
-                       "temperature": 0.8, "seed": 1}).encode()
+                       "ignore_eos": True}).encode()
     with socket.create_connection(("127.0.0.1", llm_server.rest_port)) as sock:
         sock.sendall(b"POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Type: "
                      b"application/json\r\nContent-Length: " + str(len(body)).encode()

@@ -33,7 +33,7 @@ def app_with(servable: Any) -> TestClient:
     registry = Registry(BUILTIN_CALCULATORS)
     entry = GraphEntry(name="fake-llm", base_path=None, graph_path=None)  # type: ignore[arg-type]
     registry.states["fake-llm"] = ServableState(entry, servable)
-    return TestClient(build_app(registry, Metrics(), ServerState()))
+    return TestClient(build_app(registry, Metrics(registry.engines), ServerState(registry)))
 
 
 def test_error_after_first_byte_is_in_band_then_done() -> None:
