@@ -56,12 +56,14 @@ def test_first_traffic_on_a_cold_server_completes(default_model_dir: object, sta
                           env={"OVSERVE_IGNORE_EOS": "1", "OVSERVE_MAX_TOKENS": str(TOKENS)})
     try:
         with ThreadPoolExecutor(8) as pool:
-            streams = [pool.submit(sse, server, i) for i in range(4)]
-            streams += [pool.submit(grpc_stream, server, i) for i in range(4)]
-            results = [future.result(timeout=120) for future in streams]
-        for text in results[:4]:
-            assert text.endswith("data: [DONE]\n\n") and text.count('"finish_reason":"length"') == 1
-        for got in results[4:]:
+            sse_streams = [pool.submit(sse, server, i) for i in range(4)]
+            grpc_streams = [pool.submit(grpc_stream, server, i) for i in range(4)]
+            texts = [future.result(timeout=120) for future in sse_streams]
+            results = [future.result(timeout=120) for future in grpc_streams]
+        for text in texts:
+            assert text.endswith("data: [DONE]\n\n")
+            assert text.count('"finish_reason":"length"') == 1
+        for got in results:
             assert got[-2].as_numpy("token_count")[0] == TOKENS
     finally:
         assert server.terminate(timeout=30) == 0
