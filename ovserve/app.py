@@ -11,8 +11,9 @@ import contextlib
 import logging
 import signal
 import socket
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any
 
 import grpc
 import uvicorn
@@ -44,6 +45,8 @@ class ServerSettings:
     rest_port: int | None = 8000
     grace_seconds: float = 30.0
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
+    #: Laid over every model's generation_config.json (vLLM's --override-generation-config).
+    generation_overrides: Mapping[str, Any] = field(default_factory=dict)
 
 
 def bind_socket(host: str, port: int, what: str) -> socket.socket:
@@ -120,7 +123,8 @@ async def start(settings: ServerSettings, engines: EngineRegistry | None = None
     """Load every servable and start both servers. ``engines``: the engine registry (one
     with openvino-genai engines unless given, e.g. one of fake engines in tests). Raises
     ``StartupError`` when a port cannot be used."""
-    engines = engines if engines is not None else EngineRegistry()
+    engines = engines if engines is not None else EngineRegistry(
+        overrides=settings.generation_overrides)
     registry = Registry(BUILTIN_CALCULATORS, engines)  # hands engines down to the graphs
     state, metrics = ServerState(registry), Metrics(engines)
     health_servicer = health.aio.HealthServicer()

@@ -8,9 +8,12 @@
 from __future__ import annotations
 
 import argparse
+import json
 import logging
+import os
 import sys
 from pathlib import Path
+from typing import Any
 
 from ovserve import __version__
 from ovserve.errors import GraphConfigError
@@ -41,6 +44,16 @@ def entries_from_args(parser: argparse.ArgumentParser, args: argparse.Namespace)
     parser.error("nothing to serve: give --config_path CONFIG or --model_path DIR")
 
 
+def _json_object(text: str) -> dict[str, Any]:
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise argparse.ArgumentTypeError(f"not JSON: {exc}") from exc
+    if not isinstance(value, dict):
+        raise argparse.ArgumentTypeError("must be a JSON object")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="ovserve",
@@ -55,6 +68,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--host", default="0.0.0.0", help="address to listen on")
     parser.add_argument("--grace_period", type=float, default=30.0,
                         help="seconds in-flight requests get to finish on SIGTERM (default 30)")
+    parser.add_argument(
+        "--override_generation_config", type=_json_object,
+        default=os.environ.get("OVSERVE_OVERRIDE_GENERATION_CONFIG", "{}"),
+        help="JSON object laid over every model's generation_config.json, e.g. "
+        "'{\"temperature\": 0.8, \"seed\": 1}' (default: $OVSERVE_OVERRIDE_GENERATION_CONFIG); "
+        "requests still override it")
     parser.add_argument("--max_request_bytes", type=int, default=64 * 1024 * 1024,
                         help="largest request body / gRPC message (default 64 MiB)")
     return parser
@@ -99,6 +118,7 @@ def run_server(args: argparse.Namespace, entries: list[GraphEntry]) -> int:
     settings = ServerSettings(
         entries=entries, host=args.host, grpc_port=args.port, rest_port=args.rest_port,
         grace_seconds=args.grace_period, max_body_bytes=args.max_request_bytes,
+        generation_overrides=args.override_generation_config,
     )
     try:
         asyncio.run(serve(settings))

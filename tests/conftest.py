@@ -2,12 +2,25 @@
 
 from __future__ import annotations
 
+import json
+import os
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 REPO = Path(__file__).resolve().parent.parent
 DEFAULT_MODEL_DIR = REPO / "models" / "smollm2-135m-instruct"
+
+
+def generation_overrides() -> dict[str, Any]:
+    """What OVSERVE_OVERRIDE_GENERATION_CONFIG lays over the model's defaults: servers started
+    by the tests read it themselves; engines the tests build take it from here. Running the
+    suite with e.g. '{"temperature": 0.8, "seed": 2}' checks that no verdict depends on the
+    text the model happens to sample."""
+    overrides: dict[str, Any] = json.loads(
+        os.environ.get("OVSERVE_OVERRIDE_GENERATION_CONFIG") or "{}")
+    return overrides
 
 
 @pytest.fixture(scope="session")

@@ -93,6 +93,12 @@ class OpenVINOEngine(EngineBase):
         self._send_lock = threading.Lock()  # one writer on the pipe, never under _lock
         self._down: str | None = None  # why the engine process is not running
         self._worker = self._spawn()
+        try:  # the server's generation overrides must make a valid configuration
+            self.generation_config(SamplingParams(), 1)
+        except InvalidInput as exc:
+            self.close()
+            raise EngineError(f"engine {self.name}: the generation defaults are invalid "
+                              f"(--override_generation_config?): {exc}") from exc
         log.info("engine: loaded %s on %s in process %d (context %d tokens)",
                  config.models_path, device, self._worker.process.pid, self.context_length)
 
@@ -102,10 +108,18 @@ class OpenVINOEngine(EngineBase):
         return self._worker.process.pid
 
     def _model_defaults(self) -> tuple[dict[str, Any], int | None]:
-        """Sampling defaults and max_new_tokens from the model's generation_config.json."""
+        """Sampling defaults and max_new_tokens from the model's generation_config.json, with
+        the server's overrides laid over it (``seed`` is openvino-genai's ``rng_seed``)."""
         path = self.config.models_path / "generation_config.json"
         data = json.loads(path.read_text()) if path.is_file() else {}
+        data.update(self.config.generation_overrides)
+        if "temperature" in self.config.generation_overrides:
+            data["do_sample"] = float(data["temperature"]) > 0
         defaults = {k: v for k, v in data.items() if k in _SAMPLING_DEFAULTS and v is not None}
+        if isinstance(data.get("seed"), int):
+            defaults["rng_seed"] = data["seed"]
+        if self.config.generation_overrides:
+            log.info("engine %s: generation defaults %s", self.name, defaults)
         max_new = data.get("max_new_tokens")
         return defaults, max_new if isinstance(max_new, int) and max_new > 0 else None
 

@@ -19,7 +19,7 @@ import contextvars
 import dataclasses
 import logging
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -49,8 +49,10 @@ class _Entry:
 class EngineRegistry:
     """One engine per model directory, shared by every owner that asks for it."""
 
-    def __init__(self, factory: EngineFactory = openvino_engine) -> None:
+    def __init__(self, factory: EngineFactory = openvino_engine,
+                 overrides: Mapping[str, Any] | None = None) -> None:
         self.factory = factory
+        self.overrides = dict(overrides or {})  # generation defaults for every engine
         self._entries: dict[Path, _Entry] = {}
         self._lock = threading.Lock()
 
@@ -62,7 +64,8 @@ class EngineRegistry:
         with self._lock:
             entry = self._entries.get(path)
             if entry is None:
-                config = EngineConfig(models_path=path, **options)
+                config = EngineConfig(models_path=path, **options,
+                                      generation_overrides=self.overrides)
                 engine = self.factory(config)  # under the lock: one load per model
                 entry = self._entries[path] = _Entry(engine, config, explicit)
             else:

@@ -181,7 +181,7 @@ class EngineBase(ABC):
 
     @property
     def ready(self) -> bool:
-        return self._unavailable() is None
+        return not self._closed and self._unavailable() is None
 
     def submit(self, prepared: Prepared) -> Generation:
         generation = Generation(self, prepared)

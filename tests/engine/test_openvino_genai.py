@@ -15,6 +15,7 @@ import pytest
 from ovserve.engine import EngineConfig, GenerationLimits, SamplingParams, shared_engine
 from ovserve.engine.client import OpenVINOEngine
 from ovserve.errors import EngineError, EngineFailure, EngineUnavailable, InvalidInput
+from tests.conftest import generation_overrides
 
 
 def run(engine: OpenVINOEngine, prompt: str, **params: object) -> tuple[str, int]:
@@ -26,7 +27,8 @@ def run(engine: OpenVINOEngine, prompt: str, **params: object) -> tuple[str, int
 
 @pytest.fixture(scope="module")
 def engine(default_model_dir: Path) -> Iterator[OpenVINOEngine]:
-    engine = OpenVINOEngine(EngineConfig(models_path=default_model_dir),
+    engine = OpenVINOEngine(EngineConfig(models_path=default_model_dir,
+                                         generation_overrides=generation_overrides()),
                             restart_delays=(0.1, 1.0))
     yield engine
     engine.close()
