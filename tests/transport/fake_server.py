@@ -16,30 +16,20 @@ from ovserve.engine import EngineConfig, EngineRegistry
 from ovserve.engine.fake import FakeEngine
 from ovserve.serving.server_config import load_server_config
 from tests.conftest import REPO
-from tests.transport.server import free_port
+from tests.transport.server import Endpoints, free_port
 
 LLM = "smollm2-135m-instruct"
 
 
 @dataclass
-class FakeServer:
+class FakeServer(Endpoints):
     running: RunningServer
     engines: list[FakeEngine]
-    grpc_port: int
-    rest_port: int
 
     @property
     def engine(self) -> FakeEngine:
         (engine,) = self.engines  # both servables share one engine
         return engine
-
-    @property
-    def rest_url(self) -> str:
-        return f"http://127.0.0.1:{self.rest_port}"
-
-    @property
-    def grpc_url(self) -> str:
-        return f"127.0.0.1:{self.grpc_port}"
 
 
 def write_config(root: Path) -> Path:
@@ -63,7 +53,7 @@ async def fake_server(root: Path, monkeypatch: pytest.MonkeyPatch,
                       **engine_options: float) -> AsyncIterator[FakeServer]:
     config = write_config(root)
     monkeypatch.setenv("OVSERVE_MODEL_PATH", str(root / "model"))
-    monkeypatch.setenv("OVSERVE_MAX_TOKENS", "8")
+    monkeypatch.setenv("OVSERVE_MAX_TOKENS", "400")
     engines: list[FakeEngine] = []
 
     def factory(engine_config: EngineConfig) -> FakeEngine:
@@ -76,6 +66,7 @@ async def fake_server(root: Path, monkeypatch: pytest.MonkeyPatch,
     running = await start(settings, EngineRegistry(factory))
     assert settings.rest_port is not None
     try:
-        yield FakeServer(running, engines, settings.grpc_port, settings.rest_port)
+        yield FakeServer(grpc_port=settings.grpc_port, rest_port=settings.rest_port,
+                         running=running, engines=engines)
     finally:
         await running.stop()

@@ -95,9 +95,9 @@ def write_config(root: Path, word_delay: float = 0.0) -> Path:
 
 
 @dataclass
-class Server:
-    process: subprocess.Popen[str]
-    config: Path
+class Endpoints:
+    """Where a server under test listens, on loopback."""
+
     grpc_port: int
     rest_port: int
 
@@ -109,6 +109,11 @@ class Server:
     def rest_url(self) -> str:
         return f"http://localhost:{self.rest_port}"
 
+
+@dataclass
+class Server(Endpoints):
+    process: subprocess.Popen[str]
+    config: Path
     log: str = ""
 
     def terminate(self, timeout: float = 60) -> int:
@@ -139,7 +144,7 @@ def start_server(
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
         env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})},
     )
-    server = Server(process, config, grpc_port, rest_port)
+    server = Server(grpc_port=grpc_port, rest_port=rest_port, process=process, config=config)
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         if process.poll() is not None:

@@ -117,7 +117,7 @@ async def test_a_request_the_engine_fails_is_an_error_on_every_front_end(
 async def test_a_crashed_engine_fails_requests_in_flight_then_recovers(
         server: FakeServer) -> None:
     engine = server.engine
-    engine.restart_seconds = 0.5
+    engine.restart_seconds = 2.0
     body = {**CHAT, "max_tokens": 400}
     async with httpx.AsyncClient(base_url=server.rest_url, timeout=30) as http:
         async def sse() -> str:
@@ -134,18 +134,20 @@ async def test_a_crashed_engine_fails_requests_in_flight_then_recovers(
             finally:
                 await client.close()
 
-        monkey_limit = 400  # the seed servables' own default is 8 here: make them long too
-        engine.natural_length = monkey_limit
+        engine.natural_length = 400  # the seed servables do not ask for ignore_eos
         tasks = [asyncio.create_task(c) for c in (
             http.post("/v1/chat/completions", json=body), sse(), grpc_stream(server),
             http.post("/v2/models/python_model/infer", json=PROMPT), grpc_unary())]
         while engine.stats().active_requests < 5:
             await asyncio.sleep(0.01)
-        engine.crash()
+        tokens = engine.stats().generated_tokens  # a few steps on, every stream has started
+        while engine.stats().generated_tokens < tokens + 5 * 3:
+            await asyncio.sleep(0.01)
+        engine.crash()  # restarts after restart_seconds
         assert (await http.get("/v2/health/ready")).status_code == 503
         assert (await http.get(f"/v2/models/{LLM}/ready")).status_code == 503
-        unary, streamed, stream, kserve, grpc_reply = await asyncio.gather(*tasks)
         refused = await http.post("/v1/chat/completions", json=CHAT)
+        unary, streamed, stream, kserve, grpc_reply = await asyncio.gather(*tasks)
         while (await http.get("/v2/health/ready")).status_code != 200:
             await asyncio.sleep(0.05)
         after = await http.post("/v1/chat/completions", json=CHAT)
