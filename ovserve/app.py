@@ -103,11 +103,13 @@ class RunningServer:
     grpc_server: grpc.aio.Server
     uv: _Uvicorn | None
     uv_task: asyncio.Task[None] | None
+    health_task: asyncio.Task[None]
 
     async def stop(self) -> None:
         log.info("shutting down: finishing in-flight requests (grace %.0f s)",
                  self.settings.grace_seconds)
         self.state.accepting = False
+        self.health_task.cancel()
         await self.health.enter_graceful_shutdown()
         if self.uv is not None:
             self.uv.should_exit = True
@@ -143,11 +145,10 @@ async def start(settings: ServerSettings, engines: EngineRegistry | None = None
 
     await registry.load(settings.entries)
     failed = {n: s.error for n, s in registry.states.items() if s.servable is None}
-    for name, state_ in registry.states.items():
-        status = (health_pb2.HealthCheckResponse.SERVING if state_.servable is not None
-                  else health_pb2.HealthCheckResponse.NOT_SERVING)
-        await health_servicer.set(name, status)
-    await health_servicer.set("", health_pb2.HealthCheckResponse.SERVING)
+    reported: dict[str, int] = {}
+    await _report_health(registry, health_servicer, reported)
+    health_task = asyncio.create_task(_keep_reporting_health(registry, health_servicer,
+                                                             reported))
     await grpc_server.start()
     log.info("gRPC listening on %s:%d", settings.host, settings.grpc_port)
     if failed:
@@ -165,7 +166,29 @@ async def start(settings: ServerSettings, engines: EngineRegistry | None = None
         uv_task = asyncio.create_task(uv.serve(sockets=[rest_socket]))
         log.info("REST listening on %s:%d", settings.host, settings.rest_port)
     return RunningServer(settings, engines, registry, state, health_servicer, grpc_server, uv,
-                         uv_task)
+                         uv_task, health_task)
+
+
+async def _report_health(registry: Registry, servicer: health.aio.HealthServicer,
+                         reported: dict[str, int]) -> None:
+    """gRPC health (grpc.health.v1, per servable and "" for the server) as readiness says: a
+    servable whose engine is restarting is NOT_SERVING until it is back."""
+    serving, not_serving = (health_pb2.HealthCheckResponse.SERVING,
+                            health_pb2.HealthCheckResponse.NOT_SERVING)
+    statuses = {name: serving if state.servable is not None and state.servable.ready
+                else not_serving for name, state in registry.states.items()}
+    statuses[""] = serving if registry.ready() else not_serving
+    for name, status in statuses.items():
+        if reported.get(name) != status:
+            await servicer.set(name, status)
+            reported[name] = status
+
+
+async def _keep_reporting_health(registry: Registry, servicer: health.aio.HealthServicer,
+                                 reported: dict[str, int], every: float = 0.5) -> None:
+    while True:
+        await asyncio.sleep(every)
+        await _report_health(registry, servicer, reported)
 
 
 async def serve(settings: ServerSettings) -> None:

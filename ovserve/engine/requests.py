@@ -191,22 +191,32 @@ class EngineBase(ABC):
 
     def submit_batch(self, prepared: list[Prepared]) -> Batch:
         updates: queue.Queue[tuple[int, Any]] = queue.Queue()
-        generations = []
-        for index, one in enumerate(prepared):
-            generation = Generation(self, one)
-            self._enqueue(generation, one, _indexed(updates, index))
-            generations.append(generation)
+        generations: list[Generation] = []
+        try:
+            for index, one in enumerate(prepared):
+                generation = Generation(self, one)
+                self._enqueue(generation, one, _indexed(updates, index))
+                generations.append(generation)
+        except BaseException:
+            for generation in generations:  # none of the batch runs without its reader
+                generation.abort()
+            raise
         return Batch(generations, updates)
 
     def submit_async(self, prepared: Prepared, n: int = 1) -> list[Generation]:
         loop = asyncio.get_running_loop()
-        generations = []
-        for _ in range(n):
-            generation = Generation(self, prepared)
-            async_queue: asyncio.Queue[Any] = asyncio.Queue()
-            generation._async = async_queue
-            self._enqueue(generation, prepared, async_queue.put_nowait, loop)
-            generations.append(generation)
+        generations: list[Generation] = []
+        try:
+            for _ in range(n):
+                generation = Generation(self, prepared)
+                async_queue: asyncio.Queue[Any] = asyncio.Queue()
+                generation._async = async_queue
+                self._enqueue(generation, prepared, async_queue.put_nowait, loop)
+                generations.append(generation)
+        except BaseException:
+            for generation in generations:
+                generation.abort()
+            raise
         return generations
 
     def _enqueue(self, generation: Generation, prepared: Prepared,

@@ -10,10 +10,12 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+import grpc
 import httpx
 import numpy as np
 import pytest
 import tritonclient.grpc.aio as grpcclient
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 from tritonclient.utils import InferenceServerException
 
 from tests.transport.fake_server import LLM, FakeServer, fake_server
@@ -59,6 +61,23 @@ async def grpc_stream(server: FakeServer) -> list[tuple[Any, Any]]:
         done.set()
         await client.close()
     return got
+
+
+SERVING, NOT_SERVING = (health_pb2.HealthCheckResponse.SERVING,
+                        health_pb2.HealthCheckResponse.NOT_SERVING)
+
+
+async def grpc_health(server: FakeServer, status: int, seconds: float = 1.5) -> bool:
+    """Whether gRPC health of the server and of python_model reaches ``status`` in time."""
+    async with grpc.aio.insecure_channel(server.grpc_url) as channel:
+        stub = health_pb2_grpc.HealthStub(channel)
+        for _ in range(int(seconds / 0.05)):
+            got = [(await stub.Check(health_pb2.HealthCheckRequest(service=name))).status
+                   for name in ("", "python_model")]
+            if got == [status, status]:
+                return True
+            await asyncio.sleep(0.05)
+    return False
 
 
 @pytest.fixture
@@ -148,9 +167,11 @@ async def test_a_crashed_engine_fails_requests_in_flight_then_recovers(
         assert (await http.get(f"/v2/models/{LLM}/ready")).status_code == 503
         refused = await http.post("/v1/chat/completions", json=CHAT)
         unary, streamed, stream, kserve, grpc_reply = await asyncio.gather(*tasks)
+        assert await grpc_health(server, NOT_SERVING)
         while (await http.get("/v2/health/ready")).status_code != 200:
             await asyncio.sleep(0.05)
         after = await http.post("/v1/chat/completions", json=CHAT)
+        assert await grpc_health(server, SERVING)
 
     assert unary.status_code == 500 and "engine process exited" in unary.json()["error"]["message"]
     assert '"error"' in streamed and "engine process exited" in streamed
