@@ -1,25 +1,16 @@
-"""The engine interface every layer above uses: prepare a request, submit it, read its typed
-output as it is produced (the stream raises an ``EngineError`` subclass on failure), abort it,
-close the engine, read its stats.
-
-``OpenVINOEngine`` (``engine.client``) is the real engine; ``FakeEngine`` (``engine.fake``) is a
-deterministic stand-in for fast tests of nodes, serving and transports.
-"""
+"""The plain types engines take and give: their configuration, a prepared request, a delta of
+output, their stats. The interface itself is ``engine.interface.Engine``."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any
 
 from ovserve.protocol.generation import SamplingParams
 
-if TYPE_CHECKING:
-    from ovserve.engine.limits import GenerationLimits, Prompt
-    from ovserve.engine.requests import Batch, Generation
-
-__all__ = ["Delta", "Engine", "EngineConfig", "EngineStats", "Prepared", "SamplingParams"]
+__all__ = ["Delta", "EngineConfig", "EngineStats", "Prepared", "SamplingParams"]
 
 
 @dataclass(frozen=True)
@@ -73,33 +64,3 @@ class EngineStats:
     kv_cache_usage: float
     restarts: int
     ready: bool
-
-
-class Engine(Protocol):
-    """What nodes, handlers and transports may rely on. Thread-safe: ``submit`` and
-    ``submit_batch`` from any thread, ``submit_async`` from an event loop."""
-
-    name: str
-    context_length: int
-
-    @property
-    def ready(self) -> bool:
-        """False while the engine cannot take requests (restarting, closed)."""
-
-    def prepare(self, prompt: Prompt, params: SamplingParams,
-                limits: GenerationLimits | None = None) -> Prepared:
-        """Apply the chat template, tokenize, decide limits, check everything (raises
-        ``InvalidInput``): the one place where a request's generation settings are decided."""
-
-    def submit(self, prepared: Prepared) -> Generation:
-        """Queue a request for blocking reading (``Generation.deltas()``)."""
-
-    def submit_batch(self, prepared: list[Prepared]) -> Batch:
-        """Queue several requests read as one stream of updates (``Batch.updates()``)."""
-
-    def submit_async(self, prepared: Prepared, n: int = 1) -> list[Generation]:
-        """Queue ``n`` generations of one request for ``Generation.adeltas()``."""
-
-    def stats(self) -> EngineStats: ...
-
-    def close(self) -> None: ...

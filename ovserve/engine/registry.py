@@ -24,7 +24,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ovserve.engine.base import Engine, EngineConfig
+from ovserve.engine.base import EngineConfig
+from ovserve.engine.interface import Engine
 from ovserve.errors import EngineConflict
 
 log = logging.getLogger(__name__)

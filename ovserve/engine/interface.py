@@ -1,0 +1,46 @@
+"""The engine interface every layer above uses: prepare a request, submit it, read its typed
+output as it is produced (the stream raises an ``EngineError`` subclass on failure), abort it,
+close the engine, read its stats.
+
+``OpenVINOEngine`` (``engine.client``) is the real engine; ``FakeEngine`` (``engine.fake``) is a
+deterministic stand-in for fast tests of nodes, serving and transports. Both build on
+``engine.requests.EngineBase``.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from ovserve.engine.base import EngineStats, Prepared, SamplingParams
+from ovserve.engine.limits import GenerationLimits, Prompt
+from ovserve.engine.requests import Batch, Generation
+
+
+class Engine(Protocol):
+    """What nodes, handlers and transports may rely on. Thread-safe: ``submit`` and
+    ``submit_batch`` from any thread, ``submit_async`` from an event loop."""
+
+    name: str
+    context_length: int
+
+    @property
+    def ready(self) -> bool:
+        """False while the engine cannot take requests (restarting, closed)."""
+
+    def prepare(self, prompt: Prompt, params: SamplingParams,
+                limits: GenerationLimits | None = None) -> Prepared:
+        """Apply the chat template, tokenize, decide limits, check everything (raises
+        ``InvalidInput``): the one place where a request's generation settings are decided."""
+
+    def submit(self, prepared: Prepared) -> Generation:
+        """Queue a request for blocking reading (``Generation.deltas()``)."""
+
+    def submit_batch(self, prepared: list[Prepared]) -> Batch:
+        """Queue several requests read as one stream of updates (``Batch.updates()``)."""
+
+    def submit_async(self, prepared: Prepared, n: int = 1) -> list[Generation]:
+        """Queue ``n`` generations of one request for ``Generation.adeltas()``."""
+
+    def stats(self) -> EngineStats: ...
+
+    def close(self) -> None: ...
