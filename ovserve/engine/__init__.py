@@ -1,4 +1,4 @@
-"""Generation engines behind one typed interface (``engine.base.Engine``).
+"""Generation engines behind one typed interface (``engine.interface.Engine``).
 
     engine = shared_engine(models_path)                 # in a handler's initialize
     prepared = engine.prepare(prompt, SamplingParams(max_tokens=64))

@@ -211,12 +211,7 @@ class OpenVINOEngine(EngineBase):
                 return
             self._closed = True
             worker = self._worker
-        self._send(Close())
-        try:
-            worker.process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            worker.process.kill()
-            worker.process.wait()
+        self._stop_worker(worker)
         self._fail_all(EngineUnavailable(f"engine {self.name} was shut down"))
 
     # -- the engine process and its supervision ----------------------------------------------
@@ -299,16 +294,16 @@ class OpenVINOEngine(EngineBase):
                 if not closed:
                     self._worker, self._down = worker, None
                     self.restarts += 1
-            if closed:
+            if closed:  # closed while this one was loading
                 self._stop_worker(worker)
                 return
             log.info("engine %s: restarted in process %d (%.1f s)", self.name,
                      worker.process.pid, time.monotonic() - started)
             return
 
-    @staticmethod
-    def _stop_worker(worker: _Worker) -> None:
-        with contextlib.suppress(OSError):
+    def _stop_worker(self, worker: _Worker) -> None:
+        """Ask an engine process to stop; kill it if it does not within 30 s."""
+        with self._send_lock, contextlib.suppress(OSError):
             worker.conn.send(Close())
         try:
             worker.process.wait(timeout=30)

@@ -20,7 +20,7 @@ from typing import Any
 from ovserve.engine.base import Prepared, SamplingParams
 from ovserve.engine.limits import GenerationLimits, Prompt, max_new_tokens, render_prompt
 from ovserve.engine.requests import EngineBase, Output
-from ovserve.errors import EngineFailure, EngineUnavailable, InvalidInput
+from ovserve.errors import EngineFailure, EngineUnavailable
 
 
 class _Running:
@@ -55,8 +55,6 @@ class FakeEngine(EngineBase):
         token_ids = [len(word) for word in text.split()]
         max_new = max_new_tokens(params, limits or GenerationLimits(), len(token_ids),
                                  self.context_length, None)
-        if params.temperature is not None and params.temperature < 0:
-            raise InvalidInput("invalid sampling parameters: temperature")
         return Prepared(token_ids, {"max_new_tokens": max_new, "ignore_eos": params.ignore_eos,
                                     "min_new_tokens": params.min_tokens})
 

@@ -16,7 +16,6 @@ from __future__ import annotations
 import atexit
 import contextlib
 import contextvars
-import dataclasses
 import logging
 import threading
 from collections.abc import Callable, Iterator, Mapping
@@ -42,9 +41,8 @@ def openvino_engine(config: EngineConfig) -> Engine:
 @dataclass
 class _Entry:
     engine: Engine
-    config: EngineConfig
-    explicit: frozenset[str]  # the options some owner asked for by name
-    owners: dict[str, frozenset[str]] = field(default_factory=dict)  # owner -> its explicit
+    config: EngineConfig  # what the engine was built with
+    owners: dict[str, dict[str, Any]] = field(default_factory=dict)  # owner -> options it gave
 
 
 class EngineRegistry:
@@ -61,37 +59,31 @@ class EngineRegistry:
         """The engine of ``models_path`` for ``owner``, loaded on first use. ``options`` are
         ``EngineConfig`` fields; only those given must agree with other owners'."""
         path = Path(models_path).resolve()
-        explicit = frozenset(options)
         with self._lock:
             entry = self._entries.get(path)
             if entry is None:
                 config = EngineConfig(models_path=path, **options,
                                       generation_overrides=self.overrides)
                 engine = self.factory(config)  # under the lock: one load per model
-                entry = self._entries[path] = _Entry(engine, config, explicit)
+                entry = self._entries[path] = _Entry(engine, config)
             else:
                 self._check(entry, owner, path, options)
-                entry.explicit |= explicit
-                if entry.explicit != explicit:
-                    entry.config = dataclasses.replace(entry.config, **options)
-            entry.owners[owner] = entry.owners.get(owner, frozenset()) | explicit
+            entry.owners.setdefault(owner, {}).update(options)
             return entry.engine
 
     @staticmethod
     def _check(entry: _Entry, owner: str, path: Path, options: dict[str, Any]) -> None:
         for name, value in options.items():
-            theirs = getattr(entry.config, name)
-            if value == theirs:
-                continue
-            others = [o for o, given in entry.owners.items() if name in given and o != owner]
-            if others:
-                raise EngineConflict(
-                    f"graphs {others[0]!r} and {owner!r} ask for model {path} with different "
-                    f"{name}: {theirs!r} and {value!r}; one engine serves a model, so give "
-                    "them the same options")
-            # nobody asked for the current value by name: the loaded engine decides
-            log.warning("engine %s is already loaded with %s=%r; %s asked for %r", path.name,
-                        name, theirs, owner, value)
+            for other, given in entry.owners.items():
+                if other != owner and name in given and given[name] != value:
+                    raise EngineConflict(
+                        f"graphs {other!r} and {owner!r} ask for model {path} with different "
+                        f"{name}: {given[name]!r} and {value!r}; one engine serves a model, so "
+                        "give them the same options")
+            loaded = getattr(entry.config, name)
+            if value != loaded:  # nobody asked for the loaded value by name: it stays
+                log.warning("engine %s is already loaded with %s=%r; %s asked for %r",
+                            path.name, name, loaded, owner, value)
 
     def release(self, owner: str) -> None:
         """``owner`` no longer uses its engines; close those nobody else uses."""

@@ -132,7 +132,8 @@ class Batch:
                         pending[index] = delta
                     else:  # two deltas of one prompt arrived together
                         pending[index] = Delta(previous.text + delta.text,
-                                               finish_reason=delta.finish_reason)
+                                               previous.token_ids + delta.token_ids,
+                                               delta.finish_reason)
                     try:
                         index, item = self._updates.get_nowait()
                     except queue.Empty:

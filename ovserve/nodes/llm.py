@@ -88,18 +88,14 @@ class LLMCalculator(Calculator):
         """The ``EngineConfig`` fields this graph sets (those it leaves out are not compared
         with other graphs using the same model)."""
         options = self.options
-        fields = {"device": "device", "plugin_config": "plugin_config",
-                  "max_num_seqs": "max_num_seqs", "max_num_batched_tokens":
-                  "max_num_batched_tokens", "cache_size": "cache_size_gb",
-                  "enable_prefix_caching": "enable_prefix_caching"}
-        given: dict[str, Any] = {}
-        for option, name in fields.items():
-            if options.HasField(option):
-                given[name] = getattr(options, option)
-        if "plugin_config" in given:
-            given["plugin_config"] = json.loads(given["plugin_config"] or "{}")
-        if "cache_size_gb" in given:
-            given["cache_size_gb"] = float(given["cache_size_gb"])
+        given: dict[str, Any] = {
+            name: getattr(options, name) for name in (
+                "device", "max_num_seqs", "max_num_batched_tokens", "enable_prefix_caching")
+            if options.HasField(name)}
+        if options.HasField("plugin_config"):
+            given["plugin_config"] = json.loads(options.plugin_config or "{}")
+        if options.HasField("cache_size"):
+            given["cache_size_gb"] = float(options.cache_size)
         return given
 
     async def load(self) -> None:

@@ -101,7 +101,7 @@ class _Pump:
         self.items: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()
         self.room = threading.Semaphore(ahead)
         self.stopped = False
-        self.done = calc.context.executor.submit(calc.bound(self._run))
+        self.done = calc.context.executor.submit(calc.with_engines(self._run))
 
     def _run(self) -> None:
         try:
@@ -171,13 +171,13 @@ class PythonExecutorCalculator(Calculator):
             (ref.port for ref in node.outputs if ref.tag == LOOPBACK), None
         )
 
-    def bound(self, fn: Any, *args: Any) -> Any:
+    def with_engines(self, fn: Any, *args: Any) -> Any:
         """``fn(*args)`` with the server's engines bound for ``shared_engine`` calls in it."""
         return functools.partial(_bound_call, self, fn, *args)
 
     async def call(self, fn: Any, *args: Any) -> Any:
         """Run handler code in the servable's pool (never on the event loop)."""
-        return await asyncio.wrap_future(self.context.executor.submit(self.bound(fn, *args)))
+        return await asyncio.wrap_future(self.context.executor.submit(self.with_engines(fn, *args)))
 
     async def load(self) -> None:
         self.model = handler_class(self.path)()
