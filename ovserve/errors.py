@@ -27,6 +27,18 @@ class ServableNotFound(OvserveError):
     """No servable has the requested name."""
 
 
+class AdapterError(InvalidInput):
+    """A LoRA adapter cannot be loaded (bad files, another base model, over a limit)."""
+
+
+class AdapterConflict(AdapterError):
+    """A LoRA adapter name is already taken."""
+
+
+class AdapterNotFound(ServableNotFound):
+    """No LoRA adapter has the requested name."""
+
+
 class ServableNotReady(OvserveError):
     """The servable exists but is not loaded (its reason is in the message)."""
 

@@ -10,7 +10,22 @@ from typing import Any
 
 from ovserve.protocol.generation import SamplingParams
 
-__all__ = ["Delta", "EngineConfig", "EngineStats", "Prepared", "SamplingParams"]
+__all__ = ["Delta", "EngineConfig", "EngineStats", "LoraOptions", "Prepared", "SamplingParams"]
+
+
+@dataclass(frozen=True)
+class LoraOptions:
+    """Where an engine's LoRA adapters come from and how many it keeps (vLLM's and NIM's
+    knobs). Adapters are folders in PEFT format; the folder name is the model id."""
+
+    dirs: tuple[Path, ...] = ()
+    #: re-scan ``dirs`` this often (NIM_PEFT_REFRESH_INTERVAL); 0: at start and on a miss
+    refresh_seconds: float = 0.0
+    #: adapters runnable in one batch (slots in the engine), least recently used evicted
+    max_loras: int = 8
+    #: adapters whose weights stay in server memory
+    max_cpu_loras: int = 32
+    max_lora_rank: int = 64
 
 
 @dataclass(frozen=True)
@@ -26,6 +41,8 @@ class EngineConfig:
     enable_prefix_caching: bool = True
     #: Laid over the model's generation_config.json (the server's --override_generation_config)
     generation_overrides: Mapping[str, Any] = field(default_factory=dict)
+    #: None: no adapters (the model runs unmodified)
+    lora: LoraOptions | None = None
 
 
 @dataclass(slots=True)
@@ -43,6 +60,7 @@ class Prepared:
 
     token_ids: list[int]
     fields: dict[str, Any]
+    adapter: str | None = None  # a LoRA adapter's name; None: the base model
 
     @property
     def prompt_tokens(self) -> int:

@@ -31,11 +31,20 @@ from pathlib import Path
 from typing import Any
 
 from ovserve.engine import process
+from ovserve.engine.adapters import AdapterSource
 from ovserve.engine.base import EngineConfig, Prepared, SamplingParams
 from ovserve.engine.limits import GenerationLimits, Prompt, max_new_tokens, render_prompt
-from ovserve.engine.messages import Abort, Add, Close, LoadFailed, Ready, Start, Step
+from ovserve.engine.lora_catalog import AdapterCatalog
+from ovserve.engine.lora_graph import linear_shapes
+from ovserve.engine.messages import Abort, Add, Close, LoadFailed, Output, Ready, Start, Step
 from ovserve.engine.requests import EngineBase
-from ovserve.errors import EngineError, EngineFailure, EngineUnavailable, InvalidInput
+from ovserve.errors import (
+    EngineError,
+    EngineFailure,
+    EngineUnavailable,
+    InvalidInput,
+    Unsupported,
+)
 
 log = logging.getLogger(__name__)
 
@@ -51,13 +60,18 @@ def available_devices() -> list[str]:
     return list(ov.Core().available_devices)
 
 
-@dataclass
+@dataclass(eq=False)
 class _Worker:
     """One engine process and the connection to it."""
 
     process: subprocess.Popen[bytes]
     conn: Connection
     ready: Ready
+
+    @property
+    def adapters(self) -> list[str]:
+        """The LoRA adapters in its slots, in slot order."""
+        return sorted(self.ready.slots, key=self.ready.slots.__getitem__)
 
 
 class OpenVINOEngine(EngineBase):
@@ -92,7 +106,19 @@ class OpenVINOEngine(EngineBase):
         self.model_defaults, self.model_max_new_tokens = self._model_defaults()
         self._send_lock = threading.Lock()  # one writer on the pipe, never under _lock
         self._down: str | None = None  # why the engine process is not running
-        self._worker = self._spawn()
+        self.catalog: AdapterCatalog | None = None
+        self._swap_lock = threading.Lock()  # one change of adapter slots at a time
+        self._owner: dict[int, _Worker] = {}  # request -> the engine process running it
+        self._retired: list[_Worker] = []  # replaced by a new slot set, finishing requests
+        slots: list[str] = []
+        if config.lora is not None:
+            self.catalog = AdapterCatalog(config.lora, self._linear_shapes())
+            self.catalog.refresh()
+            slots = self.catalog.initial_slots()
+        self._worker = self._spawn(slots)
+        if self.catalog is not None and config.lora and config.lora.refresh_seconds > 0:
+            threading.Thread(target=self._rescan, name=f"lora-scan-{self.name}",
+                             daemon=True).start()
         try:  # the server's generation overrides must make a valid configuration
             self.generation_config(SamplingParams(), 1)
         except InvalidInput as exc:
@@ -153,12 +179,14 @@ class OpenVINOEngine(EngineBase):
     # -- requests ----------------------------------------------------------------------------
 
     def prepare(self, prompt: Prompt, params: SamplingParams,
-                limits: GenerationLimits | None = None) -> Prepared:
+                limits: GenerationLimits | None = None, adapter: str | None = None) -> Prepared:
+        if adapter is not None:
+            self._make_resident(adapter)
         text = render_prompt(prompt, params, self.tokenizer.chat_template, self._apply_template)
         token_ids = self._encode(text)
         max_new = max_new_tokens(params, limits or GenerationLimits(), len(token_ids),
                                  self.context_length, self.model_max_new_tokens)
-        return Prepared(token_ids, self.generation_config(params, max_new))
+        return Prepared(token_ids, self.generation_config(params, max_new), adapter)
 
     def generation_config(self, params: SamplingParams, max_new: int) -> dict[str, Any]:
         """GenerationConfig fields: the model's generation_config.json, then the request's."""
@@ -193,31 +221,118 @@ class OpenVINOEngine(EngineBase):
         return self._down
 
     def _start(self, request_id: int, prepared: Prepared) -> None:
-        self._send(Add(request_id, prepared.token_ids, prepared.fields))
+        with self._lock:
+            worker = self._worker
+            self._owner[request_id] = worker
+        token_ids, fields = prepared.token_ids, prepared.fields
+        if prepared.adapter is not None:
+            slot = worker.ready.slots.get(prepared.adapter)
+            if slot is None:  # unloaded or evicted since prepare(): rare, and said so
+                self._deliver([Output(request_id, "", [], done=True, error=(
+                    f"LoRA adapter {prepared.adapter!r} was unloaded before the request "
+                    "started"))])
+                return
+            token_ids, fields = _on_slot(token_ids, fields, slot * worker.ready.vocab_size)
+        self._send(worker, Add(request_id, token_ids, fields))
 
     def _cancel(self, request_id: int) -> None:
-        self._send(Abort(request_id))
+        with self._lock:
+            worker = self._owner.get(request_id, self._worker)
+        self._send(worker, Abort(request_id))
 
-    def _send(self, message: Add | Abort | Close) -> None:
-        """Write to the engine process. Not under ``_lock``: a write that waits for the engine
+    def _send(self, worker: _Worker, message: Add | Abort | Close) -> None:
+        """Write to an engine process. Not under ``_lock``: a write that waits for the engine
         to read must never stop the receiver thread. If the engine is gone, the receiver
         thread sees it and fails every active request, this one included."""
         with self._send_lock, contextlib.suppress(OSError):
-            self._worker.conn.send(message)
+            worker.conn.send(message)
+
+    # -- LoRA adapters -----------------------------------------------------------------------
+
+    def adapters(self) -> list[AdapterSource]:
+        """The LoRA adapters this engine serves (none without ``EngineConfig.lora``)."""
+        if self.catalog is None:
+            return []
+        self.catalog.refresh_if_due()
+        return sorted(self.catalog.known().values(), key=lambda a: a.name)
+
+    def load_adapter(self, name: str, path: Path) -> AdapterSource:
+        return self._lora().load(name, path)
+
+    def unload_adapter(self, name: str) -> None:
+        self._lora().unload(name)
+
+    def _lora(self) -> AdapterCatalog:
+        if self.catalog is None:
+            raise Unsupported(f"model {self.name} serves no LoRA adapters (start the server "
+                              "with --lora_dir, or set lora_dir in its graph)")
+        return self.catalog
+
+    def _linear_shapes(self) -> dict[str, tuple[int, int]]:
+        import openvino as ov
+
+        model = ov.Core().read_model(self.config.models_path / "openvino_model.xml")
+        return linear_shapes(model)
+
+    def _make_resident(self, name: str) -> None:
+        """Have adapter ``name`` in a slot of the engine: if it is not, start an engine
+        process with the new slot set, send new requests there, and let the old one finish
+        its requests (none fails, none waits but this one)."""
+        catalog = self._lora()
+        catalog.get(name)  # 404 for an unknown adapter
+        catalog.touch(name)
+        with self._swap_lock:
+            current = self._worker
+            if name in current.ready.slots:
+                return
+            slots = catalog.slots_with(name, current.adapters)
+            started = time.monotonic()
+            worker = self._spawn(slots)
+            with self._lock:
+                if self._closed:
+                    retired = worker
+                else:
+                    retired, self._worker = self._worker, worker
+                    self._retired.append(retired)
+            log.info("engine %s: LoRA slots now %s (engine process %d, %.1f s)", self.name,
+                     ", ".join(slots), worker.process.pid, time.monotonic() - started)
+            self._retire_if_idle(retired)
+
+    def _retire_if_idle(self, worker: _Worker) -> None:
+        with self._lock:
+            idle = (worker is not self._worker and worker in self._retired
+                    and worker not in self._owner.values())
+            if idle:
+                self._retired.remove(worker)
+        if idle:
+            threading.Thread(target=self._stop_worker, args=(worker,), daemon=True,
+                             name=f"retire-{self.name}").start()
+
+    def _rescan(self) -> None:
+        assert self.catalog is not None
+        while not self._closed:
+            time.sleep(self.catalog.options.refresh_seconds)
+            try:
+                self.catalog.refresh_if_due()
+            except Exception:  # a scan must never end the thread
+                log.exception("LoRA: re-scanning the adapter folders failed")
 
     def close(self) -> None:
         with self._lock:
             if self._closed:
                 return
             self._closed = True
-            worker = self._worker
-        self._stop_worker(worker)
+            workers = [self._worker, *self._retired]
+        for worker in workers:
+            self._stop_worker(worker)
         self._fail_all(EngineUnavailable(f"engine {self.name} was shut down"))
 
     # -- the engine process and its supervision ----------------------------------------------
 
-    def _spawn(self) -> _Worker:
-        """Start an engine process, wait until its model is loaded, start its receiver."""
+    def _spawn(self, adapters: list[str]) -> _Worker:
+        """Start an engine process with ``adapters`` in its LoRA slots, wait until its model is
+        loaded, start its receiver."""
+        weights = [(name, self._lora().weights(name)) for name in adapters] if adapters else []
         ours, theirs = socket.socketpair()
         package_root = str(Path(process.__file__).resolve().parents[2])
         env = {**os.environ, "PYTHONPATH": os.pathsep.join(
@@ -229,7 +344,7 @@ class OpenVINOEngine(EngineBase):
         conn = Connection(ours.detach())
         reply: Any
         try:
-            conn.send(Start(self.config, logging.getLogger().getEffectiveLevel()))
+            conn.send(Start(self.config, logging.getLogger().getEffectiveLevel(), weights))
             reply = (conn.recv() if conn.poll(LOAD_TIMEOUT_SECONDS)
                      else LoadFailed(f"no answer in {LOAD_TIMEOUT_SECONDS:.0f} s"))
         except (EOFError, OSError):
@@ -255,20 +370,42 @@ class OpenVINOEngine(EngineBase):
             except (EOFError, OSError):
                 break
             if isinstance(message, Step):
-                self.kv_cache_usage = message.cache_usage
+                if worker is self._worker:
+                    self.kv_cache_usage = message.cache_usage
                 self._deliver(message.outputs)
+                finished = [o.request_id for o in message.outputs if o.done]
+                if finished:
+                    with self._lock:
+                        for request_id in finished:
+                            self._owner.pop(request_id, None)
+                    if worker is not self._worker:
+                        self._retire_if_idle(worker)
         worker.conn.close()
         self._worker_gone(worker)
 
     def _worker_gone(self, worker: _Worker) -> None:
         with contextlib.suppress(subprocess.TimeoutExpired):
             worker.process.wait(timeout=5)  # for its exit code
+        reason = f"the engine process exited (code {worker.process.returncode})"
         with self._lock:
-            if self._closed or worker is not self._worker:
-                return
-            reason = f"the engine process exited (code {worker.process.returncode})"
-            self._down = f"{reason}; restarting it"
-        failed = self._fail_all(EngineFailure(f"engine {self.name}: {reason}"))
+            current = worker is self._worker
+            if not current:
+                with contextlib.suppress(ValueError):
+                    self._retired.remove(worker)
+            elif not self._closed:
+                self._down = f"{reason}; restarting it"
+            others = set(self._owner.values()) - {worker}
+            lost = [r for r in self._active if self._owner.get(r) not in others]
+            for request_id in lost:
+                self._owner.pop(request_id, None)
+        if self._closed:
+            return
+        failed = self._fail(lost, EngineFailure(f"engine {self.name}: {reason}"))
+        if not current:  # a retired one (replaced by a new slot set): nothing to restart
+            if failed:
+                log.error("engine %s: a retired %s; failed %d request(s)", self.name, reason,
+                          failed)
+            return
         log.error("engine %s: %s; failed %d request(s); restarting it", self.name, reason,
                   failed)
         threading.Thread(target=self._restart, args=(reason,), name=f"restart-{self.name}",
@@ -282,7 +419,7 @@ class OpenVINOEngine(EngineBase):
                 return
             started = time.monotonic()
             try:
-                worker = self._spawn()
+                worker = self._spawn(self._worker.adapters)
             except EngineError as exc:
                 log.error("engine %s: restart failed: %s; next try in %.1f s", self.name, exc,
                           min(delay * 2, longest))
@@ -303,11 +440,20 @@ class OpenVINOEngine(EngineBase):
 
     def _stop_worker(self, worker: _Worker) -> None:
         """Ask an engine process to stop; kill it if it does not within 30 s."""
-        with self._send_lock, contextlib.suppress(OSError):
-            worker.conn.send(Close())
+        self._send(worker, Close())
         try:
             worker.process.wait(timeout=30)
         except subprocess.TimeoutExpired:
             worker.process.kill()
             worker.process.wait()
 
+
+
+def _on_slot(token_ids: list[int], fields: dict[str, Any], offset: int
+             ) -> tuple[list[int], dict[str, Any]]:
+    """A request's prompt and stop tokens moved to a LoRA slot's block of the widened
+    vocabulary (see ``engine.lora_graph``)."""
+    fields = dict(fields)
+    fields["eos_token_id"] = fields["eos_token_id"] + offset
+    fields["stop_token_ids"] = {t + offset for t in fields["stop_token_ids"]}
+    return [t + offset for t in token_ids], fields

@@ -15,12 +15,14 @@ from __future__ import annotations
 
 import threading
 import time
+from pathlib import Path
 from typing import Any
 
+from ovserve.engine.adapters import AdapterSource
 from ovserve.engine.base import Prepared, SamplingParams
 from ovserve.engine.limits import GenerationLimits, Prompt, max_new_tokens, render_prompt
 from ovserve.engine.requests import EngineBase, Output
-from ovserve.errors import EngineFailure, EngineUnavailable
+from ovserve.errors import AdapterConflict, AdapterNotFound, EngineFailure, EngineUnavailable
 
 
 class _Running:
@@ -40,6 +42,7 @@ class FakeEngine(EngineBase):
         self.step_seconds = step_seconds
         self.restart_seconds = restart_seconds
         self.fail_next: int | None = None
+        self.adapter_sources: dict[str, AdapterSource] = {}
         self._down: str | None = None
         self._running: dict[int, _Running] = {}
         self._wake = threading.Condition()
@@ -50,13 +53,30 @@ class FakeEngine(EngineBase):
     # -- the interface ------------------------------------------------------------------------
 
     def prepare(self, prompt: Prompt, params: SamplingParams,
-                limits: GenerationLimits | None = None) -> Prepared:
+                limits: GenerationLimits | None = None, adapter: str | None = None) -> Prepared:
+        if adapter is not None and adapter not in self.adapter_sources:
+            raise AdapterNotFound(f"The model `{adapter}` does not exist")
         text = render_prompt(prompt, params, "fake", _template)
         token_ids = [len(word) for word in text.split()]
         max_new = max_new_tokens(params, limits or GenerationLimits(), len(token_ids),
                                  self.context_length, None)
         return Prepared(token_ids, {"max_new_tokens": max_new, "ignore_eos": params.ignore_eos,
-                                    "min_new_tokens": params.min_tokens})
+                                    "min_new_tokens": params.min_tokens}, adapter)
+
+    def adapters(self) -> list[AdapterSource]:
+        return sorted(self.adapter_sources.values(), key=lambda a: a.name)
+
+    def load_adapter(self, name: str, path: Path) -> AdapterSource:
+        """Registers ``name`` (no files are read: a fake)."""
+        if name in self.adapter_sources:
+            raise AdapterConflict(f"lora_name {name!r}: an adapter of that name is already "
+                                  "loaded")
+        self.adapter_sources[name] = AdapterSource(name, path)
+        return self.adapter_sources[name]
+
+    def unload_adapter(self, name: str) -> None:
+        if self.adapter_sources.pop(name, None) is None:
+            raise AdapterNotFound(f"lora_name {name!r}: no adapter of that name is loaded")
 
     def _unavailable(self) -> str | None:
         return self._down

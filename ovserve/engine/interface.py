@@ -9,8 +9,10 @@ deterministic stand-in for fast tests of nodes, serving and transports. Both bui
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Protocol
 
+from ovserve.engine.adapters import AdapterSource
 from ovserve.engine.base import EngineStats, Prepared, SamplingParams
 from ovserve.engine.limits import GenerationLimits, Prompt
 from ovserve.engine.requests import Batch, Generation
@@ -28,9 +30,19 @@ class Engine(Protocol):
         """False while the engine cannot take requests (restarting, closed)."""
 
     def prepare(self, prompt: Prompt, params: SamplingParams,
-                limits: GenerationLimits | None = None) -> Prepared:
+                limits: GenerationLimits | None = None, adapter: str | None = None) -> Prepared:
         """Apply the chat template, tokenize, decide limits, check everything (raises
-        ``InvalidInput``): the one place where a request's generation settings are decided."""
+        ``InvalidInput``): the one place where a request's generation settings are decided.
+        ``adapter`` names a LoRA adapter to run the request on (``AdapterNotFound`` if none)."""
+
+    def adapters(self) -> list[AdapterSource]:
+        """The LoRA adapters the engine serves, by name."""
+
+    def load_adapter(self, name: str, path: Path) -> AdapterSource:
+        """Add a LoRA adapter (``AdapterError`` / ``AdapterConflict`` when it cannot)."""
+
+    def unload_adapter(self, name: str) -> None:
+        """Remove a LoRA adapter; requests running on it finish (``AdapterNotFound``)."""
 
     def submit(self, prepared: Prepared) -> Generation:
         """Queue a request for blocking reading (``Generation.deltas()``)."""

@@ -27,13 +27,15 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 # module path of an adapted linear layer in the exported IR, e.g.
 # "__module.model.layers.3.self_attn.q_proj/aten::linear/MatMul"
-_LINEAR = re.compile(r"^__module\.model\.layers\.(\d+)\.(self_attn|mlp)\.(\w+)/aten::linear/MatMul$")
+_LINEAR = re.compile(
+    r"^__module\.model\.layers\.(\d+)\.(self_attn|mlp)\.(\w+)/aten::linear/MatMul$")
 LM_HEAD = "__module.lm_head/aten::linear/MatMul"
 GATHER_INPUT = "sampled_tokens_indices"  # the name openvino-genai's model runner feeds
 
@@ -154,7 +156,30 @@ def widen_detokenizer(model: Any, vocab: int) -> None:
 
     ids = model.inputs[0]
     consumers = list(ids.get_target_inputs())
-    wrapped = ops.floor_mod(ids, ops.constant(np.array(vocab, dtype=ids.get_element_type().to_dtype())))
+    dtype = ids.get_element_type().to_dtype()
+    wrapped = ops.floor_mod(ids, ops.constant(np.array(vocab, dtype=dtype)))
     for consumer in consumers:
         consumer.replace_source_output(wrapped.output(0))
     model.validate_nodes_and_infer_types()
+
+
+def build_model_dir(models_path: Path, slots: Sequence[LoraWeights | None], rank: int,
+                    out_dir: Path) -> int:
+    """Write a model directory for ``slots`` into ``out_dir``: the rewritten model and
+    detokenizer, every other file linked to ``models_path``. Returns the base vocabulary size."""
+    import openvino as ov
+    import openvino_tokenizers  # noqa: F401  (registers the detokenizer's operations)
+
+    core = ov.Core()
+    model = core.read_model(models_path / "openvino_model.xml")
+    vocab = vocab_size(model)
+    add_adapters(model, slots, rank)
+    ov.save_model(model, out_dir / "openvino_model.xml", compress_to_fp16=False)
+    detokenizer = core.read_model(models_path / "openvino_detokenizer.xml")
+    widen_detokenizer(detokenizer, vocab)
+    ov.save_model(detokenizer, out_dir / "openvino_detokenizer.xml", compress_to_fp16=False)
+    for item in models_path.iterdir():
+        target = out_dir / item.name
+        if not target.exists():
+            target.symlink_to(item.resolve())
+    return vocab

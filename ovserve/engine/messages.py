@@ -7,10 +7,11 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from ovserve.engine.base import EngineConfig
+from ovserve.engine.lora_graph import LoraWeights
 from ovserve.engine.requests import Output
 
 __all__ = ["Abort", "Add", "Close", "LoadFailed", "Output", "Ready", "Start", "Step"]
@@ -20,6 +21,8 @@ __all__ = ["Abort", "Add", "Close", "LoadFailed", "Output", "Ready", "Start", "S
 class Start:
     config: EngineConfig
     log_level: int
+    #: LoRA slots 1..n in order: (adapter name, weights); empty: the model runs unmodified
+    adapters: list[tuple[str, LoraWeights]] = field(default_factory=list)
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,6 +46,8 @@ class Close:
 class Ready:
     eos_token_id: int
     stop_token_ids: list[int]
+    vocab_size: int = 0  # of the base model; slot k's token t is fed as k * vocab_size + t
+    slots: dict[str, int] = field(default_factory=dict)  # adapter name -> slot (1..n)
 
 
 @dataclass(frozen=True, slots=True)

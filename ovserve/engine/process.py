@@ -16,10 +16,13 @@ from __future__ import annotations
 
 import logging
 import signal
+import tempfile
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
+from pathlib import Path
 from typing import Any
 
+from ovserve.engine.lora_graph import build_model_dir
 from ovserve.engine.messages import Abort, Add, Close, LoadFailed, Output, Ready, Start, Step
 
 log = logging.getLogger("ovserve.engine")
@@ -73,8 +76,9 @@ class _Slot:
 class EngineLoop:
     """Owns the pipeline; turns server messages into requests and steps into updates."""
 
-    def __init__(self, pipeline: Any, conn: Connection) -> None:
+    def __init__(self, pipeline: Any, conn: Connection, vocab: int = 0) -> None:
         self.pipeline = pipeline
+        self.vocab = vocab  # with LoRA slots: token ids come offset by slot * vocab
         self.tokenizer = pipeline.get_tokenizer()
         self.conn = conn
         self.active: dict[int, _Slot] = {}
@@ -178,6 +182,8 @@ class EngineLoop:
                 slot.read_offset = len(slot.token_ids)
             if delta or done:
                 new_ids, slot.sent = slot.token_ids[slot.sent:], len(slot.token_ids)
+                if self.vocab:
+                    new_ids = [t % self.vocab for t in new_ids]
                 updates.append(Output(request_id, delta, new_ids, finish if done else None, done))
         return updates
 
@@ -188,24 +194,36 @@ def _int64_array(rows: list[list[int]]) -> Any:
     return np.array(rows, dtype=np.int64)
 
 
-def main(config: Any, conn: Connection, log_level: int) -> None:
-    """The engine process's entry point (``config`` is an ``EngineConfig``)."""
+def main(config: Any, conn: Connection, log_level: int,
+         adapters: list[tuple[str, Any]] | None = None) -> None:
+    """The engine process's entry point (``config`` is an ``EngineConfig``; ``adapters`` the
+    LoRA slots, see ``engine.lora_graph``)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the server's to handle
     logging.basicConfig(level=log_level,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    try:
-        import openvino_genai as ov_genai
+    with tempfile.TemporaryDirectory(prefix="ovserve-lora-") as workdir:
+        try:
+            import openvino_genai as ov_genai
 
-        pipeline = ov_genai.ContinuousBatchingPipeline(
-            str(config.models_path), scheduler_config(config), config.device.upper(),
-            dict(config.plugin_config))
-        defaults = pipeline.get_config()
-    except Exception as exc:
-        conn.send(LoadFailed(f"loading {config.models_path} on {config.device} failed: "
-                             f"{error_reason(exc)}"))
-        return
-    conn.send(Ready(defaults.eos_token_id, sorted(defaults.stop_token_ids)))
-    EngineLoop(pipeline, conn).run()
+            models_path, vocab = config.models_path, 0
+            if adapters:
+                models_path = Path(workdir)
+                weights = [w for _, w in adapters]
+                vocab = build_model_dir(config.models_path, weights,
+                                        max(w.rank for w in weights), models_path)
+                log.info("engine: %d LoRA adapter(s) in slots: %s", len(adapters),
+                         ", ".join(name for name, _ in adapters))
+            pipeline = ov_genai.ContinuousBatchingPipeline(
+                str(models_path), scheduler_config(config), config.device.upper(),
+                dict(config.plugin_config))
+            defaults = pipeline.get_config()
+        except Exception as exc:
+            conn.send(LoadFailed(f"loading {config.models_path} on {config.device} failed: "
+                                 f"{error_reason(exc)}"))
+            return
+        slots = {name: k + 1 for k, (name, _) in enumerate(adapters or [])}
+        conn.send(Ready(defaults.eos_token_id, sorted(defaults.stop_token_ids), vocab, slots))
+        EngineLoop(pipeline, conn, vocab).run()
 
 
 def run_from_fd(fd: int) -> None:
@@ -213,4 +231,4 @@ def run_from_fd(fd: int) -> None:
     connection = Connection(fd)
     start = connection.recv()
     assert isinstance(start, Start)
-    main(start.config, connection, start.log_level)
+    main(start.config, connection, start.log_level, start.adapters)

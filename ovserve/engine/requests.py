@@ -276,9 +276,13 @@ class EngineBase(ABC):
 
     def _fail_all(self, error: EngineError) -> int:
         """Fail every active request with ``error`` (the engine is gone); returns how many."""
+        return self._fail(None, error)
+
+    def _fail(self, request_ids: list[int] | None, error: EngineError) -> int:
+        """Fail these active requests (None: all) with ``error``; returns how many."""
         with self._lock:
-            requests = list(self._active.values())
-            self._active.clear()
+            ids = list(self._active) if request_ids is None else request_ids
+            requests = [r for r in (self._active.pop(i, None) for i in ids) if r is not None]
             self.failed_requests += len(requests)
         _hand_out([(request, [error]) for request in requests])
         return len(requests)
