@@ -21,6 +21,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from tritonclient.grpc import service_pb2_grpc
 
 from ovserve.engine import EngineRegistry
+from ovserve.engine.base import LoraOptions
 from ovserve.errors import OvserveError
 from ovserve.nodes import BUILTIN_CALCULATORS
 from ovserve.serving.registry import Registry
@@ -47,6 +48,8 @@ class ServerSettings:
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
     #: Laid over every model's generation_config.json (vLLM's --override-generation-config).
     generation_overrides: Mapping[str, Any] = field(default_factory=dict)
+    #: LoRA adapters of every LLM whose graph sets none (--lora_dir, NIM_PEFT_SOURCE)
+    lora: LoraOptions | None = None
 
 
 def bind_socket(host: str, port: int, what: str) -> socket.socket:
@@ -126,7 +129,7 @@ async def start(settings: ServerSettings, engines: EngineRegistry | None = None
     with openvino-genai engines unless given, e.g. one of fake engines in tests). Raises
     ``StartupError`` when a port cannot be used."""
     engines = engines if engines is not None else EngineRegistry(
-        overrides=settings.generation_overrides)
+        overrides=settings.generation_overrides, lora=settings.lora)
     registry = Registry(BUILTIN_CALCULATORS, engines)  # hands engines down to the graphs
     state, metrics = ServerState(registry), Metrics(engines)
     health_servicer = health.aio.HealthServicer()

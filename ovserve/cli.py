@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from ovserve import __version__
+from ovserve.engine.base import LoraOptions
 from ovserve.errors import GraphConfigError
 from ovserve.serving.server_config import GraphEntry, load_server_config, single_graph_entry
 
@@ -76,7 +77,68 @@ def build_parser() -> argparse.ArgumentParser:
         "requests still override it")
     parser.add_argument("--max_request_bytes", type=int, default=64 * 1024 * 1024,
                         help="largest request body / gRPC message (default 64 MiB)")
+    add_lora_args(parser)
     return parser
+
+
+def _lora_module(text: str) -> tuple[str, Path]:
+    name, sep, path = text.partition("=")
+    if not sep or not name or not path:
+        raise argparse.ArgumentTypeError("expected NAME=PATH")
+    return name, Path(path)
+
+
+def _env_number(name: str, default: float) -> float:
+    value = os.environ.get(name)
+    if value is None or value == "":
+        return default
+    try:
+        return float(value)
+    except ValueError:
+        raise SystemExit(f"ovserve: ${name} must be a number, not {value!r}") from None
+
+
+def add_lora_args(parser: argparse.ArgumentParser) -> None:
+    """LoRA adapters with vLLM's and NIM's knobs (their environment variables honoured)."""
+    group = parser.add_argument_group("LoRA adapters (every LLM whose graph sets no lora_dir)")
+    group.add_argument("--lora_dir", type=Path, action="append",
+                       default=[Path(p) for p in os.environ.get("NIM_PEFT_SOURCE", "").split(
+                           os.pathsep) if p],
+                       help="folder of PEFT adapters, one sub-folder each, named by its model "
+                       "id; repeatable (default: $NIM_PEFT_SOURCE)")
+    group.add_argument("--lora_modules", type=_lora_module, nargs="+", default=[],
+                       metavar="NAME=PATH", help="adapters by name, as vLLM's --lora-modules")
+    group.add_argument("--lora_refresh_interval", type=float,
+                       default=_env_number("NIM_PEFT_REFRESH_INTERVAL", 0),
+                       help="re-scan the folders every N seconds; 0: at start and when a "
+                       "request names an unknown adapter (default: $NIM_PEFT_REFRESH_INTERVAL)")
+    group.add_argument("--max_loras", type=int,
+                       default=int(_env_number("NIM_MAX_GPU_LORAS", 8)),
+                       help="adapters batched together (least recently used swapped out "
+                       "beyond; default 8 or $NIM_MAX_GPU_LORAS)")
+    group.add_argument("--max_cpu_loras", type=int,
+                       default=int(_env_number("NIM_MAX_CPU_LORAS", 32)),
+                       help="adapters whose weights stay in memory (default 32 or "
+                       "$NIM_MAX_CPU_LORAS)")
+    group.add_argument("--max_lora_rank", type=int, default=64,
+                       help="largest adapter rank accepted (default 64)")
+    group.add_argument("--enable_lora", action="store_true",
+                       help="serve adapters even with no folder (load them at run time with "
+                       "POST /v1/load_lora_adapter)")
+
+
+def lora_options(args: argparse.Namespace) -> LoraOptions | None:
+    """The server-wide ``LoraOptions`` the flags ask for, or None."""
+    if not (args.lora_dir or args.lora_modules or args.enable_lora):
+        return None
+    for number in ("max_loras", "max_cpu_loras", "max_lora_rank"):
+        if getattr(args, number) < 1:
+            raise SystemExit(f"ovserve: --{number} must be at least 1")
+    return LoraOptions(dirs=tuple(p.resolve() for p in args.lora_dir),
+                       modules=tuple((n, p.resolve()) for n, p in args.lora_modules),
+                       refresh_seconds=max(0.0, args.lora_refresh_interval),
+                       max_loras=args.max_loras, max_cpu_loras=args.max_cpu_loras,
+                       max_lora_rank=args.max_lora_rank)
 
 
 def build_check_parser() -> argparse.ArgumentParser:
@@ -118,7 +180,7 @@ def run_server(args: argparse.Namespace, entries: list[GraphEntry]) -> int:
     settings = ServerSettings(
         entries=entries, host=args.host, grpc_port=args.port, rest_port=args.rest_port,
         grace_seconds=args.grace_period, max_body_bytes=args.max_request_bytes,
-        generation_overrides=args.override_generation_config,
+        generation_overrides=args.override_generation_config, lora=lora_options(args),
     )
     try:
         asyncio.run(serve(settings))

@@ -19,6 +19,8 @@ class LoraOptions:
     knobs). Adapters are folders in PEFT format; the folder name is the model id."""
 
     dirs: tuple[Path, ...] = ()
+    #: adapters by name (vLLM's --lora-modules), loaded at start
+    modules: tuple[tuple[str, Path], ...] = ()
     #: re-scan ``dirs`` this often (NIM_PEFT_REFRESH_INTERVAL); 0: at start and on a miss
     refresh_seconds: float = 0.0
     #: adapters runnable in one batch (slots in the engine), least recently used evicted

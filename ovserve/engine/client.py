@@ -37,8 +37,10 @@ from ovserve.engine.limits import GenerationLimits, Prompt, max_new_tokens, rend
 from ovserve.engine.lora_catalog import AdapterCatalog
 from ovserve.engine.lora_graph import linear_shapes
 from ovserve.engine.messages import Abort, Add, Close, LoadFailed, Output, Ready, Start, Step
+from ovserve.engine.registry import current_adapter
 from ovserve.engine.requests import EngineBase
 from ovserve.errors import (
+    AdapterNotFound,
     EngineError,
     EngineFailure,
     EngineUnavailable,
@@ -180,6 +182,7 @@ class OpenVINOEngine(EngineBase):
 
     def prepare(self, prompt: Prompt, params: SamplingParams,
                 limits: GenerationLimits | None = None, adapter: str | None = None) -> Prepared:
+        adapter = adapter if adapter is not None else current_adapter()
         if adapter is not None:
             self._make_resident(adapter)
         text = render_prompt(prompt, params, self.tokenizer.chat_template, self._apply_template)
@@ -255,6 +258,14 @@ class OpenVINOEngine(EngineBase):
             return []
         self.catalog.refresh_if_due()
         return sorted(self.catalog.known().values(), key=lambda a: a.name)
+
+    def find_adapter(self, name: str) -> AdapterSource | None:
+        if self.catalog is None:
+            return None
+        try:
+            return self.catalog.get(name)
+        except AdapterNotFound:
+            return None
 
     def load_adapter(self, name: str, path: Path) -> AdapterSource:
         return self._lora().load(name, path)

@@ -66,6 +66,9 @@ class FakeEngine(EngineBase):
     def adapters(self) -> list[AdapterSource]:
         return sorted(self.adapter_sources.values(), key=lambda a: a.name)
 
+    def find_adapter(self, name: str) -> AdapterSource | None:
+        return self.adapter_sources.get(name)
+
     def load_adapter(self, name: str, path: Path) -> AdapterSource:
         """Registers ``name`` (no files are read: a fake)."""
         if name in self.adapter_sources:

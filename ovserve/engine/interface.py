@@ -38,6 +38,9 @@ class Engine(Protocol):
     def adapters(self) -> list[AdapterSource]:
         """The LoRA adapters the engine serves, by name."""
 
+    def find_adapter(self, name: str) -> AdapterSource | None:
+        """The LoRA adapter ``name`` (its folders re-scanned on a miss), or None."""
+
     def load_adapter(self, name: str, path: Path) -> AdapterSource:
         """Add a LoRA adapter (``AdapterError`` / ``AdapterConflict`` when it cannot)."""
 

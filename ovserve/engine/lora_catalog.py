@@ -33,6 +33,11 @@ class AdapterCatalog:
         self._rejected: dict[Path, float] = {}  # folder -> mtime when it failed (logged once)
         self._recency: OrderedDict[str, None] = OrderedDict()
         self._scanned_at = 0.0
+        for name, path in options.modules:
+            try:
+                self.load(name, path)
+            except AdapterError as exc:  # the server serves everything else
+                log.error("LoRA: --lora_modules %s=%s not loaded: %s", name, path, exc)
 
     def known(self) -> dict[str, AdapterSource]:
         with self._lock:

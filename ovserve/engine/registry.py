@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ovserve.engine.base import EngineConfig
+from ovserve.engine.base import EngineConfig, LoraOptions
 from ovserve.engine.interface import Engine
 from ovserve.errors import EngineConflict
 
@@ -49,9 +49,11 @@ class EngineRegistry:
     """One engine per model directory, shared by every owner that asks for it."""
 
     def __init__(self, factory: EngineFactory = openvino_engine,
-                 overrides: Mapping[str, Any] | None = None) -> None:
+                 overrides: Mapping[str, Any] | None = None,
+                 lora: LoraOptions | None = None) -> None:
         self.factory = factory
         self.overrides = dict(overrides or {})  # generation defaults for every engine
+        self.lora = lora  # LoRA adapters of every engine whose owners set none (--lora_dir)
         self._entries: dict[Path, _Entry] = {}
         self._lock = threading.Lock()
 
@@ -62,6 +64,7 @@ class EngineRegistry:
         with self._lock:
             entry = self._entries.get(path)
             if entry is None:
+                options.setdefault("lora", self.lora)
                 config = EngineConfig(models_path=path, **options,
                                       generation_overrides=self.overrides)
                 engine = self.factory(config)  # under the lock: one load per model
@@ -118,19 +121,29 @@ class EngineRegistry:
 
 _binding: contextvars.ContextVar[tuple[EngineRegistry, str] | None] = contextvars.ContextVar(
     "ovserve_engine_binding", default=None)
+_adapter: contextvars.ContextVar[str | None] = contextvars.ContextVar("ovserve_lora_adapter",
+                                                                     default=None)
 _process_registry: EngineRegistry | None = None
 _process_lock = threading.Lock()
 
 
 @contextlib.contextmanager
-def bound(registry: EngineRegistry, owner: str) -> Iterator[None]:
+def bound(registry: EngineRegistry, owner: str, adapter: str | None = None) -> Iterator[None]:
     """Within this block (this thread or task), ``shared_engine`` uses ``registry`` for
-    ``owner``."""
+    ``owner``, and requests a handler prepares run on LoRA ``adapter`` (the model name a
+    KServe request asked for) unless they name one."""
     token = _binding.set((registry, owner))
+    adapter_token = _adapter.set(adapter)
     try:
         yield
     finally:
+        _adapter.reset(adapter_token)
         _binding.reset(token)
+
+
+def current_adapter() -> str | None:
+    """The LoRA adapter bound for this handler call (see ``bound``), if any."""
+    return _adapter.get()
 
 
 def process_registry() -> EngineRegistry:

@@ -41,6 +41,7 @@ class RunContext:
     mode: RunMode
     side_packets: Mapping[str, Any]
     emit: Emitter
+    adapter: str | None = None  # the LoRA adapter the request's model name chose
 
 
 @dataclass(frozen=True)

@@ -121,6 +121,7 @@ class GraphRun:
         *,
         mode: RunMode,
         side_packets: Mapping[str, Any] | None = None,
+        adapter: str | None = None,
     ) -> None:
         self.graph = graph
         self.mode = mode
@@ -138,7 +139,7 @@ class GraphRun:
         for spec in graph.nodes:
             node = _Node(spec)
             context = RunContext(mode=mode, side_packets=side_packets,
-                                 emit=self._emitter(node))
+                                 emit=self._emitter(node), adapter=adapter)
             node.run = calculators[spec.name].open_run(context)
             for ref in spec.inputs:
                 stream = self._stream(ref.name)

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from ovserve.engine import Engine, Generation, GenerationLimits
+from ovserve.engine.base import LoraOptions
 from ovserve.engine.limits import Prompt
 from ovserve.errors import EngineError, NodeError
 from ovserve.graph.calculator import Calculator, LoadContext, NodeRun, Packet, RunContext
@@ -96,6 +97,13 @@ class LLMCalculator(Calculator):
             given["plugin_config"] = json.loads(options.plugin_config or "{}")
         if options.HasField("cache_size"):
             given["cache_size_gb"] = float(options.cache_size)
+        if options.HasField("lora_dir"):
+            lora_dir = Path(options.lora_dir)
+            given["lora"] = LoraOptions(
+                dirs=(lora_dir if lora_dir.is_absolute() else
+                      (self.context.base_path / lora_dir).resolve(),),
+                refresh_seconds=options.lora_refresh_interval, max_loras=options.max_loras,
+                max_cpu_loras=options.max_cpu_loras, max_lora_rank=options.max_lora_rank)
         return given
 
     async def load(self) -> None:
@@ -138,7 +146,7 @@ class _LLMRun(NodeRun):
                                                            apply_chat_template=False)
         # tokenizing is blocking work: off the event loop
         prepared = await asyncio.get_running_loop().run_in_executor(
-            calc.context.executor, engine.prepare, prompt, params, calc.limits)
+            calc.context.executor, engine.prepare, prompt, params, calc.limits, request.adapter)
         generations = engine.submit_async(prepared, n=request.n)
         queue: asyncio.Queue[GenerationChunk | BaseException | None] = asyncio.Queue()
         tasks = [asyncio.create_task(self._pump(i, g, queue))

@@ -95,13 +95,13 @@ class _Pump:
     """
 
     def __init__(self, generator: GeneratorType[Any, Any, Any], calc: PythonExecutorCalculator,
-                 ahead: int = 2) -> None:
+                 ahead: int = 2, adapter: str | None = None) -> None:
         self.generator = generator
         self.loop = asyncio.get_running_loop()
         self.items: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()
         self.room = threading.Semaphore(ahead)
         self.stopped = False
-        self.done = calc.context.executor.submit(calc.with_engines(self._run))
+        self.done = calc.context.executor.submit(calc.with_engines(self._run, adapter=adapter))
 
     def _run(self) -> None:
         try:
@@ -171,13 +171,15 @@ class PythonExecutorCalculator(Calculator):
             (ref.port for ref in node.outputs if ref.tag == LOOPBACK), None
         )
 
-    def with_engines(self, fn: Any, *args: Any) -> Any:
-        """``fn(*args)`` with the server's engines bound for ``shared_engine`` calls in it."""
-        return functools.partial(_bound_call, self, fn, *args)
+    def with_engines(self, fn: Any, *args: Any, adapter: str | None = None) -> Any:
+        """``fn(*args)`` with the server's engines bound for ``shared_engine`` calls in it, and
+        the LoRA ``adapter`` the request's model name chose (``engine.registry.bound``)."""
+        return functools.partial(_bound_call, self, adapter, fn, *args)
 
-    async def call(self, fn: Any, *args: Any) -> Any:
+    async def call(self, fn: Any, *args: Any, adapter: str | None = None) -> Any:
         """Run handler code in the servable's pool (never on the event loop)."""
-        return await asyncio.wrap_future(self.context.executor.submit(self.with_engines(fn, *args)))
+        return await asyncio.wrap_future(self.context.executor.submit(
+            self.with_engines(fn, *args, adapter=adapter)))
 
     async def load(self) -> None:
         self.model = handler_class(self.path)()
@@ -234,7 +236,7 @@ class _PythonNodeRun(NodeRun):
         if self.context.mode == "unary":  # ovserve extension: one handler for both kinds
             execute = getattr(self.calc.model, "execute_unary", execute)
         try:
-            result = await self.calc.call(execute, tensors)
+            result = await self.calc.call(execute, tensors, adapter=self.context.adapter)
         except OvserveError:
             raise  # ovserve's own errors (e.g. a prompt over the context) keep their kind
         except Exception as exc:
@@ -253,7 +255,7 @@ class _PythonNodeRun(NodeRun):
                     f"node {self.node} streams its results (execute yields); call this "
                     "servable with a stream (ModelStreamInfer), not a unary request"
                 )
-            self.pump = _Pump(result, self.calc)
+            self.pump = _Pump(result, self.calc, adapter=self.context.adapter)
             await self._advance(timestamp)
             return
         self._emit(timestamp, result, "returned")
@@ -310,6 +312,7 @@ class _PythonNodeRun(NodeRun):
             await pump.close()
 
 
-def _bound_call(calc: PythonExecutorCalculator, fn: Any, *args: Any) -> Any:
-    with bound(calc.context.engines, calc.context.servable):
+def _bound_call(calc: PythonExecutorCalculator, adapter: str | None, fn: Any, *args: Any
+                ) -> Any:
+    with bound(calc.context.engines, calc.context.servable, adapter):
         return fn(*args)

@@ -39,6 +39,7 @@ class GenerationRequest:
     messages: list[dict[str, Any]] = field(default_factory=list)  # chat
     params: SamplingParams = field(default_factory=SamplingParams)
     n: int = 1
+    adapter: str | None = None  # a LoRA adapter of the graph's model; None: the base model
 
 
 @dataclass(frozen=True)

@@ -52,6 +52,21 @@ class Registry:
             raise ServableNotReady(f"servable {name!r} is not available: {state.error}")
         return state.servable
 
+    def servables(self) -> list[Servable]:
+        return [s.servable for s in self.states.values() if s.servable is not None]
+
+    def resolve(self, name: str, *, llm: bool) -> tuple[Servable, str | None]:
+        """The servable a model id names, and the LoRA adapter it names (None: the servable's
+        own name). ``llm``: for generation requests (OpenAI), else for tensors (KServe)."""
+        if name in self.states:
+            return self.get(name), None
+        for servable in self.servables():
+            if (servable.generation_input is not None) == llm and any(
+                    engine.find_adapter(name) for engine in servable.engines.engines(
+                        servable.name)):
+                return servable, name
+        return self.get(name), None  # raises ServableNotFound
+
     def ready(self) -> bool:
         """Every loaded servable's engines can take requests."""
         return self.engines.ready()

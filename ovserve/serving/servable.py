@@ -17,6 +17,7 @@ from collections.abc import AsyncGenerator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+from ovserve.engine.adapters import AdapterSource
 from ovserve.engine.registry import EngineRegistry
 from ovserve.errors import InvalidInput, NodeError, Unsupported
 from ovserve.graph.calculator import Calculator, LoadContext
@@ -60,6 +61,10 @@ class Servable:
     @property
     def name(self) -> str:
         return self.entry.name
+
+    def adapters(self) -> list[AdapterSource]:
+        """The LoRA adapters of the engines this servable uses."""
+        return [a for engine in self.engines.engines(self.name) for a in engine.adapters()]
 
     @property
     def generation_input(self) -> str | None:
@@ -139,10 +144,12 @@ class Servable:
             )
         return given
 
-    def stream(self, *, side_packets: Mapping[str, Any] | None = None) -> GraphRun:
-        """A streaming run; use ``async with``. Side packets come from the first request."""
+    def stream(self, *, side_packets: Mapping[str, Any] | None = None,
+               adapter: str | None = None) -> GraphRun:
+        """A streaming run; use ``async with``. Side packets come from the first request;
+        ``adapter``: the LoRA adapter a model name chose, for the handlers' engine calls."""
         return GraphRun(self.graph, self.calculators, mode="stream",
-                        side_packets=self._check_side_packets(side_packets))
+                        side_packets=self._check_side_packets(side_packets), adapter=adapter)
 
     async def generate(self, request: GenerationRequest) -> AsyncGenerator[GenerationChunk, None]:
         """Run an LLM graph on one generation request; closing the iterator aborts it."""
@@ -166,6 +173,7 @@ class Servable:
         *,
         side_packets: Mapping[str, Any] | None = None,
         timestamp: int | None = None,
+        adapter: str | None = None,
     ) -> dict[str, Any]:
         """Run the graph once; returns a payload per graph output that got one, in graph order."""
         missing = [name for name in self.graph.input_names if name not in inputs]
@@ -176,7 +184,7 @@ class Servable:
             )
         outputs: dict[str, Any] = {}
         run = GraphRun(self.graph, self.calculators, mode="unary",
-                       side_packets=self._check_side_packets(side_packets))
+                       side_packets=self._check_side_packets(side_packets), adapter=adapter)
         async with run:
             run.send(inputs, timestamp)
             run.close_inputs()

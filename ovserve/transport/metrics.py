@@ -72,6 +72,12 @@ class Metrics:
                                           60, 120))
         self.streams = Gauge("ovserve_streams_in_flight", "Open streams", LABELS,
                              registry=self.registry)
+        self.prompt_tokens = Counter("ovserve_prompt_tokens", "Prompt tokens of generation "
+                                     "requests, per model id (LoRA adapters included)",
+                                     ("model",), registry=self.registry)
+        self.generated_tokens = Counter("ovserve_generated_tokens", "Tokens generated, per "
+                                        "model id (LoRA adapters included)", ("model",),
+                                        registry=self.registry)
         self.registry.register(EngineCollector(engines))
 
     @contextmanager
@@ -86,6 +92,11 @@ class Metrics:
             raise
         finally:
             self.latency.labels(servable, interface).observe(time.perf_counter() - started)
+
+    def tokens(self, model: str, prompt: int, generated: int) -> None:
+        """Count one generation request's tokens under the model id it asked for."""
+        self.prompt_tokens.labels(model).inc(prompt)
+        self.generated_tokens.labels(model).inc(generated)
 
     def error(self, servable: str, interface: str, exc: BaseException) -> None:
         self.errors.labels(servable, interface, shape_of(exc).grpc_code.name).inc()

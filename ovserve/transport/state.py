@@ -21,4 +21,4 @@ class ServerState:
 
     def servable_ready(self, name: str) -> bool:
         """Raises as ``Registry.get`` does for unknown or unloaded servables."""
-        return self.accepting and self.registry.get(name).ready
+        return self.accepting and self.registry.resolve(name, llm=False)[0].ready

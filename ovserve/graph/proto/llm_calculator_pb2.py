@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n(ovserve/graph/proto/llm_calculator.proto\x12\tmediapipe\"\xcb\x02\n\x14LLMCalculatorOptions\x12\x13\n\x0bmodels_path\x18\x01 \x01(\t\x12$\n\x16max_num_batched_tokens\x18\x02 \x01(\x04:\x04\x32\x30\x34\x38\x12\x15\n\ncache_size\x18\x03 \x01(\x04:\x01\x31\x12\x16\n\nblock_size\x18\x04 \x01(\x04:\x02\x33\x32\x12\x19\n\x0cmax_num_seqs\x18\x05 \x01(\x04:\x03\x32\x35\x36\x12 \n\x12\x64ynamic_split_fuse\x18\x07 \x01(\x08:\x04true\x12\x13\n\x06\x64\x65vice\x18\x08 \x01(\t:\x03\x43PU\x12\x17\n\rplugin_config\x18\t \x01(\t:\x00\x12\x19\n\rbest_of_limit\x18\n \x01(\r:\x02\x32\x30\x12\x1e\n\x10max_tokens_limit\x18\x0b \x01(\r:\x04\x34\x30\x39\x36\x12#\n\x15\x65nable_prefix_caching\x18\x0c \x01(\x08:\x04true')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n(ovserve/graph/proto/llm_calculator.proto\x12\tmediapipe\"\xcb\x03\n\x14LLMCalculatorOptions\x12\x13\n\x0bmodels_path\x18\x01 \x01(\t\x12$\n\x16max_num_batched_tokens\x18\x02 \x01(\x04:\x04\x32\x30\x34\x38\x12\x15\n\ncache_size\x18\x03 \x01(\x04:\x01\x31\x12\x16\n\nblock_size\x18\x04 \x01(\x04:\x02\x33\x32\x12\x19\n\x0cmax_num_seqs\x18\x05 \x01(\x04:\x03\x32\x35\x36\x12 \n\x12\x64ynamic_split_fuse\x18\x07 \x01(\x08:\x04true\x12\x13\n\x06\x64\x65vice\x18\x08 \x01(\t:\x03\x43PU\x12\x17\n\rplugin_config\x18\t \x01(\t:\x00\x12\x19\n\rbest_of_limit\x18\n \x01(\r:\x02\x32\x30\x12\x1e\n\x10max_tokens_limit\x18\x0b \x01(\r:\x04\x34\x30\x39\x36\x12#\n\x15\x65nable_prefix_caching\x18\x0c \x01(\x08:\x04true\x12\x10\n\x08lora_dir\x18\x64 \x01(\t\x12 \n\x15lora_refresh_interval\x18\x65 \x01(\x01:\x01\x30\x12\x14\n\tmax_loras\x18\x66 \x01(\r:\x01\x38\x12\x19\n\rmax_cpu_loras\x18g \x01(\r:\x02\x33\x32\x12\x19\n\rmax_lora_rank\x18h \x01(\r:\x02\x36\x34')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -32,5 +32,5 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'ovserve.graph.proto.llm_cal
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_LLMCALCULATOROPTIONS']._serialized_start=56
-  _globals['_LLMCALCULATOROPTIONS']._serialized_end=387
+  _globals['_LLMCALCULATOROPTIONS']._serialized_end=515
 # @@protoc_insertion_point(module_scope)

@@ -63,11 +63,11 @@ class InferenceServicer(service_pb2_grpc.GRPCInferenceServiceServicer):  # type:
 
     async def ModelMetadata(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
         try:
-            servable = self.registry.get(request.name)
+            servable, _ = self.registry.resolve(request.name, llm=False)
         except OvserveError as exc:
             await self._abort(context, exc)
             raise
-        meta = kserve.metadata(servable.name, servable.graph.input_names,
+        meta = kserve.metadata(request.name, servable.graph.input_names,
                                servable.graph.output_names)
         response = service_pb2.ModelMetadataResponse(
             name=meta["name"], versions=meta["versions"], platform=meta["platform"])
@@ -85,12 +85,12 @@ class InferenceServicer(service_pb2_grpc.GRPCInferenceServiceServicer):  # type:
             raise
 
     async def _infer(self, request: Any) -> Any:
-        servable = self.registry.get(request.model_name)
+        servable, adapter = self.registry.resolve(request.model_name, llm=False)
         inputs = codec.request_inputs(servable.name, servable.graph.input_names, request)
         params = codec.parameters(request.parameters)
         outputs = await servable.infer(
             inputs, side_packets=kserve.side_packets(params),
-            timestamp=params.get(kserve.TIMESTAMP_PARAMETER))
+            timestamp=params.get(kserve.TIMESTAMP_PARAMETER), adapter=adapter)
         wanted = [o.name for o in request.outputs]
         unknown = [n for n in wanted if n not in outputs]
         if unknown:
@@ -98,7 +98,7 @@ class InferenceServicer(service_pb2_grpc.GRPCInferenceServiceServicer):  # type:
                                f"(outputs: {', '.join(outputs)})")
         if wanted:
             outputs = {n: outputs[n] for n in wanted}
-        return codec.infer_response(servable.name, request.id, outputs)
+        return codec.infer_response(request.model_name, request.id, outputs)
 
     async def ModelStreamInfer(
         self, request_iterator: AsyncIterator[Any], context: grpc.aio.ServicerContext
@@ -130,8 +130,8 @@ class _Stream:
             infer_response=service_pb2.ModelInferResponse(id=self.request_id))
 
     async def _open(self, request: Any, params: dict[str, Any]) -> GraphRun:
-        servable = self.registry.get(request.model_name)
-        run = servable.stream(side_packets=kserve.side_packets(params))
+        servable, adapter = self.registry.resolve(request.model_name, llm=False)
+        run = servable.stream(side_packets=kserve.side_packets(params), adapter=adapter)
         self.servable = servable
         self.stack.enter_context(self.metrics.stream(servable.name, "grpc_stream"))
         await self.stack.enter_async_context(run)

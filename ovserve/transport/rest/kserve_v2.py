@@ -135,10 +135,10 @@ def build_router(registry: Registry, metrics: Metrics, state: ServerState) -> AP
     @router.get("/v2/models/{model}/versions/{version}")
     async def model_metadata(model: str, version: str | None = None) -> Response:
         try:
-            servable = registry.get(model)
+            servable, _ = registry.resolve(model, llm=False)
         except OvserveError as exc:
             return error_response(exc)
-        return JSONResponse(kserve.metadata(servable.name, servable.graph.input_names,
+        return JSONResponse(kserve.metadata(model, servable.graph.input_names,
                                             servable.graph.output_names))
 
     @router.get("/v2/models/{model}/ready")
@@ -158,7 +158,7 @@ def build_router(registry: Registry, metrics: Metrics, state: ServerState) -> AP
     async def infer(model: str, request: Request, version: str | None = None) -> Response:
         try:
             with metrics.request(model, "rest"):
-                servable = registry.get(model)
+                servable, adapter = registry.resolve(model, llm=False)
                 length = request.headers.get(HEADER_LENGTH)
                 if length is not None and not length.isdigit():
                     raise InvalidInput(f"{HEADER_LENGTH} must be an integer, got {length!r}")
@@ -167,8 +167,8 @@ def build_router(registry: Registry, metrics: Metrics, state: ServerState) -> AP
                     int(length) if length is not None else None)
                 outputs = await servable.infer(
                     inputs, side_packets=kserve.side_packets(params),
-                    timestamp=params.get(kserve.TIMESTAMP_PARAMETER))
-                return encode_response(servable.name, None, outputs, requested, params)
+                    timestamp=params.get(kserve.TIMESTAMP_PARAMETER), adapter=adapter)
+                return encode_response(model, None, outputs, requested, params)
         except OvserveError as exc:
             return error_response(exc)
 

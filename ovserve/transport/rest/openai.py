@@ -17,12 +17,15 @@ import logging
 import time
 import uuid
 from collections.abc import AsyncIterator
+from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 from fastapi import APIRouter, Request, Response
-from fastapi.responses import JSONResponse, StreamingResponse
+from fastapi.responses import JSONResponse, PlainTextResponse, StreamingResponse
 from pydantic import BaseModel, ValidationError
 
+from ovserve.engine.interface import Engine
 from ovserve.errors import OvserveError, ServableNotFound
 from ovserve.protocol.generation import GenerationChunk, GenerationRequest, SamplingParams
 from ovserve.serving.registry import Registry
@@ -120,19 +123,32 @@ def build_router(registry: Registry, metrics: Metrics, started: int) -> APIRoute
     router = APIRouter()
 
     def llm_servables() -> list[Servable]:
-        return [s.servable for s in registry.states.values()
-                if s.servable is not None and s.servable.generation_input is not None]
+        return [s for s in registry.servables() if s.generation_input is not None]
 
-    def model_card(name: str) -> dict[str, Any]:
+    def model_card(name: str, root: str | None = None, parent: str | None = None
+                   ) -> dict[str, Any]:
         return {"id": name, "object": "model", "created": started, "owned_by": "ovserve",
-                "root": name, "parent": None}
+                "root": root or name, "parent": parent}
 
-    def llm(name: str) -> Servable:
+    def model_cards() -> list[dict[str, Any]]:
+        """Every LLM servable, then its LoRA adapters (parent: the servable, root: the
+        adapter's folder), as vLLM lists them."""
+        cards, seen = [], set()
+        for servable in llm_servables():
+            cards.append(model_card(servable.name))
+            for adapter in servable.adapters():
+                if adapter.name not in seen:
+                    seen.add(adapter.name)
+                    cards.append(model_card(adapter.name, str(adapter.path), servable.name))
+        return cards
+
+    def llm(name: str) -> tuple[Servable, str | None]:
+        """The LLM servable for a model id, and the LoRA adapter the id names, if any."""
         try:
-            servable = registry.get(name)
+            servable, adapter = registry.resolve(name, llm=True)
         except OvserveError as exc:
             if isinstance(exc, ServableNotFound):
-                ids = ", ".join(s.name for s in llm_servables()) or "none"
+                ids = ", ".join(c["id"] for c in model_cards()) or "none"
                 raise OpenAIError(404, f"The model `{name}` does not exist (models: {ids})",
                                   "invalid_request_error", "model", "model_not_found") from exc
             raise
@@ -140,18 +156,77 @@ def build_router(registry: Registry, metrics: Metrics, started: int) -> APIRoute
             raise OpenAIError(404, f"The model `{name}` is not an LLM graph; it serves KServe "
                               "requests only", "invalid_request_error", "model",
                               "model_not_found")
-        return servable
+        return servable, adapter
 
     @router.get("/models")
     async def list_models() -> dict[str, Any]:
-        return {"object": "list", "data": [model_card(s.name) for s in llm_servables()]}
+        return {"object": "list", "data": model_cards()}
 
     @router.get("/models/{model_id:path}")
     async def get_model(model_id: str) -> Response:
         try:
-            return JSONResponse(model_card(llm(model_id).name))
+            llm(model_id)
+            return JSONResponse(next(c for c in model_cards() if c["id"] == model_id))
         except OpenAIError as exc:
             return exc.response()
+
+    def lora_engine(body: Any) -> Engine:
+        """The engine a load/unload request is for: the only LLM model with adapters, or
+        the one its ``model`` field names."""
+        wanted = body.get("model") if isinstance(body, dict) else None
+        engines: dict[int, tuple[str, Engine]] = {}
+        for servable in llm_servables():
+            if wanted is not None and servable.name != wanted:
+                continue
+            for engine in servable.engines.engines(servable.name):
+                engines.setdefault(id(engine), (servable.name, engine))
+        if not engines:
+            raise OpenAIError(404 if wanted else 400,
+                              f"The model `{wanted}` does not exist" if wanted else
+                              "no LLM is served", "invalid_request_error", "model",
+                              "model_not_found" if wanted else None)
+        if len(engines) > 1:
+            names = ", ".join(name for name, _ in engines.values())
+            raise OpenAIError(400, f"model: several LLMs are served ({names}); say which one "
+                              "the adapter is for", "invalid_request_error", "model")
+        return next(iter(engines.values()))[1]
+
+    def lora_field(body: Any, name: str) -> str:
+        value = body.get(name) if isinstance(body, dict) else None
+        if not isinstance(value, str) or not value:
+            raise OpenAIError(400, f"{name}: a non-empty string is required",
+                              "invalid_request_error", name)
+        return value
+
+    @router.post("/load_lora_adapter")
+    async def load_lora_adapter(request: Request) -> Response:
+        """vLLM's run-time adapter loading: 200 with a message, 400 if the name is taken or
+        the adapter cannot be used."""
+        try:
+            body = await _json(request)
+            name, path = lora_field(body, "lora_name"), lora_field(body, "lora_path")
+            engine = lora_engine(body)
+            await asyncio.get_running_loop().run_in_executor(
+                None, engine.load_adapter, name, Path(path))
+        except OpenAIError as exc:
+            return exc.response()
+        except OvserveError as exc:
+            return OpenAIError.of(exc).response()
+        return PlainTextResponse(f"Success: LoRA adapter '{name}' added successfully.")
+
+    @router.post("/unload_lora_adapter")
+    async def unload_lora_adapter(request: Request) -> Response:
+        """vLLM's run-time adapter unloading: 404 for an unknown name; requests running on
+        the adapter finish."""
+        try:
+            body = await _json(request)
+            name = lora_field(body, "lora_name")
+            lora_engine(body).unload_adapter(name)
+        except OpenAIError as exc:
+            return exc.response()
+        except OvserveError as exc:
+            return OpenAIError.of(exc).response()
+        return PlainTextResponse(f"Success: LoRA adapter '{name}' removed successfully.")
 
     @router.post("/completions")
     async def completions(request: Request) -> Response:
@@ -190,9 +265,10 @@ def build_router(registry: Registry, metrics: Metrics, started: int) -> APIRoute
                                                n=completion.n)
             model = req.model
             _log_unknown(req)
-            servable = llm(req.model)
+            servable, adapter = llm(req.model)
+            generation = replace(generation, adapter=adapter)
             include_usage = bool(req.stream_options and req.stream_options.include_usage)
-            with metrics.request(servable.name, "openai"):
+            with metrics.request(model, "openai"):
                 counted = True
                 if req.stream:
                     return await stream(request, servable, generation, kind, include_usage)
@@ -226,20 +302,21 @@ def build_router(registry: Registry, metrics: Metrics, started: int) -> APIRoute
                     await task
                 return Response(status_code=499)
         task.result()
+        metrics.tokens(generation.adapter or servable.name, usage.prompt, usage.completion)
         created = int(time.time())
         if kind == "chat":
             choices = [{"index": i, "message": {"role": "assistant", "content": text},
                         "logprobs": None, "finish_reason": reasons[i]}
                        for i, text in enumerate(texts)]
             body = {"id": f"chatcmpl-{uuid.uuid4().hex}", "object": "chat.completion",
-                    "created": created, "model": servable.name, "choices": choices,
-                    "usage": usage.body()}
+                    "created": created, "model": generation.adapter or servable.name,
+                    "choices": choices, "usage": usage.body()}
         else:
             choices = [{"index": i, "text": text, "logprobs": None, "finish_reason": reasons[i]}
                        for i, text in enumerate(texts)]
             body = {"id": f"cmpl-{uuid.uuid4().hex}", "object": "text_completion",
-                    "created": created, "model": servable.name, "choices": choices,
-                    "usage": usage.body()}
+                    "created": created, "model": generation.adapter or servable.name,
+                    "choices": choices, "usage": usage.body()}
         return JSONResponse(body)
 
     async def stream(request: Request, servable: Servable, generation: GenerationRequest,
@@ -253,11 +330,12 @@ def build_router(registry: Registry, metrics: Metrics, started: int) -> APIRoute
             await chunks.aclose()
             raise
         ident = f"{'chatcmpl' if kind == 'chat' else 'cmpl'}-{uuid.uuid4().hex}"
+        model_id = generation.adapter or servable.name
         created = int(time.time())
         obj = "chat.completion.chunk" if kind == "chat" else "text_completion"
 
         def event(choices: list[dict[str, Any]], **extra: Any) -> str:
-            data = {"id": ident, "object": obj, "created": created, "model": servable.name,
+            data = {"id": ident, "object": obj, "created": created, "model": model_id,
                     "choices": choices, **extra}
             return f"data: {json.dumps(data, separators=(',', ':'))}\n\n"
 
@@ -286,10 +364,11 @@ def build_router(registry: Registry, metrics: Metrics, started: int) -> APIRoute
                     usage.add(chunk)
                     if chunk.text or chunk.finish_reason is not None:
                         yield event([choice(chunk)])
+                metrics.tokens(model_id, usage.prompt, usage.completion)
                 if include_usage:
                     yield event([], usage=usage.body())
             except OvserveError as exc:  # after the first byte: in-band, then [DONE]
-                metrics.error(servable.name, "openai", exc)
+                metrics.error(model_id, "openai", exc)
                 log.error("stream of %s failed: %s", servable.name, exc)
                 yield f"data: {json.dumps(OpenAIError.of(exc).body())}\n\n"
             finally:
