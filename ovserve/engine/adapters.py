@@ -52,24 +52,24 @@ def scan(folder: Path) -> list[AdapterSource]:
                   key=lambda s: s.name)
 
 
-def read_config(path: Path) -> dict[str, object]:
-    """``adapter_config.json`` of the adapter folder ``path``."""
+def read_config(path: Path, name: str) -> dict[str, object]:
+    """``adapter_config.json`` of the adapter ``name`` in folder ``path``."""
     config_file = path / CONFIG_FILE
     try:
         config = json.loads(config_file.read_text())
     except FileNotFoundError:
-        raise AdapterError(f"adapter {path.name!r}: no {CONFIG_FILE} in its folder") from None
+        raise AdapterError(f"adapter {name!r}: no {CONFIG_FILE} in its folder") from None
     except (OSError, ValueError) as exc:
-        raise AdapterError(f"adapter {path.name!r}: {CONFIG_FILE} is not valid JSON: "
+        raise AdapterError(f"adapter {name!r}: {CONFIG_FILE} is not valid JSON: "
                            f"{exc}") from exc
     if not isinstance(config, dict):
-        raise AdapterError(f"adapter {path.name!r}: {CONFIG_FILE} is not a JSON object")
+        raise AdapterError(f"adapter {name!r}: {CONFIG_FILE} is not a JSON object")
     peft_type = str(config.get("peft_type", "LORA")).upper()
     if peft_type != "LORA":
-        raise AdapterError(f"adapter {path.name!r}: peft_type {peft_type} is not supported "
+        raise AdapterError(f"adapter {name!r}: peft_type {peft_type} is not supported "
                            "(LoRA only)")
     if config.get("use_dora"):
-        raise AdapterError(f"adapter {path.name!r}: DoRA adapters are not supported")
+        raise AdapterError(f"adapter {name!r}: DoRA adapters are not supported")
     return config
 
 
@@ -81,7 +81,7 @@ def read_adapter(source: AdapterSource, shapes: Mapping[str, tuple[int, int]],
     from safetensors.numpy import load_file
 
     name = source.name
-    config = read_config(source.path)
+    config = read_config(source.path, name)
     weights_file = source.path / WEIGHTS_FILE
     if not weights_file.is_file():
         raise AdapterError(f"adapter {name!r}: no {WEIGHTS_FILE} in its folder")
