@@ -30,7 +30,8 @@ class AdapterCatalog:
         self._scanned: dict[str, AdapterSource] = {}
         self._loaded: dict[str, AdapterSource] = {}
         self._weights: OrderedDict[str, LoraWeights] = OrderedDict()
-        self._rejected: dict[Path, float] = {}  # folder -> mtime when it failed (logged once)
+        # folder -> its mtime when it failed to load (logged once) or was unloaded
+        self._rejected: dict[Path, float] = {}
         self._recency: OrderedDict[str, None] = OrderedDict()
         self._scanned_at = 0.0
         for name, path in options.modules:
@@ -112,7 +113,9 @@ class AdapterCatalog:
     def unload(self, name: str) -> None:
         """Forget an adapter (vLLM's /v1/unload_lora_adapter); requests running on it finish."""
         with self._lock:
-            source = self._loaded.pop(name, None) or self._scanned.pop(name, None)
+            source = self._loaded.pop(name, None)
+            if source is None and (source := self._scanned.pop(name, None)) is not None:
+                self._rejected[source.path] = _mtime(source.path)  # until its files change
             if source is None:
                 raise AdapterNotFound(f"lora_name {name!r}: no adapter of that name is loaded")
             self._weights.pop(name, None)
