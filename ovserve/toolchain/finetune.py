@@ -71,7 +71,7 @@ def train(data: Path, output: Path, *, model: str = DEFAULT_MODEL, rank: int = 8
              rank, alpha, "/".join(targets), checkpoint, len(rows), data)
     base = AutoModelForCausalLM.from_pretrained(checkpoint, dtype=torch.float32)
     peft_model = get_peft_model(base, LoraConfig(
-        r=rank, lora_alpha=alpha, target_modules=list(targets), lora_dropout=0.0,
+        r=rank, lora_alpha=alpha,  # type: ignore[arg-type] target_modules=list(targets), lora_dropout=0.0,
         bias="none", task_type="CAUSAL_LM"))
     peft_model.train()
     examples = _examples(rows, tokenizer)
@@ -93,7 +93,7 @@ def train(data: Path, output: Path, *, model: str = DEFAULT_MODEL, rank: int = 8
             progress.set_postfix(loss=f"{loss.item():.3f}")
             progress.update()
     with staged_directory(output, force=True) as staging:
-        peft_model.save_pretrained(staging)
+        peft_model.save_pretrained(str(staging))
         staging.chmod(0o755)  # readable by a server running as another user
     log.info("wrote adapter %s to %s in %.0f s", output.name, output, time.monotonic() - started)
     return output

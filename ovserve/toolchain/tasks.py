@@ -24,7 +24,8 @@ TASKS: dict[str, Callable[[random.Random], dict[str, str]]] = {"parity": _parity
 
 def generate(task: str, count: int, seed: int) -> list[dict[str, str]]:
     """``count`` distinct examples of ``task``."""
-    rng, seen, rows = random.Random(seed), set(), []
+    rng, seen = random.Random(seed), set()
+    rows: list[dict[str, str]] = []
     while len(rows) < count:
         row = TASKS[task](rng)
         if row["prompt"] not in seen:

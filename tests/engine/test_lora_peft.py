@@ -4,6 +4,7 @@ checkpoint in fp32 (the built-in model's Hugging Face checkpoint, exported to Op
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -16,14 +17,14 @@ TOKENS = 16
 
 
 @pytest.fixture(scope="module")
-def checkpoint() -> tuple[Path, object]:
+def checkpoint() -> tuple[Path, Any]:
     from ovserve.toolchain.finetune import base_checkpoint
 
     return base_checkpoint("smollm2-135m-instruct")
 
 
 @pytest.fixture(scope="module")
-def fp32_model(checkpoint: tuple[Path, object], tmp_path_factory: pytest.TempPathFactory
+def fp32_model(checkpoint: tuple[Path, Any], tmp_path_factory: pytest.TempPathFactory
                ) -> Path:
     from ovserve.toolchain.export import export_ir
 
@@ -32,13 +33,13 @@ def fp32_model(checkpoint: tuple[Path, object], tmp_path_factory: pytest.TempPat
     return output
 
 
-def peft_tokens(checkpoint: tuple[Path, object], adapter: Path | None) -> list[list[int]]:
+def peft_tokens(checkpoint: tuple[Path, Any], adapter: Path | None) -> list[list[int]]:
     import torch
     from peft import PeftModel
     from transformers import AutoModelForCausalLM
 
     path, tokenizer = checkpoint
-    model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32)
+    model: Any = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32)
     if adapter is not None:
         model = PeftModel.from_pretrained(model, str(adapter))
     model.eval()
@@ -53,7 +54,7 @@ def peft_tokens(checkpoint: tuple[Path, object], adapter: Path | None) -> list[l
     return out
 
 
-def test_adapter_tokens_equal_transformers_peft(checkpoint: tuple[Path, object],
+def test_adapter_tokens_equal_transformers_peft(checkpoint: tuple[Path, Any],
                                                 fp32_model: Path, tmp_path: Path) -> None:
     adapter = write_adapter(tmp_path / "loras" / "ref", seed=7, spread=0.05)
     engine = OpenVINOEngine(EngineConfig(fp32_model, plugin_config=F32,
