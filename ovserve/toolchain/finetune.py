@@ -53,7 +53,7 @@ def _examples(rows: list[dict[str, str]], tokenizer: Any) -> list[tuple[list[int
 
 
 def train(data: Path, output: Path, *, model: str = DEFAULT_MODEL, rank: int = 8,
-          alpha: float = 16, targets: tuple[str, ...] = ("q_proj", "v_proj"),
+          alpha: int = 16, targets: tuple[str, ...] = ("q_proj", "v_proj"),
           steps: int = 90, batch_size: int = 16, learning_rate: float = 2e-3,
           seed: int = 0, threads: int | None = None) -> Path:
     """Train an adapter on ``data`` and write it to the folder ``output``."""
@@ -67,11 +67,11 @@ def train(data: Path, output: Path, *, model: str = DEFAULT_MODEL, rank: int = 8
     if threads:
         torch.set_num_threads(threads)
     checkpoint, tokenizer = base_checkpoint(model)
-    log.info("fine-tuning a LoRA adapter (r=%d, alpha=%g, %s) of %s on %d examples from %s",
+    log.info("fine-tuning a LoRA adapter (r=%d, alpha=%d, %s) of %s on %d examples from %s",
              rank, alpha, "/".join(targets), checkpoint, len(rows), data)
     base = AutoModelForCausalLM.from_pretrained(checkpoint, dtype=torch.float32)
     peft_model = get_peft_model(base, LoraConfig(
-        r=rank, lora_alpha=alpha,  # type: ignore[arg-type] target_modules=list(targets), lora_dropout=0.0,
+        r=rank, lora_alpha=alpha, target_modules=list(targets), lora_dropout=0.0,
         bias="none", task_type="CAUSAL_LM"))
     peft_model.train()
     examples = _examples(rows, tokenizer)
@@ -112,7 +112,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--model", default=DEFAULT_MODEL, choices=sorted(BUILTIN_MODELS),
                         help="base model (default %(default)s)")
     parser.add_argument("--rank", type=int, default=8)
-    parser.add_argument("--alpha", type=float, default=16)
+    parser.add_argument("--alpha", type=int, default=16, help="lora_alpha (scale alpha / r)")
     parser.add_argument("--targets", default="q_proj,v_proj",
                         help="comma-separated modules (default %(default)s)")
     parser.add_argument("--steps", type=int, default=90,
