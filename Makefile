@@ -19,9 +19,22 @@ SERVE_CONFIG ?= servables/config.json
 GRPC_PORT ?= 9000
 REST_PORT ?= 8000
 
-serve: $(MODEL_DIR)/ovserve_model.json
-	@echo "Serving $(SERVE_CONFIG) on the model in $(MODEL_DIR): gRPC :$(GRPC_PORT), REST :$(REST_PORT)"
-	$(BIN)/ovserve --config_path $(SERVE_CONFIG) --port $(GRPC_PORT) --rest_port $(REST_PORT)
+# LoRA adapters, NIM-style: one folder per adapter in $(LORA_DIR), the folder name is the model
+# id. `make serve` trains `parity` (about 2 minutes, once) on a task a script generates.
+LORA_DIR ?= adapters
+TASK_DIR := data/parity
+
+serve: $(MODEL_DIR)/ovserve_model.json $(LORA_DIR)/parity/adapter_config.json
+	@echo "Serving $(SERVE_CONFIG) on the model in $(MODEL_DIR) with the LoRA adapters in $(LORA_DIR): gRPC :$(GRPC_PORT), REST :$(REST_PORT)"
+	$(BIN)/ovserve --config_path $(SERVE_CONFIG) --port $(GRPC_PORT) --rest_port $(REST_PORT) \
+	    --lora_dir $(LORA_DIR)
+
+$(TASK_DIR)/train.jsonl: | $(INSTALLED)
+	$(BIN)/python scripts/make_task_data.py --task parity --output $(TASK_DIR)
+
+$(LORA_DIR)/parity/adapter_config.json: $(TASK_DIR)/train.jsonl | $(MODEL_DIR)/ovserve_model.json
+	$(BIN)/python scripts/finetune_lora.py --data $(TASK_DIR)/train.jsonl --lora_dir $(LORA_DIR) \
+	    --name parity
 
 test: $(MODEL_DIR)/ovserve_model.json check
 	$(BIN)/pytest

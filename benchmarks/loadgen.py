@@ -152,10 +152,12 @@ class OpenAIChatTarget:
     aiohttp rather than httpx: the client shares the two cores with the server and the engine,
     and aiohttp's C parser costs less CPU per streamed chunk."""
 
-    def __init__(self, name: str, base_url: str, model: str) -> None:
+    def __init__(self, name: str, base_url: str, model: str,
+                 extra: dict[str, Any] | None = None) -> None:
         self.name = name
         self.model = model
         self.url = base_url.rstrip("/") + "/chat/completions"
+        self.extra = extra or {}  # more request fields, e.g. {"ignore_eos": True}
         self._session: Any = None
 
     @property
@@ -172,7 +174,7 @@ class OpenAIChatTarget:
     async def request(self, prompt: str, max_tokens: int) -> RequestResult:
         body = {"model": self.model, "max_tokens": max_tokens, "stream": True,
                 "stream_options": {"include_usage": True}, "temperature": 0,
-                "messages": [{"role": "user", "content": prompt}]}
+                "messages": [{"role": "user", "content": prompt}], **self.extra}
         result = RequestResult()
         try:
             async with self.session.post(self.url, json=body) as reply:

@@ -71,11 +71,12 @@ def _spawn(name: str, command: list[str], log: Path, env: dict[str, str] | None 
                                 env={**os.environ, **(env or {})})
 
 
-def start_ovserve(name: str, config: Path, log: Path, env: dict[str, str]) -> Process:
+def start_ovserve(name: str, config: Path, log: Path, env: dict[str, str],
+                  *extra: str) -> Process:
     grpc_port, rest_port = free_port(), free_port()
     process = _spawn(name, [sys.executable, "-m", "ovserve", "--config_path", str(config),
                             "--port", str(grpc_port), "--rest_port", str(rest_port),
-                            "--host", "127.0.0.1"], log, env)
+                            "--host", "127.0.0.1", *extra], log, env)
     return Process(name, process, log, rest_port, grpc_port).wait_ready("/v2/health/ready")
 
 
