@@ -69,6 +69,7 @@ class _Worker:
     process: subprocess.Popen[bytes]
     conn: Connection
     ready: Ready
+    versions: dict[str, int]  # adapter -> version of the weights in its slot
 
     @property
     def adapters(self) -> list[str]:
@@ -292,9 +293,11 @@ class OpenVINOEngine(EngineBase):
         catalog = self._lora()
         catalog.get(name)  # 404 for an unknown adapter
         catalog.touch(name)
+        if self._worker.versions.get(name) == catalog.version(name):
+            return
         with self._swap_lock:
             current = self._worker
-            if name in current.ready.slots:
+            if current.versions.get(name) == catalog.version(name):
                 return
             slots = catalog.slots_with(name, current.adapters)
             started = time.monotonic()
@@ -344,6 +347,7 @@ class OpenVINOEngine(EngineBase):
         """Start an engine process with ``adapters`` in its LoRA slots, wait until its model is
         loaded, start its receiver."""
         weights = [(name, self._lora().weights(name)) for name in adapters] if adapters else []
+        versions = {name: self._lora().version(name) for name in adapters}
         ours, theirs = socket.socketpair()
         package_root = str(Path(process.__file__).resolve().parents[2])
         env = {**os.environ, "PYTHONPATH": os.pathsep.join(
@@ -369,7 +373,7 @@ class OpenVINOEngine(EngineBase):
             conn.close()
             reason = reply.reason if isinstance(reply, LoadFailed) else repr(reply)
             raise EngineError(f"engine {self.name}: {reason}")
-        worker = _Worker(proc, conn, reply)
+        worker = _Worker(proc, conn, reply, versions)
         threading.Thread(target=self._receive, args=(worker,), name=f"engine-{self.name}",
                          daemon=True).start()
         return worker

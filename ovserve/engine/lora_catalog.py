@@ -4,6 +4,7 @@ decides the slots of the engine (``max_loras``)."""
 
 from __future__ import annotations
 
+import itertools
 import logging
 import threading
 import time
@@ -33,6 +34,11 @@ class AdapterCatalog:
         # folder -> its mtime when it failed to load (logged once) or was unloaded
         self._rejected: dict[Path, float] = {}
         self._recency: OrderedDict[str, None] = OrderedDict()
+        # name -> version of its weights: a new one when an adapter is (re)loaded or its files
+        # change, so an engine slot holding older weights is replaced
+        self._versions: dict[str, int] = {}
+        self._mtimes: dict[str, float] = {}
+        self._counter = itertools.count(1)
         self._scanned_at = 0.0
         for name, path in options.modules:
             try:
@@ -62,10 +68,10 @@ class AdapterCatalog:
             if name in loaded:
                 continue
             old = previous.get(name)
-            if old is not None and old.path == source.path:
+            mtime = _mtime(source.path)
+            if old is not None and old.path == source.path and self._mtimes.get(name) == mtime:
                 added[name] = old
                 continue
-            mtime = _mtime(source.path)
             if self._rejected.get(source.path) == mtime:
                 continue
             try:
@@ -75,7 +81,8 @@ class AdapterCatalog:
                 log.error("LoRA: skipping %s: %s", source.path, exc)
                 continue
             self._rejected.pop(source.path, None)
-            self._keep(name, weights)
+            self._keep(name, weights, new_version=True)
+            self._mtimes[name] = mtime
             added[name] = source
             log.info("LoRA: adapter %r from %s (rank %d, scale %g)", name, source.path,
                      weights.rank, weights.scale)
@@ -106,7 +113,7 @@ class AdapterCatalog:
                 raise AdapterConflict(f"lora_name {name!r}: an adapter of that name is "
                                       "already loaded")
             self._loaded[name] = source
-        self._keep(name, weights)
+        self._keep(name, weights, new_version=True)
         log.info("LoRA: loaded adapter %r from %s (rank %d)", name, path, weights.rank)
         return source
 
@@ -145,8 +152,15 @@ class AdapterCatalog:
         self._keep(name, weights)
         return weights
 
-    def _keep(self, name: str, weights: LoraWeights) -> None:
+    def version(self, name: str) -> int:
+        """The version of adapter ``name``'s weights (0: unknown)."""
         with self._lock:
+            return self._versions.get(name, 0)
+
+    def _keep(self, name: str, weights: LoraWeights, new_version: bool = False) -> None:
+        with self._lock:
+            if new_version:
+                self._versions[name] = next(self._counter)
             self._weights[name] = weights
             self._weights.move_to_end(name)
             while len(self._weights) > max(1, self.options.max_cpu_loras):

@@ -111,3 +111,20 @@ def test_slots_keep_the_most_recently_used(tmp_path: Path) -> None:
     catalog.touch("d")
     assert catalog.slots_with("d", ["a", "b", "c"]) == ["a", "b", "d"]  # c: least recent
     assert catalog.initial_slots() == ["a", "b", "c"]
+
+
+def test_a_reloaded_or_rewritten_adapter_gets_a_new_version(tmp_path: Path) -> None:
+    root = tmp_path / "loras"
+    write_adapter(root / "one", seed=1)
+    catalog = AdapterCatalog(LoraOptions(dirs=(root,)), model_shapes())
+    catalog.refresh()
+    first = catalog.version("one")
+    catalog.refresh()
+    assert catalog.version("one") == first  # unchanged files: same weights
+    shutil.rmtree(root / "one")
+    write_adapter(root / "one", seed=2)  # retrained in place
+    catalog.refresh()
+    assert catalog.version("one") > first
+    catalog.unload("one")
+    catalog.load("one", write_adapter(tmp_path / "elsewhere", seed=3))
+    assert catalog.version("one") > first + 1
