@@ -95,3 +95,26 @@ async def test_servables_share_the_registry_and_unloading_closes(tmp_path: Path,
     assert registry.ready()
     await registry.unload()
     assert registry.engines.engines() == [] and not engine.ready
+
+
+async def test_graph_lora_dir_and_the_servers_default(tmp_path: Path, model: Path) -> None:
+    """A graph's lora_dir (relative to its folder) and limits reach the engine's config; a
+    graph that sets none gets the server's (--lora_dir)."""
+    from ovserve.engine.base import LoraOptions
+
+    factory = Factory()
+    server_default = LoraOptions(dirs=(tmp_path / "server-loras",))
+    registry = Registry(BUILTIN_CALCULATORS, EngineRegistry(factory, lora=server_default))
+    other = tmp_path / "other-model"
+    other.mkdir()
+    (other / "openvino_model.xml").write_text("<net/>")
+    await registry.load([
+        llm_graph(tmp_path, "own", model, 'lora_dir: "loras", max_loras: 2, max_lora_rank: 16,'
+                  " lora_refresh_interval: 5,"),
+        llm_graph(tmp_path, "default", other)])
+    assert all(state.servable is not None for state in registry.states.values())
+    configs = {config.models_path.name: config.lora for config, _ in factory.made}
+    assert configs["model"] == LoraOptions(dirs=(tmp_path / "own" / "loras",), max_loras=2,
+                                           max_lora_rank=16, refresh_seconds=5)
+    assert configs["other-model"] == server_default
+    await registry.unload()
