@@ -303,11 +303,13 @@ class OpenVINOEngine(EngineBase):
             started = time.monotonic()
             worker = self._spawn(slots)
             with self._lock:
-                if self._closed:
-                    retired = worker
-                else:
+                closed = self._closed
+                if not closed:
                     retired, self._worker = self._worker, worker
                     self._retired.append(retired)
+            if closed:  # closed while it was loading
+                self._stop_worker(worker)
+                raise EngineUnavailable(f"engine {self.name} was shut down")
             log.info("engine %s: LoRA slots now %s (engine process %d, %.1f s)", self.name,
                      ", ".join(slots), worker.process.pid, time.monotonic() - started)
             self._retire_if_idle(retired)
@@ -434,18 +436,19 @@ class OpenVINOEngine(EngineBase):
                 return
             started = time.monotonic()
             try:
-                worker = self._spawn(self._worker.adapters)
+                with self._swap_lock:  # never beside a change of adapter slots
+                    worker = self._spawn(self._worker.adapters)
+                    with self._lock:
+                        closed = self._closed
+                        if not closed:
+                            self._worker, self._down = worker, None
+                            self.restarts += 1
             except EngineError as exc:
                 log.error("engine %s: restart failed: %s; next try in %.1f s", self.name, exc,
                           min(delay * 2, longest))
                 self._down = f"{reason}; restarting failed: {exc}"
                 delay = min(delay * 2, longest)
                 continue
-            with self._lock:
-                closed = self._closed
-                if not closed:
-                    self._worker, self._down = worker, None
-                    self.restarts += 1
             if closed:  # closed while this one was loading
                 self._stop_worker(worker)
                 return

@@ -105,6 +105,7 @@ def test_kserve_rest_and_grpc_take_an_adapter_id(server: Server) -> None:
     assert result.get_response()["model_name"] == "alpha"
     assert result.as_numpy("token_count").tolist() == [6]  # OVSERVE_MAX_TOKENS, forced
     assert result.as_numpy("completion")[0]
+    rest.close()
 
     grpc = grpcclient.InferenceServerClient(server.grpc_url)
     assert grpc.is_model_ready("beta")
@@ -122,6 +123,7 @@ def test_kserve_rest_and_grpc_take_an_adapter_id(server: Server) -> None:
     grpc.async_stream_infer("beta", stream_inputs)
     assert done.wait(60)
     grpc.stop_stream()
+    grpc.close()
     assert not any(isinstance(r, Exception) for r in responses)
     counts = [r.as_numpy("token_count") for r in responses  # type: ignore[attr-defined]
               if r.as_numpy("token_count") is not None]  # type: ignore[attr-defined]
