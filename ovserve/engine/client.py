@@ -54,6 +54,10 @@ _SAMPLING_DEFAULTS = ("do_sample", "temperature", "top_p", "top_k", "repetition_
                       "presence_penalty", "frequency_penalty")
 #: How long an engine process may take to load its model.
 LOAD_TIMEOUT_SECONDS = 600.0
+#: Engine processes replaced by a new LoRA slot set and still finishing their requests: at
+#: most this many; a further change waits (up to the timeout) for one to finish.
+MAX_RETIRED = 2
+MAX_RETIRED_WAIT_SECONDS = 120.0
 
 
 def available_devices() -> list[str]:
@@ -301,6 +305,7 @@ class OpenVINOEngine(EngineBase):
                 return
             slots = catalog.slots_with(name, current.adapters)
             started = time.monotonic()
+            self._wait_for_retired()
             worker = self._spawn(slots)
             with self._lock:
                 closed = self._closed
@@ -313,6 +318,17 @@ class OpenVINOEngine(EngineBase):
             log.info("engine %s: LoRA slots now %s (engine process %d, %.1f s)", self.name,
                      ", ".join(slots), worker.process.pid, time.monotonic() - started)
             self._retire_if_idle(retired)
+
+    def _wait_for_retired(self) -> None:
+        """Bound the engine processes alive at once: more adapters in use than --max_loras
+        would otherwise start one per request, each holding a KV cache while it drains."""
+        deadline = time.monotonic() + MAX_RETIRED_WAIT_SECONDS
+        if len(self._retired) >= MAX_RETIRED:
+            log.warning("engine %s: LoRA slots change faster than requests finish; raise "
+                        "--max_loras (now %d) above the adapters in use", self.name,
+                        self._lora().options.max_loras)
+        while len(self._retired) >= MAX_RETIRED and time.monotonic() < deadline:
+            time.sleep(0.05)
 
     def _retire_if_idle(self, worker: _Worker) -> None:
         with self._lock:
