@@ -54,16 +54,26 @@ def peft_tokens(checkpoint: tuple[Path, Any], adapter: Path | None) -> list[list
     return out
 
 
+ALL_LINEAR = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+
+
 def test_adapter_tokens_equal_transformers_peft(checkpoint: tuple[Path, Any],
                                                 fp32_model: Path, tmp_path: Path) -> None:
-    adapter = write_adapter(tmp_path / "loras" / "ref", seed=7, spread=0.05)
+    """Two adapters of different ranks and layers (padded to one rank in the engine), in one
+    batch with the base model, each against transformers + peft alone."""
+    loras = tmp_path / "loras"
+    adapters = {"attn": write_adapter(loras / "attn", seed=7, spread=0.05),
+                "all": write_adapter(loras / "all", seed=8, rank=16, alpha=8, spread=0.04,
+                                     targets=ALL_LINEAR)}
     engine = OpenVINOEngine(EngineConfig(fp32_model, plugin_config=F32,
-                                         lora=LoraOptions(dirs=(adapter.parent,))))
+                                         lora=LoraOptions(dirs=(loras,))))
+    cases = [(p, a) for a in (None, *adapters) for p in PROMPTS]
     try:
-        ours = generate(engine, [(p, "ref") for p in PROMPTS], TOKENS)
-        ours_base = generate(engine, [(p, None) for p in PROMPTS], TOKENS)
+        ours = dict(zip(cases, generate(engine, cases, TOKENS), strict=True))
     finally:
         engine.close()
-    assert ours == peft_tokens(checkpoint, adapter)
-    assert ours_base == peft_tokens(checkpoint, None)
-    assert ours != ours_base  # the adapter does change the output
+    for name in (None, *adapters):
+        expected = peft_tokens(checkpoint, adapters[name] if name else None)
+        assert [ours[(p, name)] for p in PROMPTS] == expected, name
+        if name:  # the adapter does change the output
+            assert [ours[(p, name)] for p in PROMPTS] != [ours[(p, None)] for p in PROMPTS]
