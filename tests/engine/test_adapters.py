@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import shutil
+import time
 from pathlib import Path
 
 import pytest
@@ -128,3 +129,14 @@ def test_a_reloaded_or_rewritten_adapter_gets_a_new_version(tmp_path: Path) -> N
     catalog.unload("one")
     catalog.load("one", write_adapter(tmp_path / "elsewhere", seed=3))
     assert catalog.version("one") > first + 1
+
+
+def test_refresh_interval_finds_new_folders_without_a_request(tmp_path: Path) -> None:
+    catalog = AdapterCatalog(LoraOptions(dirs=(tmp_path,), refresh_seconds=0.05),
+                             model_shapes())
+    catalog.refresh()
+    assert catalog.known() == {}
+    write_adapter(tmp_path / "later", seed=1)
+    time.sleep(0.06)
+    catalog.refresh_if_due()
+    assert list(catalog.known()) == ["later"]
