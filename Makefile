@@ -6,6 +6,8 @@ VENV := .venv
 BIN := $(VENV)/bin
 DEFAULT_MODEL := smollm2-135m-instruct
 MODEL_DIR := models/$(DEFAULT_MODEL)
+EMBEDDING_MODEL := all-minilm-l6-v2
+EMBEDDING_DIR := models/$(EMBEDDING_MODEL)
 INSTALLED := $(VENV)/.installed
 REQS := requirements/constraints.txt requirements/serve.txt requirements/export.txt \
         requirements/export-nodeps.txt requirements/dev.txt pyproject.toml setup.py \
@@ -24,7 +26,8 @@ REST_PORT ?= 8000
 LORA_DIR ?= adapters
 TASK_DIR := data/parity
 
-serve: $(MODEL_DIR)/ovserve_model.json $(LORA_DIR)/parity/adapter_config.json
+serve: $(MODEL_DIR)/ovserve_model.json $(EMBEDDING_DIR)/ovserve_model.json \
+       $(LORA_DIR)/parity/adapter_config.json
 	@echo "Serving $(SERVE_CONFIG) on the model in $(MODEL_DIR) with the LoRA adapters in $(LORA_DIR): gRPC :$(GRPC_PORT), REST :$(REST_PORT)"
 	$(BIN)/ovserve --config_path $(SERVE_CONFIG) --port $(GRPC_PORT) --rest_port $(REST_PORT) \
 	    --lora_dir $(LORA_DIR)
@@ -36,7 +39,7 @@ $(LORA_DIR)/parity/adapter_config.json: $(TASK_DIR)/train.jsonl | $(MODEL_DIR)/o
 	$(BIN)/python scripts/finetune_lora.py --data $(TASK_DIR)/train.jsonl --lora_dir $(LORA_DIR) \
 	    --name parity
 
-test: $(MODEL_DIR)/ovserve_model.json check
+test: $(MODEL_DIR)/ovserve_model.json $(EMBEDDING_DIR)/ovserve_model.json check
 	$(BIN)/pytest
 
 check: $(INSTALLED)
@@ -45,7 +48,7 @@ check: $(INSTALLED)
 
 install: $(INSTALLED)
 
-model: $(MODEL_DIR)/ovserve_model.json
+model: $(MODEL_DIR)/ovserve_model.json $(EMBEDDING_DIR)/ovserve_model.json
 
 # torch is pinned and installed in the same pip run as everything else so pip takes the local
 # CPU wheel; optimum-intel goes in with --no-deps because it declares torchvision (see
@@ -62,6 +65,9 @@ $(INSTALLED): $(REQS)
 
 $(MODEL_DIR)/ovserve_model.json: | $(INSTALLED)
 	$(BIN)/python scripts/download_model.py --model $(DEFAULT_MODEL) --output $(MODEL_DIR)
+
+$(EMBEDDING_DIR)/ovserve_model.json: | $(INSTALLED)
+	$(BIN)/python scripts/download_model.py --model $(EMBEDDING_MODEL) --output $(EMBEDDING_DIR)
 
 # Side-by-side benchmark: ovserve (OpenAI SSE, gRPC stream) vs the raw engine, llama.cpp's
 # server and the seed's approach. llama-cpp-python gets a venv of its own (it compiles llama.cpp,

@@ -29,3 +29,14 @@ def default_model_dir() -> Path:
     if not (DEFAULT_MODEL_DIR / "openvino_model.xml").is_file():
         pytest.fail(f"{DEFAULT_MODEL_DIR} is not prepared; run `make test`, which prepares it")
     return DEFAULT_MODEL_DIR
+
+
+EMBEDDING_MODEL_DIR = REPO / "models" / "all-minilm-l6-v2"
+
+
+@pytest.fixture(scope="session")
+def embedding_model_dir() -> Path:
+    """The built-in embedding model as `make test` prepares it (fails, never skips)."""
+    if not (EMBEDDING_MODEL_DIR / "openvino_model.xml").is_file():
+        pytest.fail(f"{EMBEDDING_MODEL_DIR} is not prepared; run `make test`, which prepares it")
+    return EMBEDDING_MODEL_DIR

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from ovserve.engine.base import EngineConfig, LoraOptions
+from ovserve.engine.embeddings import EmbeddingConfig, EmbeddingEngine
 from ovserve.engine.interface import Engine
 from ovserve.errors import EngineConflict
 
@@ -40,9 +41,13 @@ def openvino_engine(config: EngineConfig) -> Engine:
 
 @dataclass
 class _Entry:
-    engine: Engine
-    config: EngineConfig  # what the engine was built with
+    engine: Any  # an Engine, or an EmbeddingEngine in the embedding entries
+    config: Any  # what the engine was built with (EngineConfig / EmbeddingConfig)
     owners: dict[str, dict[str, Any]] = field(default_factory=dict)  # owner -> options it gave
+
+
+def embedding_engine(config: EmbeddingConfig) -> EmbeddingEngine:
+    return EmbeddingEngine(config)
 
 
 class EngineRegistry:
@@ -50,11 +55,15 @@ class EngineRegistry:
 
     def __init__(self, factory: EngineFactory = openvino_engine,
                  overrides: Mapping[str, Any] | None = None,
-                 lora: LoraOptions | None = None) -> None:
+                 lora: LoraOptions | None = None,
+                 embedding_factory: Callable[[EmbeddingConfig], EmbeddingEngine] =
+                 embedding_engine) -> None:
         self.factory = factory
+        self.embedding_factory = embedding_factory
         self.overrides = dict(overrides or {})  # generation defaults for every engine
         self.lora = lora  # LoRA adapters of every engine whose owners set none (--lora_dir)
         self._entries: dict[Path, _Entry] = {}
+        self._embedding_entries: dict[Path, _Entry] = {}
         self._lock = threading.Lock()
 
     def acquire(self, owner: str, models_path: str | Path, **options: Any) -> Engine:
@@ -72,7 +81,25 @@ class EngineRegistry:
             else:
                 self._check(entry, owner, path, options)
             entry.owners.setdefault(owner, {}).update(options)
-            return entry.engine
+            llm: Engine = entry.engine
+            return llm
+
+    def acquire_embeddings(self, owner: str, models_path: str | Path, **options: Any
+                           ) -> EmbeddingEngine:
+        """The embedding engine of ``models_path`` for ``owner`` (``EmbeddingConfig``
+        fields as options; those given must agree with other owners')."""
+        path = Path(models_path).resolve()
+        with self._lock:
+            entry = self._embedding_entries.get(path)
+            if entry is None:
+                config = EmbeddingConfig(models_path=path, **options)
+                entry = self._embedding_entries[path] = _Entry(
+                    self.embedding_factory(config), config)
+            else:
+                self._check(entry, owner, path, options)
+            entry.owners.setdefault(owner, {}).update(options)
+            engine: EmbeddingEngine = entry.engine
+            return engine
 
     @staticmethod
     def _check(entry: _Entry, owner: str, path: Path, options: dict[str, Any]) -> None:
@@ -92,10 +119,11 @@ class EngineRegistry:
         """``owner`` no longer uses its engines; close those nobody else uses."""
         closing = []
         with self._lock:
-            for path, entry in list(self._entries.items()):
-                if entry.owners.pop(owner, None) is not None and not entry.owners:
-                    del self._entries[path]
-                    closing.append(entry.engine)
+            for entries in (self._entries, self._embedding_entries):
+                for path, entry in list(entries.items()):
+                    if entry.owners.pop(owner, None) is not None and not entry.owners:
+                        del entries[path]
+                        closing.append(entry.engine)
         for engine in closing:
             log.info("engine %s: closing (no servable uses it)", engine.name)
             engine.close()
@@ -111,8 +139,10 @@ class EngineRegistry:
 
     def close(self) -> None:
         with self._lock:
-            engines = [e.engine for e in self._entries.values()]
+            engines = [e.engine for e in (*self._entries.values(),
+                                           *self._embedding_entries.values())]
             self._entries.clear()
+            self._embedding_entries.clear()
         for engine in engines:
             engine.close()
 

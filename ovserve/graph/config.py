@@ -17,6 +17,7 @@ from google.protobuf.message import Message
 from ovserve.errors import GraphConfigError
 from ovserve.graph.proto import (  # noqa: F401  (registers extensions and Any types)
     calculator_pb2,
+    embeddings_calculator_pb2,
     llm_calculator_pb2,
     python_executor_pb2,
     stream_handlers_pb2,

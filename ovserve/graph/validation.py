@@ -28,13 +28,16 @@ from ovserve.graph.spec import (
     GraphSpec,
     NodeSpec,
 )
+from ovserve.protocol.embeddings import EMBED_REQUEST_TAG, EMBED_RESPONSE_TAG
 from ovserve.protocol.generation import REQUEST_TAG, RESPONSE_TAG
 
 LOOPBACK = "LOOPBACK"
 #: Graph-level stream tags and what they carry (OVMS names the packet type by tag prefix).
-GRAPH_STREAM_TAG_PREFIXES = ("OVMS_PY_TENSOR", REQUEST_TAG, RESPONSE_TAG)
+GRAPH_STREAM_TAG_PREFIXES = ("OVMS_PY_TENSOR", REQUEST_TAG, RESPONSE_TAG, EMBED_REQUEST_TAG,
+                             EMBED_RESPONSE_TAG)
 #: Side packets ovserve provides itself; any other must be a graph input_side_packet.
-PROVIDED_SIDE_PACKET_TAGS = frozenset({"PYTHON_NODE_RESOURCES", "LLM_NODE_RESOURCES"})
+PROVIDED_SIDE_PACKET_TAGS = frozenset({"PYTHON_NODE_RESOURCES", "LLM_NODE_RESOURCES",
+                                       "EMBEDDINGS_NODE_RESOURCES"})
 
 
 def _refs(texts: list[str], where: str, kind: str, problems: list[str]) -> list[StreamRef]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from ovserve.graph.calculator import Calculator
+from ovserve.nodes.embeddings import EmbeddingsCalculator
 from ovserve.nodes.llm import LLMCalculator
 from ovserve.nodes.python_executor import PythonExecutorCalculator
 
@@ -10,6 +11,7 @@ BUILTIN_CALCULATORS: dict[str, type[Calculator]] = {
     PythonExecutorCalculator.name: PythonExecutorCalculator,
     LLMCalculator.name: LLMCalculator,  # OVMS's name, HttpLLMCalculator
     "LLMCalculator": LLMCalculator,
+    EmbeddingsCalculator.name: EmbeddingsCalculator,  # OVMS's name, EmbeddingsCalculatorOV
 }
 
 __all__ = ["BUILTIN_CALCULATORS"]

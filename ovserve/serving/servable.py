@@ -25,6 +25,7 @@ from ovserve.graph.config import parse_graph_file
 from ovserve.graph.executor import GraphRun, OutputPacket, RunError
 from ovserve.graph.spec import GraphSpec
 from ovserve.graph.validation import build_graph
+from ovserve.protocol.embeddings import EMBED_REQUEST_TAG, EmbeddingRequest, EmbeddingResult
 from ovserve.protocol.generation import REQUEST_TAG, GenerationChunk, GenerationRequest
 from ovserve.serving.server_config import GraphEntry
 
@@ -65,6 +66,23 @@ class Servable:
     def adapters(self) -> list[AdapterSource]:
         """The LoRA adapters of the engines this servable uses."""
         return [a for engine in self.engines.engines(self.name) for a in engine.adapters()]
+
+    @property
+    def embedding_input(self) -> str | None:
+        """The graph input taking embedding requests, if it has one."""
+        return next((r.name for r in self.graph.inputs if r.tag == EMBED_REQUEST_TAG), None)
+
+    async def embed(self, texts: list[str]) -> EmbeddingResult:
+        """Run an embeddings graph on ``texts``."""
+        name = self.embedding_input
+        if name is None:
+            raise Unsupported(f"servable {self.name} is not an embeddings graph (it has no "
+                              f"{EMBED_REQUEST_TAG} input)")
+        outputs = await self.infer({name: EmbeddingRequest(texts)})
+        result = next((o for o in outputs.values() if isinstance(o, EmbeddingResult)), None)
+        if result is None:
+            raise NodeError(self.name, "produced no embeddings")
+        return result
 
     @property
     def generation_input(self) -> str | None:

@@ -19,7 +19,7 @@ from ovserve.toolchain import provenance
 from ovserve.toolchain.catalog import BUILTIN_MODELS, DEFAULT_MODEL, BuiltinModel
 from ovserve.toolchain.export import (
     DEFAULT_WEIGHT_FORMAT,
-    REQUIRED_FILES,
+    KIND_FILES,
     WEIGHT_FORMATS,
     export_ir,
 )
@@ -27,6 +27,9 @@ from ovserve.toolchain.staging import directory_size, human_size, staged_directo
 
 log = logging.getLogger("download_model")
 
+#: int8 is the fastest coherent format for the LLM on CPU; the embedding model is small and
+#: its vectors are compared with sentence-transformers', so it keeps fp32
+DEFAULT_WEIGHT_FORMATS = {"llm": DEFAULT_WEIGHT_FORMAT, "embedding": "fp32"}
 HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 # Bump when the GGUF -> HF conversion changes, so cached checkpoints are rebuilt.
 HF_CACHE_VERSION = 1
@@ -82,37 +85,47 @@ def _hf_checkpoint_for(model: BuiltinModel, progress: tqdm[Any]) -> Path:
     return cached
 
 
-def prepare(model: str, output: Path | None, weight_format: str, force: bool) -> Path:
-    """Prepare ``model`` as OpenVINO IR in ``output``; returns the directory."""
+def prepare(model: str, output: Path | None, weight_format: str | None, force: bool,
+            kind: str = "llm") -> Path:
+    """Prepare ``model`` as OpenVINO IR in ``output``; returns the directory. ``kind`` is a
+    built-in model's own; for others, "llm" or "embedding"."""
+    source = resolve_source(model)
+    if source.builtin is not None:
+        kind = source.builtin.kind
+    weight_format = weight_format or DEFAULT_WEIGHT_FORMATS[kind]
     if weight_format not in WEIGHT_FORMATS:
         raise ToolchainError(
             f"--weight-format {weight_format!r} is not one of {', '.join(WEIGHT_FORMATS)}"
         )
-    source = resolve_source(model)
     output = (output or Path("models") / source.name).absolute()
     if output.exists() and not force:
-        return _existing(output, weight_format)
+        return _existing(output, weight_format, kind)
     if source.kind == "hub":
         from ovserve.toolchain.hub import check_hub_model
 
         check_hub_model(source.location)
 
     started = time.monotonic()
-    steps = 3 if source.kind == "builtin" else 1
+    steps = 3 if source.builtin is not None and source.builtin.gguf_file else 1
     with (
         staged_directory(output, force=force) as staging,
         tqdm(total=steps, desc=f"prepare {source.name}", unit="step") as progress,
     ):
-        if source.builtin is not None:
+        if source.builtin is not None and source.builtin.gguf_file:
             hf_dir = str(_hf_checkpoint_for(source.builtin, progress))
+        elif source.builtin is not None:
+            from ovserve.toolchain.gguf_source import fetch_model_dir
+
+            hf_dir = str(fetch_model_dir(source.builtin))
         else:
             hf_dir = source.location
         progress.set_postfix_str(f"export OpenVINO IR ({weight_format})")
-        export_ir(hf_dir, staging, weight_format)
+        export_ir(hf_dir, staging, weight_format, kind)
         progress.update()
         provenance.write(
             staging, name=source.name, source=f"{source.kind}:{source.location}",
             weight_format=weight_format, export_seconds=round(time.monotonic() - started, 1),
+            kind=kind,
         )
     log.info(
         "prepared %s (%s) in %s: %s in %.0f s", source.name, weight_format, output,
@@ -121,8 +134,8 @@ def prepare(model: str, output: Path | None, weight_format: str, force: bool) ->
     return output
 
 
-def _existing(output: Path, weight_format: str) -> Path:
-    missing = [name for name in REQUIRED_FILES if not (output / name).is_file()]
+def _existing(output: Path, weight_format: str, kind: str) -> Path:
+    missing = [name for name in KIND_FILES[kind] if not (output / name).is_file()]
     if missing:
         raise ToolchainError(
             f"{output} exists but is not a prepared model (no {', '.join(missing)}); "
@@ -174,10 +187,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--output", type=Path, help="output directory (default: models/<name>)"
     )
     parser.add_argument(
-        "--weight-format", choices=WEIGHT_FORMATS, default=DEFAULT_WEIGHT_FORMAT,
-        help=f"weight precision (default: {DEFAULT_WEIGHT_FORMAT}, the fastest format that "
-        "stays coherent on CPU; for int4 run compress_model.py on an fp32 export)",
+        "--weight-format", choices=WEIGHT_FORMATS, default=None,
+        help=f"weight precision (default: {DEFAULT_WEIGHT_FORMAT} for LLMs, the fastest format "
+        "that stays coherent on CPU, fp32 for embedding models; for int4 run "
+        "compress_model.py on an fp32 export)",
     )
+    parser.add_argument("--task", choices=("llm", "embedding"), default="llm",
+                        help="what a model that is not built in is for (default: llm)")
     parser.add_argument("--force", action="store_true", help="rebuild an existing output")
     return parser
 
@@ -189,7 +205,7 @@ def main(argv: list[str] | None = None) -> int:
         print(list_models(Path("models")))
         return 0
     try:
-        output = prepare(args.model, args.output, args.weight_format, args.force)
+        output = prepare(args.model, args.output, args.weight_format, args.force, args.task)
     except ToolchainError as exc:
         print(f"download_model.py: error: {exc}", file=sys.stderr)
         return 1

@@ -19,6 +19,10 @@ log = logging.getLogger(__name__)
 WEIGHT_FORMATS = ("fp32", "fp16", "int8")
 DEFAULT_WEIGHT_FORMAT = "int8"
 REQUIRED_FILES = ("openvino_model.xml", "openvino_tokenizer.xml", "openvino_detokenizer.xml")
+#: what each kind of model needs, and the optimum task that exports it
+KIND_FILES = {"llm": REQUIRED_FILES,
+              "embedding": ("openvino_model.xml", "openvino_tokenizer.xml")}
+KIND_TASKS = {"llm": "text-generation-with-past", "embedding": "feature-extraction"}
 
 
 def optimum_cli() -> list[str]:
@@ -31,16 +35,20 @@ def optimum_cli() -> list[str]:
     return [str(exe)]
 
 
-def export_ir(source: str, output: Path, weight_format: str) -> None:
-    """Export ``source`` (a local HF directory or a hub id) to OpenVINO IR in ``output``."""
+def export_ir(source: str, output: Path, weight_format: str, kind: str = "llm") -> None:
+    """Export ``source`` (a local HF directory or a hub id) to OpenVINO IR in ``output``;
+    ``kind``: "llm" (text generation with KV cache) or "embedding" (the encoder's hidden
+    states, pooled by openvino-genai's TextEmbeddingPipeline)."""
     if weight_format not in WEIGHT_FORMATS:
         raise ToolchainError(
             f"--weight-format {weight_format!r} is not one of {', '.join(WEIGHT_FORMATS)}"
         )
     cmd = [
         *optimum_cli(), "export", "openvino", "--model", source,
-        "--task", "text-generation-with-past", "--weight-format", weight_format, str(output),
+        "--task", KIND_TASKS[kind], "--weight-format", weight_format, str(output),
     ]
+    if kind == "embedding":  # the transformer alone: pooling is the pipeline's job
+        cmd[-1:-1] = ["--library", "transformers"]
     log.info("exporting %s to OpenVINO IR (%s): %s", source, weight_format, " ".join(cmd))
     result = subprocess.run(cmd, stdout=sys.stderr, stderr=subprocess.PIPE, text=True)
     if result.returncode != 0:
@@ -50,6 +58,6 @@ def export_ir(source: str, output: Path, weight_format: str) -> None:
             f"exporting {source} failed: {lines[-1] if lines else 'optimum-cli exited with '}"
             f"{'' if lines else result.returncode}"
         )
-    missing = [name for name in REQUIRED_FILES if not (output / name).is_file()]
+    missing = [name for name in KIND_FILES[kind] if not (output / name).is_file()]
     if missing:
         raise ToolchainError(f"exporting {source} produced no {', '.join(missing)}")

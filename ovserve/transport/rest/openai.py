@@ -11,6 +11,7 @@ its generation in the engine.
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import json
 import logging
@@ -35,6 +36,7 @@ from ovserve.transport.metrics import Metrics
 from ovserve.transport.rest.openai_schemas import (
     ChatCompletionRequest,
     CompletionRequest,
+    EmbeddingsRequest,
     SamplingFields,
 )
 
@@ -132,15 +134,16 @@ def build_router(registry: Registry, metrics: Metrics, started: int) -> APIRoute
 
     def model_cards() -> list[dict[str, Any]]:
         """Every LLM servable, then its LoRA adapters (parent: the servable, root: the
-        adapter's folder), as vLLM lists them."""
+        adapter's folder), as vLLM lists them; then the embedding models."""
         cards, seen = [], set()
+        embedders = [s for s in registry.servables() if s.embedding_input is not None]
         for servable in llm_servables():
             cards.append(model_card(servable.name))
             for adapter in servable.adapters():
                 if adapter.name not in seen:
                     seen.add(adapter.name)
                     cards.append(model_card(adapter.name, str(adapter.path), servable.name))
-        return cards
+        return cards + [model_card(s.name) for s in embedders]
 
     def llm(name: str) -> tuple[Servable, str | None]:
         """The LLM servable for a model id, and the LoRA adapter the id names, if any."""
@@ -227,6 +230,58 @@ def build_router(registry: Registry, metrics: Metrics, started: int) -> APIRoute
         except OvserveError as exc:
             return OpenAIError.of(exc).response()
         return PlainTextResponse(f"Success: LoRA adapter '{name}' removed successfully.")
+
+    @router.post("/embeddings")
+    async def embeddings(request: Request) -> Response:
+        """OpenAI's embeddings: ``input`` a string or a list of them; vectors as floats or
+        base64 (little-endian float32), usage counted."""
+        model = "?"
+        try:
+            body = _validate(EmbeddingsRequest, await _json(request))
+            model = body.model
+            _log_unknown(body)
+            texts = [body.input] if isinstance(body.input, str) else body.input
+            if not texts:
+                raise OpenAIError(400, "input: give at least one text",
+                                  "invalid_request_error", "input")
+            if not all(isinstance(t, str) for t in texts):
+                raise OpenAIError(400, "input: token arrays are not supported; send text",
+                                  "invalid_request_error", "input")
+            servable = embedder(model)
+            with metrics.request(model, "openai"):
+                result = await servable.embed(texts)
+                dims = result.vectors.shape[1]
+                if body.dimensions is not None and body.dimensions != dims:
+                    raise OpenAIError(400, f"dimensions: model {model} gives {dims}, it cannot "
+                                      f"give {body.dimensions}", "invalid_request_error",
+                                      "dimensions")
+                metrics.tokens(model, result.tokens, 0)
+        except OpenAIError as exc:
+            return exc.response()
+        except OvserveError as exc:
+            return OpenAIError.of(exc).response()
+        data = []
+        for index, vector in enumerate(result.vectors):
+            embedding: Any = (base64.b64encode(vector.astype("<f4").tobytes()).decode()
+                              if body.encoding_format == "base64" else vector.tolist())
+            data.append({"object": "embedding", "embedding": embedding, "index": index})
+        return JSONResponse({"object": "list", "data": data, "model": model,
+                             "usage": {"prompt_tokens": result.tokens,
+                                       "total_tokens": result.tokens}})
+
+    def embedder(name: str) -> Servable:
+        try:
+            servable = registry.get(name)
+        except ServableNotFound as exc:
+            ids = ", ".join(s.name for s in registry.servables()
+                            if s.embedding_input is not None) or "none"
+            raise OpenAIError(404, f"The model `{name}` does not exist (embedding models: "
+                              f"{ids})", "invalid_request_error", "model",
+                              "model_not_found") from exc
+        if servable.embedding_input is None:
+            raise OpenAIError(400, f"model: `{name}` is not an embedding model",
+                              "invalid_request_error", "model")
+        return servable
 
     @router.post("/completions")
     async def completions(request: Request) -> Response:
