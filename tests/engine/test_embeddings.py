@@ -3,6 +3,7 @@ the same checkpoint, token counts, length limits, and concurrent requests batche
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -18,9 +19,9 @@ TEXTS = ["What is the theory of relativity?", "ovserve serves LLMs on OpenVINO."
 
 
 @pytest.fixture(scope="module")
-def engine(embedding_model_dir: Path) -> EmbeddingEngine:
+def engine(embedding_model_dir: Path) -> Iterator[EmbeddingEngine]:
     engine = EmbeddingEngine(EmbeddingConfig(embedding_model_dir))
-    yield engine  # type: ignore[misc]
+    yield engine
     engine.close()
 
 
