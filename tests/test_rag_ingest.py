@@ -1,0 +1,84 @@
+"""Documents to chunks, and ingestion into a real (embedded) Chroma store with the real
+embedding model: only what changed is embedded, bad files are skipped with a reason."""
+
+from __future__ import annotations
+
+import itertools
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from ovserve.errors import InvalidInput
+from ovserve.rag.chunking import chunk_document, read_text, split
+from ovserve.rag.ingest import documents_in, ingest_paths
+from ovserve.rag.store import StoreConfig, VectorStore, VectorStoreError
+
+PARAGRAPH = ("OpenVINO runs the model. " * 12 + "\n\n")
+
+
+def test_split_overlaps_and_cuts_at_boundaries() -> None:
+    text = PARAGRAPH * 6
+    chunks = split(text, size=400, overlap=80)
+    assert len(chunks) > 3 and all(len(c) <= 400 for c in chunks)
+    for before, after in itertools.pairwise(chunks):
+        assert after.split()[0] in before.split()  # overlap: the next starts inside
+    words = text.split()
+    assert chunks[0].split()[:5] == words[:5] and chunks[-1].split()[-5:] == words[-5:]
+    ids = [c.id for c in chunk_document("a.md", text, 400, 80)]
+    assert len(set(ids)) == len(ids)
+    assert ids == [c.id for c in chunk_document("a.md", text, 400, 80)]  # stable
+
+
+def test_file_types(tmp_path: Path) -> None:
+    assert read_text("a.md", b"# Title\nbody") == "# Title\nbody"
+    with pytest.raises(InvalidInput, match=r"unsupported file type '\.docx'"):
+        read_text("a.docx", b"x")
+    with pytest.raises(InvalidInput, match="not a readable PDF"):
+        read_text("broken.pdf", b"%PDF-1.4 garbage")
+    with pytest.raises(InvalidInput, match="not UTF-8"):
+        read_text("latin.txt", "caf\xe9".encode("latin-1"))
+
+
+def fake_embed(texts: list[str]) -> np.ndarray:
+    """Bag-of-letters vectors: deterministic, and similar texts are close."""
+    vectors = np.zeros((len(texts), 26), dtype=np.float32)
+    for row, text in enumerate(texts):
+        for char in text.lower():
+            if "a" <= char <= "z":
+                vectors[row, ord(char) - 97] += 1
+    return vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-6)
+
+
+def test_ingest_adds_only_what_changed(tmp_path: Path) -> None:
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "one.md").write_text(PARAGRAPH * 4)
+    (docs / "two.txt").write_text("zebra " * 50)
+    (docs / "bad.pdf").write_bytes(b"not a pdf")
+    (docs / "skip.bin").write_bytes(b"\x00")
+    calls: list[int] = []
+
+    def embed(texts: list[str]) -> np.ndarray:
+        calls.append(len(texts))
+        return fake_embed(texts)
+
+    store = VectorStore(StoreConfig(path=tmp_path / "store"))
+    first = ingest_paths(store, embed, docs, documents_in(docs))
+    assert first.documents == 2 and first.added == store.count() > 2
+    assert list(first.skipped) == ["bad.pdf"] and "PDF" in first.skipped["bad.pdf"]
+    calls.clear()
+    again = ingest_paths(store, embed, docs, documents_in(docs))
+    assert again.added == 0 and again.unchanged == first.added and calls == []
+    (docs / "two.txt").write_text("yak " * 50)  # changed: its old chunks go
+    changed = ingest_paths(store, embed, docs, documents_in(docs))
+    assert changed.added >= 1 and changed.removed >= 1
+    assert store.count() == first.added - changed.removed + changed.added
+    hits = store.query(fake_embed(["yak yak"])[0], 2)
+    assert hits[0].source == "two.txt" and hits[0].score > 0.9
+    assert set(store.sources()) == {"one.md", "two.txt"}
+
+
+def test_unreachable_chroma_server_is_a_clear_error() -> None:
+    with pytest.raises(VectorStoreError, match=r"127\.0\.0\.1:9"):
+        VectorStore(StoreConfig(url="http://127.0.0.1:9"))
