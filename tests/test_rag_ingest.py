@@ -47,8 +47,9 @@ def fake_embed(texts: list[str]) -> np.ndarray:
         for char in text.lower():
             if "a" <= char <= "z":
                 vectors[row, ord(char) - 97] += 1
-    norms: np.ndarray = np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-6)
-    return vectors / norms
+    norms = np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-6)
+    normalized: np.ndarray = np.divide(vectors, norms)
+    return normalized
 
 
 def test_ingest_adds_only_what_changed(tmp_path: Path) -> None:
