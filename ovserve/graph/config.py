@@ -20,6 +20,7 @@ from ovserve.graph.proto import (  # noqa: F401  (registers extensions and Any t
     embeddings_calculator_pb2,
     llm_calculator_pb2,
     python_executor_pb2,
+    retriever_calculator_pb2,
     stream_handlers_pb2,
 )
 

@@ -6,12 +6,14 @@ from ovserve.graph.calculator import Calculator
 from ovserve.nodes.embeddings import EmbeddingsCalculator
 from ovserve.nodes.llm import LLMCalculator
 from ovserve.nodes.python_executor import PythonExecutorCalculator
+from ovserve.nodes.retriever import RetrieverCalculator
 
 BUILTIN_CALCULATORS: dict[str, type[Calculator]] = {
     PythonExecutorCalculator.name: PythonExecutorCalculator,
     LLMCalculator.name: LLMCalculator,  # OVMS's name, HttpLLMCalculator
     "LLMCalculator": LLMCalculator,
     EmbeddingsCalculator.name: EmbeddingsCalculator,  # OVMS's name, EmbeddingsCalculatorOV
+    RetrieverCalculator.name: RetrieverCalculator,
 }
 
 __all__ = ["BUILTIN_CALCULATORS"]

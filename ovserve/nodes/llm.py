@@ -149,7 +149,7 @@ class _LLMRun(NodeRun):
             calc.context.executor, engine.prepare, prompt, params, calc.limits, request.adapter)
         generations = engine.submit_async(prepared, n=request.n)
         queue: asyncio.Queue[GenerationChunk | BaseException | None] = asyncio.Queue()
-        tasks = [asyncio.create_task(self._pump(i, g, queue))
+        tasks = [asyncio.create_task(self._pump(i, g, queue, request.sources))
                  for i, g in enumerate(generations)]
         try:
             remaining = len(tasks)
@@ -169,14 +169,17 @@ class _LLMRun(NodeRun):
 
     @staticmethod
     async def _pump(index: int, generation: Generation,
-                    queue: asyncio.Queue[GenerationChunk | BaseException | None]) -> None:
+                    queue: asyncio.Queue[GenerationChunk | BaseException | None],
+                    sources: tuple[dict[str, Any], ...] = ()) -> None:
         try:
             async for delta in generation.adeltas():
                 done = delta.finish_reason is not None
                 await queue.put(GenerationChunk(
                     index=index, text=delta.text, finish_reason=delta.finish_reason,
                     prompt_tokens=generation.prompt_tokens,
-                    completion_tokens=generation.completion_tokens if done else 0))
+                    completion_tokens=generation.completion_tokens if done else 0,
+                    sources=sources))
+                sources = ()  # the first chunk carries them
         except EngineError as exc:
             await queue.put(exc)
         finally:

@@ -40,6 +40,9 @@ class GenerationRequest:
     params: SamplingParams = field(default_factory=SamplingParams)
     n: int = 1
     adapter: str | None = None  # a LoRA adapter of the graph's model; None: the base model
+    #: what a retriever put into the prompt (source, position, score, text), sent back with
+    #: the answer
+    sources: tuple[dict[str, Any], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -51,3 +54,4 @@ class GenerationChunk:
     finish_reason: str | None = None
     prompt_tokens: int = 0
     completion_tokens: int = 0
+    sources: tuple[dict[str, Any], ...] = ()  # on a choice's first chunk: the request's

@@ -43,8 +43,9 @@ def engine_metric(server: Server, name: str) -> float:
     return float(match.group(1))
 
 
-def test_models_list_holds_exactly_the_served_llm_ids(client: openai.OpenAI) -> None:
-    assert [m.id for m in client.models.list()] == [MODEL]
+def test_models_list_holds_exactly_the_served_model_ids(client: openai.OpenAI) -> None:
+    # the LLM graphs (the model itself and the RAG graph on it), then the embedding model
+    assert [m.id for m in client.models.list()] == [MODEL, "rag", "all-minilm-l6-v2"]
     model = client.models.retrieve(MODEL)
     assert (model.id, model.object, model.owned_by) == (MODEL, "model", "ovserve")
 

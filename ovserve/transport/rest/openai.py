@@ -340,9 +340,12 @@ def build_router(registry: Registry, metrics: Metrics, started: int) -> APIRoute
         texts = [""] * generation.n
         reasons: list[str | None] = [None] * generation.n
         usage = _Usage()
+        sources: list[dict[str, Any]] = []
 
         async def collect() -> None:
             async for chunk in servable.generate(generation):
+                if chunk.sources and not sources:
+                    sources.extend(chunk.sources)
                 texts[chunk.index] += chunk.text
                 if chunk.finish_reason is not None:
                     reasons[chunk.index] = _finish(chunk.finish_reason)
@@ -372,6 +375,8 @@ def build_router(registry: Registry, metrics: Metrics, started: int) -> APIRoute
             body = {"id": f"cmpl-{uuid.uuid4().hex}", "object": "text_completion",
                     "created": created, "model": generation.adapter or servable.name,
                     "choices": choices, "usage": usage.body()}
+        if sources:  # a RAG graph's retrieved chunks, beside the answer
+            body["sources"] = sources
         return JSONResponse(body)
 
     async def stream(request: Request, servable: Servable, generation: GenerationRequest,
@@ -417,8 +422,9 @@ def build_router(registry: Registry, metrics: Metrics, started: int) -> APIRoute
                                       "logprobs": None, "finish_reason": None}])
                 async for chunk in all_chunks():
                     usage.add(chunk)
-                    if chunk.text or chunk.finish_reason is not None:
-                        yield event([choice(chunk)])
+                    if chunk.text or chunk.finish_reason is not None or chunk.sources:
+                        extra = {"sources": list(chunk.sources)} if chunk.sources else {}
+                        yield event([choice(chunk)], **extra)
                 metrics.tokens(model_id, usage.prompt, usage.completion)
                 if include_usage:
                     yield event([], usage=usage.body())

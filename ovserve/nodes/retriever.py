@@ -1,0 +1,185 @@
+"""The retriever node: question -> embedding -> the closest chunks in the vector store.
+
+In a RAG graph it takes an LLM request (``HTTP_REQUEST_PAYLOAD``), finds the ``top_k`` chunks
+closest to the question (a chat request's last user message, or a completion's prompt), fills
+the prompt template's ``{context}`` and ``{input}`` with them and passes the request on
+(``HTTP_REQUEST_PAYLOAD`` out) with the chunks as its sources, which the LLM node returns beside
+the answer. Alone, it is the KServe "vector store predictor": a BYTES ``question`` in,
+``DOCUMENTS`` / ``SOURCES`` (BYTES) and ``SCORES`` (FP32) out.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import threading
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ovserve.engine.embeddings import EmbeddingEngine
+from ovserve.errors import InvalidInput, NodeError, ServableNotReady
+from ovserve.graph.calculator import Calculator, LoadContext, NodeRun, Packet, RunContext
+from ovserve.graph.config import node_options
+from ovserve.graph.proto.retriever_calculator_pb2 import RetrieverCalculatorOptions
+from ovserve.graph.spec import NodeSpec
+from ovserve.nodes.embeddings import texts_of
+from ovserve.protocol.generation import REQUEST_TAG, GenerationRequest
+from ovserve.protocol.tensor import Tensor, bytes_tensor
+from ovserve.rag.store import Hit, StoreConfig, VectorStore
+
+DEFAULT_TEMPLATE = (
+    "Answer the question using only the context below. If the context does not contain the "
+    "answer, say that you do not know.\n\nContext:\n{context}\n\nQuestion: {input}")
+TENSOR_OUTPUTS = ("DOCUMENTS", "SOURCES", "SCORES")
+
+_stores: dict[StoreConfig, VectorStore] = {}
+_stores_lock = threading.Lock()
+
+
+def shared_store(config: StoreConfig) -> VectorStore:
+    """One ``VectorStore`` per store in this process (an embedded Chroma directory must have
+    a single client: the retriever and the ingestion endpoint share it)."""
+    with _stores_lock:
+        store = _stores.get(config)
+        if store is None:
+            store = _stores[config] = VectorStore(config)
+        return store
+
+
+def _options(node: NodeSpec) -> RetrieverCalculatorOptions | None:
+    options = node_options(node.config, RetrieverCalculatorOptions)
+    return options if isinstance(options, RetrieverCalculatorOptions) else None
+
+
+def _resolve(path: str, base_path: Path) -> Path:
+    candidate = Path(path)
+    return candidate if candidate.is_absolute() else (base_path / candidate).resolve()
+
+
+def question_of(request: GenerationRequest) -> str:
+    if request.kind == "chat":
+        user = [m for m in request.messages if m.get("role") == "user"]
+        question = str(user[-1].get("content") or "") if user else ""
+    else:
+        question = request.prompt or ""
+    if not question.strip():
+        raise InvalidInput("messages: the question (the last user message) is empty"
+                           if request.kind == "chat" else "prompt: the question is empty")
+    return question
+
+
+class RetrieverCalculator(Calculator):
+    name = "RetrieverCalculator"
+    input_tags = frozenset({REQUEST_TAG, "QUESTION"})
+    output_tags = frozenset({REQUEST_TAG, *TENSOR_OUTPUTS})
+
+    engine: EmbeddingEngine
+    store: VectorStore
+
+    @classmethod
+    def check(cls, node: NodeSpec, base_path: Path) -> list[str]:
+        options = _options(node)
+        if options is None or not options.embedding_models_path:
+            return ["node_options has no [type.googleapis.com/mediapipe."
+                    "RetrieverCalculatorOptions] with an embedding_models_path"]
+        problems = []
+        path = _resolve(options.embedding_models_path, base_path)
+        if not (path / "openvino_model.xml").is_file():
+            problems.append(f"embedding_models_path {path} holds no openvino_model.xml "
+                            "(prepare it with scripts/download_model.py --model "
+                            "all-minilm-l6-v2)")
+        template = options.prompt_template or DEFAULT_TEMPLATE
+        for field in ("{context}", "{input}"):
+            if field not in template:
+                problems.append(f"prompt_template has no {field}")
+        if options.top_k < 1:
+            problems.append("top_k must be at least 1")
+        return problems
+
+    def __init__(self, node: NodeSpec, context: LoadContext) -> None:
+        super().__init__(node, context)
+        options = _options(node)
+        assert options is not None  # checked by validation
+        self.options = options
+        self.template = options.prompt_template or DEFAULT_TEMPLATE
+        self.embedding_path = _resolve(options.embedding_models_path, context.base_path)
+        self.store_config = StoreConfig(
+            path=None if options.chroma_url else _resolve(options.store_path, context.base_path),
+            url=options.chroma_url, collection=options.collection)
+        self.ports = {r.tag: r.port for r in node.outputs}
+        self.request_port = next(r.port for r in node.inputs if r.tag in (REQUEST_TAG,
+                                                                           "QUESTION"))
+
+    async def load(self) -> None:
+        context = self.context
+
+        def acquire() -> tuple[EmbeddingEngine, VectorStore]:
+            engine = context.engines.acquire_embeddings(
+                context.servable, self.embedding_path, device=self.options.target_device,
+                pooling="MEAN", normalize=True)
+            return engine, shared_store(self.store_config)
+
+        self.engine, self.store = await asyncio.get_running_loop().run_in_executor(
+            context.executor, acquire)
+
+    async def retrieve(self, question: str) -> list[Hit]:
+        vector = (await self.engine.aembed([question])).vectors[0]
+        loop = asyncio.get_running_loop()
+        hits = await loop.run_in_executor(self.context.executor, self.store.query,
+                                          np.asarray(vector).tolist(), self.options.top_k)
+        if not hits:
+            raise ServableNotReady(f"servable {self.context.servable}: the document store is "
+                                   "empty; ingest documents first (scripts/ingest.py or the "
+                                   "web page's upload)")
+        return hits
+
+    def augment(self, request: GenerationRequest, question: str, hits: list[Hit]
+                ) -> GenerationRequest:
+        context = "\n\n".join(f"[{n}] ({hit.source})\n{hit.text}"
+                              for n, hit in enumerate(hits, 1))
+        prompt = self.template.replace("{context}", context).replace("{input}", question)
+        sources = tuple({"source": h.source, "position": h.position,
+                         "score": round(h.score, 4), "text": h.text} for h in hits)
+        if request.kind == "chat":
+            messages = list(request.messages)
+            last = max(i for i, m in enumerate(messages) if m.get("role") == "user")
+            messages[last] = {**messages[last], "content": prompt}
+            return dataclasses.replace(request, messages=messages, sources=sources)
+        return dataclasses.replace(request, prompt=prompt, sources=sources)
+
+    def open_run(self, context: RunContext) -> NodeRun:
+        return _RetrieverRun(self, context)
+
+
+class _RetrieverRun(NodeRun):
+    def __init__(self, calc: RetrieverCalculator, context: RunContext) -> None:
+        self.calc = calc
+        self.context = context
+
+    async def process(self, timestamp: int, inputs: dict[str, Packet]) -> None:
+        calc = self.calc
+        payload = inputs[calc.request_port].payload
+        if isinstance(payload, GenerationRequest):
+            if REQUEST_TAG not in calc.ports:
+                raise NodeError(calc.node.name, f"has no {REQUEST_TAG} output for requests")
+            question = question_of(payload)
+            hits = await calc.retrieve(question)
+            self.context.emit(calc.ports[REQUEST_TAG],
+                              Packet(timestamp, calc.augment(payload, question, hits)))
+        elif isinstance(payload, Tensor):
+            texts = texts_of(payload)
+            if len(texts) != 1 or not texts[0].strip():
+                raise InvalidInput(f"input {payload.name!r}: one non-empty question")
+            hits = await calc.retrieve(texts[0])
+            outputs: dict[str, Any] = {
+                "DOCUMENTS": bytes_tensor("documents", [h.text for h in hits]),
+                "SOURCES": bytes_tensor("sources", [h.source for h in hits]),
+                "SCORES": Tensor("scores", np.array([h.score for h in hits], np.float32)
+                                 .tobytes(), shape=(len(hits),), datatype="FP32")}
+            for tag, tensor in outputs.items():
+                if tag in calc.ports:
+                    self.context.emit(calc.ports[tag], Packet(timestamp, tensor))
+        else:
+            raise NodeError(calc.node.name, f"expected a question, got {type(payload).__name__}")
