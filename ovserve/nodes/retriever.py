@@ -125,7 +125,10 @@ class RetrieverCalculator(Calculator):
             context.executor, acquire)
 
     async def retrieve(self, question: str) -> list[Hit]:
-        vector = (await self.engine.aembed([question])).vectors[0]
+        try:
+            vector = (await self.engine.aembed([question])).vectors[0]
+        except InvalidInput as exc:
+            raise InvalidInput(f"the question cannot be searched with: {exc}") from exc
         loop = asyncio.get_running_loop()
         hits = await loop.run_in_executor(self.context.executor, self.store.query,
                                           np.asarray(vector).tolist(), self.options.top_k)

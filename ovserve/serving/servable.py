@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncGenerator, Mapping
 from concurrent.futures import ThreadPoolExecutor
@@ -25,8 +26,10 @@ from ovserve.graph.config import parse_graph_file
 from ovserve.graph.executor import GraphRun, OutputPacket, RunError
 from ovserve.graph.spec import GraphSpec
 from ovserve.graph.validation import build_graph
+from ovserve.nodes.retriever import RetrieverCalculator
 from ovserve.protocol.embeddings import EMBED_REQUEST_TAG, EmbeddingRequest, EmbeddingResult
 from ovserve.protocol.generation import REQUEST_TAG, GenerationChunk, GenerationRequest
+from ovserve.rag.ingest import IngestReport, ingest_document
 from ovserve.serving.server_config import GraphEntry
 
 log = logging.getLogger(__name__)
@@ -66,6 +69,35 @@ class Servable:
     def adapters(self) -> list[AdapterSource]:
         """The LoRA adapters of the engines this servable uses."""
         return [a for engine in self.engines.engines(self.name) for a in engine.adapters()]
+
+    def retriever(self) -> RetrieverCalculator | None:
+        """The graph's retriever node (a RAG or retrieval graph), if it has one."""
+        return next((c for c in self.calculators.values()
+                     if isinstance(c, RetrieverCalculator)), None)
+
+    def _store(self) -> RetrieverCalculator:
+        retriever = self.retriever()
+        if retriever is None:
+            raise Unsupported(f"servable {self.name} has no document store (it is not a RAG "
+                              "or retrieval graph)")
+        return retriever
+
+    async def ingest(self, name: str, data: bytes) -> IngestReport:
+        """Add (or update) one document in this graph's document store."""
+        retriever = self._store()
+        report = IngestReport()
+
+        def run() -> None:
+            ingest_document(retriever.store, lambda texts: retriever.engine.embed(texts).vectors,
+                            name, data, report)
+
+        await asyncio.get_running_loop().run_in_executor(self.executor, run)
+        return report
+
+    async def documents(self) -> dict[str, int]:
+        """Each document in this graph's store and its number of chunks."""
+        store = self._store().store
+        return await asyncio.get_running_loop().run_in_executor(self.executor, store.sources)
 
     @property
     def embedding_input(self) -> str | None:

@@ -14,6 +14,7 @@ from ovserve.serving.registry import Registry
 from ovserve.transport.metrics import Metrics
 from ovserve.transport.rest.kserve_v2 import build_router
 from ovserve.transport.rest.openai import build_router as build_openai_router
+from ovserve.transport.rest.rag import build_router as build_rag_router
 from ovserve.transport.state import ServerState
 
 DEFAULT_MAX_BODY_BYTES = 64 * 1024 * 1024
@@ -53,6 +54,8 @@ def build_app(
 
     app.include_router(build_router(registry, metrics, state))
     openai = build_openai_router(registry, metrics, started=int(time.time()))
+    documents = build_rag_router(registry)
     for prefix in ("/v1", "/v3"):
         app.include_router(openai, prefix=prefix)
+        app.include_router(documents, prefix=prefix)
     return app
