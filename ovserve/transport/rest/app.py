@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 from fastapi import FastAPI, Response
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, RedirectResponse
+from fastapi.staticfiles import StaticFiles
 from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Receive, Scope, Send
 
@@ -18,6 +20,7 @@ from ovserve.transport.rest.rag import build_router as build_rag_router
 from ovserve.transport.state import ServerState
 
 DEFAULT_MAX_BODY_BYTES = 64 * 1024 * 1024
+WEB = Path(__file__).resolve().parent / "web"
 
 
 class BodyLimit:
@@ -58,4 +61,11 @@ def build_app(
     for prefix in ("/v1", "/v3"):
         app.include_router(openai, prefix=prefix)
         app.include_router(documents, prefix=prefix)
+    # the web page: ask (streamed, with sources), upload documents, see the models
+    app.mount("/ui", StaticFiles(directory=WEB, html=True), name="ui")
+
+    @app.get("/", include_in_schema=False)
+    async def home() -> Response:
+        return RedirectResponse("/ui/")
+
     return app

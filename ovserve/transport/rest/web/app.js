@@ -1,0 +1,143 @@
+// ovserve's page: ask a model (streamed over SSE from /v1/chat/completions), read the answer's
+// sources, upload documents into a RAG graph's store, see what is loaded. No framework, no CDN.
+"use strict";
+
+const $ = (id) => document.getElementById(id);
+let ragModels = [];
+
+async function api(path, options) {
+  const response = await fetch(path, options);
+  const body = await response.json().catch(() => ({}));
+  if (!response.ok) {
+    const message = (body.error && (body.error.message || body.error)) || response.statusText;
+    throw new Error(`${response.status}: ${message}`);
+  }
+  return body;
+}
+
+async function loadModels() {
+  const { data } = await api("/v1/models");
+  const select = $("model");
+  const previous = select.value;
+  select.innerHTML = "";
+  $("models").innerHTML = "";
+  ragModels = [];
+  for (const model of data) {
+    const item = document.createElement("li");
+    item.textContent = model.parent ? `${model.id} (adapter of ${model.parent})` : model.id;
+    $("models").appendChild(item);
+    if (model.id.includes("minilm") || model.id.includes("embed")) continue;
+    const option = document.createElement("option");
+    option.value = option.textContent = model.id;
+    select.appendChild(option);
+    if (model.id === "rag" || model.id.startsWith("rag")) ragModels.push(model.id);
+  }
+  select.value = previous || ragModels[0] || (data[0] && data[0].id) || "";
+  $("status").textContent = `${data.length} models loaded`;
+}
+
+async function loadDocuments() {
+  const list = $("documents");
+  list.innerHTML = "";
+  if (!ragModels.length) return;
+  const { documents, chunks } = await api(`/v1/rag/${ragModels[0]}/documents`);
+  for (const [name, count] of Object.entries(documents)) {
+    const item = document.createElement("li");
+    item.textContent = `${name} (${count} chunks)`;
+    list.appendChild(item);
+  }
+  if (!chunks) list.innerHTML = '<li class="muted">no documents yet</li>';
+}
+
+function showSources(sources) {
+  const list = $("sources");
+  list.innerHTML = "";
+  for (const source of sources) {
+    const item = document.createElement("li");
+    const name = document.createElement("span");
+    name.className = "source";
+    name.textContent = `${source.source} (score ${source.score.toFixed(2)})`;
+    const snippet = document.createElement("div");
+    snippet.className = "snippet";
+    snippet.textContent = source.text.slice(0, 240) + (source.text.length > 240 ? "..." : "");
+    item.append(name, snippet);
+    list.appendChild(item);
+  }
+}
+
+async function ask(event) {
+  event.preventDefault();
+  const answer = $("answer");
+  answer.textContent = "";
+  answer.className = "";
+  $("sources").innerHTML = "";
+  $("ask-button").disabled = true;
+  try {
+    const response = await fetch("/v1/chat/completions", {
+      method: "POST", headers: { "Content-Type": "application/json" },
+      body: JSON.stringify({ model: $("model").value, stream: true, max_tokens: 200,
+                             messages: [{ role: "user", content: $("question").value }] }),
+    });
+    if (!response.ok) {
+      const body = await response.json().catch(() => ({}));
+      throw new Error(`${response.status}: ${(body.error && body.error.message) || ""}`);
+    }
+    const reader = response.body.getReader();
+    const decoder = new TextDecoder();
+    let buffer = "";
+    for (;;) {
+      const { done, value } = await reader.read();
+      if (done) break;
+      buffer += decoder.decode(value, { stream: true });
+      let end;
+      while ((end = buffer.indexOf("\n\n")) >= 0) {
+        const line = buffer.slice(0, end).trim();
+        buffer = buffer.slice(end + 2);
+        if (!line.startsWith("data: ") || line === "data: [DONE]") continue;
+        const event = JSON.parse(line.slice(6));
+        if (event.error) throw new Error(event.error.message);
+        if (event.sources) showSources(event.sources);
+        const delta = event.choices && event.choices[0] && event.choices[0].delta;
+        if (delta && delta.content) answer.textContent += delta.content;
+      }
+    }
+  } catch (error) {
+    answer.className = "error";
+    answer.textContent = error.message;
+  } finally {
+    $("ask-button").disabled = false;
+  }
+}
+
+async function upload(event) {
+  event.preventDefault();
+  const result = $("upload-result");
+  result.textContent = "";
+  result.className = "";
+  const files = Array.from($("files").files);
+  if (!files.length || !ragModels.length) {
+    result.textContent = ragModels.length ? "choose files first" : "no RAG graph is served";
+    return;
+  }
+  $("upload-button").disabled = true;
+  const lines = [];
+  for (const file of files) {
+    try {
+      const report = await api(`/v1/rag/${ragModels[0]}/documents/${encodeURIComponent(file.name)}`,
+                               { method: "PUT", body: file });
+      lines.push(`${file.name}: ${report.added} chunks added, ${report.unchanged} unchanged`);
+    } catch (error) {
+      lines.push(`${file.name}: ${error.message}`);
+      result.className = "error";
+    }
+  }
+  result.textContent = lines.join("\n");
+  $("upload-button").disabled = false;
+  await loadDocuments();
+}
+
+$("ask").addEventListener("submit", ask);
+$("upload").addEventListener("submit", upload);
+loadModels().then(loadDocuments).catch((error) => {
+  $("status").textContent = `cannot list models: ${error.message}`;
+});
