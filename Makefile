@@ -13,7 +13,7 @@ REQS := requirements/constraints.txt requirements/serve.txt requirements/export.
         requirements/export-nodeps.txt requirements/dev.txt pyproject.toml setup.py \
         ovserve/protocol/_buffer.c
 
-.PHONY: serve test check install model protos bench clean-venv
+.PHONY: serve test check install model protos bench clean-venv browser
 
 # python_model (the seed streaming servable: both seed clients and curl work) and the OpenAI API
 # on the built-in model as smollm2-135m-instruct, sharing one engine.
@@ -39,8 +39,16 @@ $(LORA_DIR)/parity/adapter_config.json: $(TASK_DIR)/train.jsonl | $(MODEL_DIR)/o
 	$(BIN)/python scripts/finetune_lora.py --data $(TASK_DIR)/train.jsonl --lora_dir $(LORA_DIR) \
 	    --name parity
 
-test: $(MODEL_DIR)/ovserve_model.json $(EMBEDDING_DIR)/ovserve_model.json check
+test: $(MODEL_DIR)/ovserve_model.json $(EMBEDDING_DIR)/ovserve_model.json check browser
 	$(BIN)/pytest
+
+# The web page's test needs a Chromium: Debian's package (installed here when we are root).
+browser:
+	@command -v chromium >/dev/null || command -v chromium-browser >/dev/null || { \
+	    if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	        apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium; \
+	    else echo "error: the web page's test needs chromium (sudo apt-get install chromium)"; \
+	        exit 1; fi; }
 
 check: $(INSTALLED)
 	$(BIN)/ruff check .
