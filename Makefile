@@ -28,7 +28,8 @@ TASK_DIR := data/parity
 
 serve: $(MODEL_DIR)/ovserve_model.json $(EMBEDDING_DIR)/ovserve_model.json \
        $(LORA_DIR)/parity/adapter_config.json
-	@echo "Serving $(SERVE_CONFIG) on the model in $(MODEL_DIR) with the LoRA adapters in $(LORA_DIR): gRPC :$(GRPC_PORT), REST :$(REST_PORT)"
+	$(BIN)/python scripts/ingest.py  # the project's docs into the RAG store (only what changed)
+	@echo "Serving $(SERVE_CONFIG) on the model in $(MODEL_DIR) with the LoRA adapters in $(LORA_DIR): gRPC :$(GRPC_PORT), REST :$(REST_PORT), web page http://localhost:$(REST_PORT)/"
 	$(BIN)/ovserve --config_path $(SERVE_CONFIG) --port $(GRPC_PORT) --rest_port $(REST_PORT) \
 	    --lora_dir $(LORA_DIR)
 
