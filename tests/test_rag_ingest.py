@@ -84,3 +84,12 @@ def test_ingest_adds_only_what_changed(tmp_path: Path) -> None:
 def test_unreachable_chroma_server_is_a_clear_error() -> None:
     with pytest.raises(VectorStoreError, match=r"127\.0\.0\.1:9"):
         VectorStore(StoreConfig(url="http://127.0.0.1:9"))
+
+
+def test_markdown_is_cut_at_its_sections() -> None:
+    text = ("# Title\nintro\n\n## First\n" + "alpha words here. " * 10 + "\n```\n## not a "
+            "heading in code\n```\n\n## Second\n" + "beta words there. " * 10)
+    chunks = chunk_document("doc.md", text, size=2000)
+    assert [c.section for c in chunks] == ["", "First", "Second"]
+    assert "not a heading" in chunks[1].text and chunks[2].text.startswith("## Second")
+    assert [c.section for c in chunk_document("doc.txt", text, size=2000)] == [""]

@@ -143,7 +143,7 @@ class RetrieverCalculator(Calculator):
         context = "\n\n".join(f"[{n}] ({hit.source})\n{hit.text}"
                               for n, hit in enumerate(hits, 1))
         prompt = self.template.replace("{context}", context).replace("{input}", question)
-        sources = tuple({"source": h.source, "position": h.position,
+        sources = tuple({"source": h.source, "section": h.section, "position": h.position,
                          "score": round(h.score, 4), "text": h.text} for h in hits)
         if request.kind == "chat":
             messages = list(request.messages)

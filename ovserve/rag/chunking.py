@@ -19,10 +19,11 @@ class Chunk:
     text: str
     source: str  # the file's name relative to the ingested folder
     position: int  # the chunk's index within its source
+    section: str = ""  # the Markdown section ("## ...") it is from
 
     @property
     def metadata(self) -> dict[str, str | int]:
-        return {"source": self.source, "position": self.position}
+        return {"source": self.source, "position": self.position, "section": self.section}
 
 
 def read_text(name: str, data: bytes) -> str:
@@ -82,7 +83,31 @@ def split(text: str, size: int = 800, overlap: int = 150) -> list[str]:
     return chunks
 
 
+def sections(source: str, text: str) -> list[tuple[str, str]]:
+    """A Markdown document's ``## `` sections as (heading, text); other files are one."""
+    if Path(source).suffix.lower() not in (".md", ".markdown"):
+        return [("", text)]
+    parts: list[tuple[str, str]] = []
+    heading, fenced = "", False
+    lines: list[str] = []
+    for line in text.splitlines():
+        if line.startswith("```"):
+            fenced = not fenced
+        if line.startswith("## ") and not fenced:
+            if "".join(lines).strip():
+                parts.append((heading, "\n".join(lines)))
+            heading, lines = line[3:].strip(), [line]
+        else:
+            lines.append(line)
+    if "".join(lines).strip():
+        parts.append((heading, "\n".join(lines)))
+    return parts
+
+
 def chunk_document(source: str, text: str, size: int = 800, overlap: int = 150) -> list[Chunk]:
+    """Chunks of a document; Markdown is cut at its sections first (a chunk never spans two)."""
+    pieces = [(heading, piece) for heading, body in sections(source, text)
+              for piece in split(body, size, overlap)]
     return [Chunk(hashlib.sha256(f"{source}\0{i}\0{piece}".encode()).hexdigest()[:32], piece,
-                  source, i)
-            for i, piece in enumerate(split(text, size, overlap))]
+                  source, i, heading)
+            for i, (heading, piece) in enumerate(pieces)]

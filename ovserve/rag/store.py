@@ -25,6 +25,7 @@ class Hit:
     source: str
     position: int
     score: float  # cosine similarity
+    section: str = ""
 
 
 @dataclass(frozen=True)
@@ -102,7 +103,7 @@ class VectorStore:
         found = self._call("query", self.collection.query, query_embeddings=[embedding],
                            n_results=k, include=["documents", "metadatas", "distances"])
         return [Hit(text, str(meta.get("source", "")), int(meta.get("position", 0)),
-                    1.0 - float(distance))
+                    1.0 - float(distance), str(meta.get("section", "")))
                 for text, meta, distance in zip(found["documents"][0], found["metadatas"][0],
                                                 found["distances"][0], strict=True)]
 
