@@ -22,6 +22,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+import orjson
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse, PlainTextResponse, StreamingResponse
 from pydantic import BaseModel, ValidationError
@@ -42,6 +43,14 @@ from ovserve.transport.rest.openai_schemas import (
 
 log = logging.getLogger(__name__)
 DISCONNECT_POLL_SECONDS = 0.2
+
+
+class NumpyJSONResponse(JSONResponse):
+    """JSON with numpy arrays in it, by orjson: the std json module spends about 6 ms on a
+    response of 32 vectors of 384 floats (as long as a third of embedding them)."""
+
+    def render(self, content: Any) -> bytes:
+        return orjson.dumps(content, option=orjson.OPT_SERIALIZE_NUMPY)
 
 
 class OpenAIError(Exception):
@@ -263,11 +272,11 @@ def build_router(registry: Registry, metrics: Metrics, started: int) -> APIRoute
         data = []
         for index, vector in enumerate(result.vectors):
             embedding: Any = (base64.b64encode(vector.astype("<f4").tobytes()).decode()
-                              if body.encoding_format == "base64" else vector.tolist())
+                              if body.encoding_format == "base64" else vector)
             data.append({"object": "embedding", "embedding": embedding, "index": index})
-        return JSONResponse({"object": "list", "data": data, "model": model,
-                             "usage": {"prompt_tokens": result.tokens,
-                                       "total_tokens": result.tokens}})
+        return NumpyJSONResponse({"object": "list", "data": data, "model": model,
+                                  "usage": {"prompt_tokens": result.tokens,
+                                            "total_tokens": result.tokens}})
 
     def embedder(name: str) -> Servable:
         try:
