@@ -93,3 +93,40 @@ def test_markdown_is_cut_at_its_sections() -> None:
     assert [c.section for c in chunks] == ["", "First", "Second"]
     assert "not a heading" in chunks[1].text and chunks[2].text.startswith("## Second")
     assert [c.section for c in chunk_document("doc.txt", text, size=2000)] == [""]
+
+
+def test_a_chroma_server_as_the_store(tmp_path: Path) -> None:
+    """The scale-out option: `chroma run` and the HttpClient, with the same ingestion."""
+    import shutil
+    import socket
+    import subprocess
+    import sys
+    import time
+
+    chroma = shutil.which("chroma", path=str(Path(sys.executable).parent))
+    assert chroma is not None, "chromadb's `chroma` command is not installed"
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    server = subprocess.Popen([chroma, "run", "--path", str(tmp_path / "db"), "--host",
+                               "127.0.0.1", "--port", str(port)],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                store = VectorStore(StoreConfig(url=f"http://127.0.0.1:{port}"))
+                break
+            except VectorStoreError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.3)
+        docs = tmp_path / "docs"
+        docs.mkdir()
+        (docs / "two.txt").write_text("zebra " * 50)
+        report = ingest_paths(store, fake_embed, docs, documents_in(docs))
+        assert report.added == store.count() >= 1
+        assert store.query(fake_embed(["zebra"])[0], 1)[0].source == "two.txt"
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
