@@ -21,6 +21,7 @@ from ovserve.graph.calculator import Calculator, LoadContext, NodeRun, Packet, R
 from ovserve.graph.config import node_options
 from ovserve.graph.proto.embeddings_calculator_pb2 import EmbeddingsCalculatorOVOptions
 from ovserve.graph.spec import NodeSpec
+from ovserve.nodes.options import model_problems, plugin_config_problems, resolve, stream_problems
 from ovserve.protocol.embeddings import (
     EMBED_REQUEST_TAG,
     EMBED_RESPONSE_TAG,
@@ -36,8 +37,7 @@ def _options(node: NodeSpec) -> EmbeddingsCalculatorOVOptions | None:
 
 
 def _models_path(options: EmbeddingsCalculatorOVOptions, base_path: Path) -> Path:
-    path = Path(options.models_path)
-    return path if path.is_absolute() else (base_path / path).resolve()
+    return resolve(options.models_path, base_path)
 
 
 def texts_of(tensor: Tensor) -> list[str]:
@@ -65,18 +65,11 @@ class EmbeddingsCalculator(Calculator):
         if options is None or not options.models_path:
             return ["node_options has no [type.googleapis.com/mediapipe."
                     "EmbeddingsCalculatorOVOptions] with a models_path"]
-        problems = []
-        path = _models_path(options, base_path)
-        if not (path / "openvino_model.xml").is_file():
-            problems.append(f"models_path {path} holds no openvino_model.xml (prepare it with "
-                            "scripts/download_model.py --model all-minilm-l6-v2)")
-        if options.plugin_config:
-            try:
-                if not isinstance(json.loads(options.plugin_config), dict):
-                    raise ValueError("not an object")
-            except ValueError as exc:
-                problems.append(f"plugin_config is not a JSON object: {exc}")
-        return problems
+        return [*model_problems("models_path", _models_path(options, base_path),
+                                "scripts/download_model.py --model all-minilm-l6-v2"),
+                *plugin_config_problems(options.plugin_config),
+                *stream_problems(EMBED_REQUEST_TAG, [r.tag for r in node.inputs], "input"),
+                *stream_problems(EMBED_RESPONSE_TAG, [r.tag for r in node.outputs], "output")]
 
     def __init__(self, node: NodeSpec, context: LoadContext) -> None:
         super().__init__(node, context)

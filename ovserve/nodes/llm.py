@@ -26,6 +26,7 @@ from ovserve.graph.calculator import Calculator, LoadContext, NodeRun, Packet, R
 from ovserve.graph.config import node_options
 from ovserve.graph.proto.llm_calculator_pb2 import LLMCalculatorOptions
 from ovserve.graph.spec import NodeSpec
+from ovserve.nodes.options import model_problems, plugin_config_problems, resolve, stream_problems
 from ovserve.protocol.generation import (
     REQUEST_TAG,
     RESPONSE_TAG,
@@ -40,8 +41,7 @@ def _options(node: NodeSpec) -> LLMCalculatorOptions | None:
 
 
 def _models_path(options: LLMCalculatorOptions, base_path: Path) -> Path:
-    path = Path(options.models_path)
-    return path if path.is_absolute() else (base_path / path).resolve()
+    return resolve(options.models_path, base_path)
 
 
 class LLMCalculator(Calculator):
@@ -59,22 +59,11 @@ class LLMCalculator(Calculator):
         if options is None or not options.models_path:
             return ["node_options has no [type.googleapis.com/mediapipe.LLMCalculatorOptions] "
                     "with a models_path"]
-        problems = []
-        path = _models_path(options, base_path)
-        if not (path / "openvino_model.xml").is_file():
-            problems.append(f"models_path {path} holds no openvino_model.xml (prepare it with "
-                            "scripts/download_model.py)")
-        if options.plugin_config:
-            try:
-                if not isinstance(json.loads(options.plugin_config), dict):
-                    raise ValueError("not an object")
-            except ValueError as exc:
-                problems.append(f"plugin_config is not a JSON object: {exc}")
-        if not any(ref.tag == REQUEST_TAG for ref in node.inputs):
-            problems.append(f"no {REQUEST_TAG} input stream")
-        if not any(ref.tag == RESPONSE_TAG for ref in node.outputs):
-            problems.append(f"no {RESPONSE_TAG} output stream")
-        return problems
+        return [*model_problems("models_path", _models_path(options, base_path),
+                                "scripts/download_model.py"),
+                *plugin_config_problems(options.plugin_config),
+                *stream_problems(REQUEST_TAG, [r.tag for r in node.inputs], "input"),
+                *stream_problems(RESPONSE_TAG, [r.tag for r in node.outputs], "output")]
 
     def __init__(self, node: NodeSpec, context: LoadContext) -> None:
         super().__init__(node, context)

@@ -25,6 +25,7 @@ from ovserve.graph.config import node_options
 from ovserve.graph.proto.retriever_calculator_pb2 import RetrieverCalculatorOptions
 from ovserve.graph.spec import NodeSpec
 from ovserve.nodes.embeddings import texts_of
+from ovserve.nodes.options import model_problems, resolve
 from ovserve.protocol.generation import REQUEST_TAG, GenerationRequest
 from ovserve.protocol.tensor import Tensor, bytes_tensor
 from ovserve.rag.store import Hit, StoreConfig, VectorStore
@@ -53,11 +54,6 @@ def _options(node: NodeSpec) -> RetrieverCalculatorOptions | None:
     return options if isinstance(options, RetrieverCalculatorOptions) else None
 
 
-def _resolve(path: str, base_path: Path) -> Path:
-    candidate = Path(path)
-    return candidate if candidate.is_absolute() else (base_path / candidate).resolve()
-
-
 def question_of(request: GenerationRequest) -> str:
     if request.kind == "chat":
         user = [m for m in request.messages if m.get("role") == "user"]
@@ -84,12 +80,12 @@ class RetrieverCalculator(Calculator):
         if options is None or not options.embedding_models_path:
             return ["node_options has no [type.googleapis.com/mediapipe."
                     "RetrieverCalculatorOptions] with an embedding_models_path"]
-        problems = []
-        path = _resolve(options.embedding_models_path, base_path)
-        if not (path / "openvino_model.xml").is_file():
-            problems.append(f"embedding_models_path {path} holds no openvino_model.xml "
-                            "(prepare it with scripts/download_model.py --model "
-                            "all-minilm-l6-v2)")
+        problems = model_problems("embedding_models_path",
+                                  resolve(options.embedding_models_path, base_path),
+                                  "scripts/download_model.py --model all-minilm-l6-v2")
+        inputs = [r.tag for r in node.inputs]
+        if REQUEST_TAG not in inputs and "QUESTION" not in inputs:
+            problems.append(f"no {REQUEST_TAG} or QUESTION input stream")
         template = options.prompt_template or DEFAULT_TEMPLATE
         for field in ("{context}", "{input}"):
             if field not in template:
@@ -104,9 +100,9 @@ class RetrieverCalculator(Calculator):
         assert options is not None  # checked by validation
         self.options = options
         self.template = options.prompt_template or DEFAULT_TEMPLATE
-        self.embedding_path = _resolve(options.embedding_models_path, context.base_path)
+        self.embedding_path = resolve(options.embedding_models_path, context.base_path)
         self.store_config = StoreConfig(
-            path=None if options.chroma_url else _resolve(options.store_path, context.base_path),
+            path=None if options.chroma_url else resolve(options.store_path, context.base_path),
             url=options.chroma_url, collection=options.collection)
         self.ports = {r.tag: r.port for r in node.outputs}
         self.request_port = next(r.port for r in node.inputs if r.tag in (REQUEST_TAG,
