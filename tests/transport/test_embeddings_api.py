@@ -34,8 +34,9 @@ def server(embedding_model_dir: Path, tmp_path_factory: pytest.TempPathFactory
 
 
 @pytest.fixture
-def client(server: Server) -> openai.OpenAI:
-    return openai.OpenAI(base_url=f"{server.rest_url}/v1", api_key="unused")
+def client(server: Server) -> Iterator[openai.OpenAI]:
+    with openai.OpenAI(base_url=f"{server.rest_url}/v1", api_key="unused") as client:
+        yield client
 
 
 def test_openai_sdk_floats_and_base64_agree(client: openai.OpenAI, server: Server) -> None:

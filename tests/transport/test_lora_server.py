@@ -45,8 +45,9 @@ def server(default_model_dir: Path, lora_root: Path) -> Iterator[Server]:
 
 
 @pytest.fixture
-def client(server: Server) -> openai.OpenAI:
-    return openai.OpenAI(base_url=f"{server.rest_url}/v1", api_key="unused")
+def client(server: Server) -> Iterator[openai.OpenAI]:
+    with openai.OpenAI(base_url=f"{server.rest_url}/v1", api_key="unused") as client:
+        yield client
 
 
 def metric(server: Server, name: str, labels: str) -> float:

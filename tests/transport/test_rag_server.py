@@ -55,8 +55,9 @@ def server(default_model_dir: Path, embedding_model_dir: Path,
 
 
 @pytest.fixture
-def client(server: Server) -> openai.OpenAI:
-    return openai.OpenAI(base_url=f"{server.rest_url}/v1", api_key="unused")
+def client(server: Server) -> Iterator[openai.OpenAI]:
+    with openai.OpenAI(base_url=f"{server.rest_url}/v1", api_key="unused") as client:
+        yield client
 
 
 def put(server: Server, name: str, data: bytes) -> httpx.Response:
