@@ -267,3 +267,39 @@ def test_non_streamed_disconnect_aborts_generation(llm_server: Server) -> None:
             assert time.monotonic() < deadline, "the request never reached the engine"
             time.sleep(0.02)
     wait_for_abort(llm_server, aborted)
+
+
+def test_vllm_probes(llm_server: Server) -> None:
+    for probe in ("/health", "/ping"):  # guidellm checks /health before a run
+        assert httpx.get(f"{llm_server.rest_url}{probe}").status_code == 200
+    version = httpx.get(f"{llm_server.rest_url}/version").json()["version"]
+    assert isinstance(version, str) and version
+
+
+def test_a_list_of_prompts_gives_n_choices_each(client: openai.OpenAI) -> None:
+    prompts = ["The Moon is", "Honey bees are", "Glaciers form when"]
+    forced = {"ignore_eos": True}
+    alone = [client.completions.create(model=MODEL, prompt=p, max_tokens=5, extra_body=forced)
+             for p in prompts]
+    batch = client.completions.create(model=MODEL, prompt=prompts, n=2, max_tokens=5,
+                                      extra_body=forced)
+    assert sorted(c.index for c in batch.choices) == list(range(6))
+    assert all(c.finish_reason == "length" and c.text for c in batch.choices)
+    assert batch.usage is not None and batch.usage.completion_tokens == 30
+    assert batch.usage.prompt_tokens == sum(a.usage.prompt_tokens for a in alone if a.usage)
+    streamed = list(client.completions.create(
+        model=MODEL, prompt=prompts[:2], max_tokens=4, stream=True, extra_body=forced,
+        stream_options={"include_usage": True}))
+    ended = {c.choices[0].index for c in streamed if c.choices and c.choices[0].finish_reason}
+    assert ended == {0, 1}
+    assert streamed[-1].usage is not None and streamed[-1].usage.completion_tokens == 8
+
+
+@pytest.mark.parametrize(("fields", "param"), [
+    ({"suffix": " and so on"}, "suffix"), ({"best_of": 3}, "best_of"),
+    ({"prompt": []}, "prompt")])
+def test_fields_that_would_change_the_output_are_named_400s(
+        llm_server: Server, fields: dict[str, object], param: str) -> None:
+    body = {"model": MODEL, "prompt": "Hello", "max_tokens": 3, **fields}
+    response = httpx.post(f"{llm_server.rest_url}/v1/completions", json=body)
+    assert response.status_code == 400 and response.json()["error"]["param"] == param

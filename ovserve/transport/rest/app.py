@@ -55,6 +55,16 @@ def build_app(
     async def prometheus() -> Response:
         return Response(metrics.render(), media_type="text/plain; version=0.0.4")
 
+    # vLLM's probes (guidellm checks /health before a run; SageMaker-style /ping)
+    @app.get("/health")
+    @app.get("/ping")
+    async def health() -> Response:
+        return Response(status_code=200 if state.ready else 503)
+
+    @app.get("/version")
+    async def version() -> JSONResponse:
+        return JSONResponse({"version": __version__})
+
     app.include_router(build_router(registry, metrics, state))
     openai = build_openai_router(registry, metrics, started=int(time.time()))
     documents = build_rag_router(registry)

@@ -17,7 +17,7 @@ import json
 import logging
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -43,6 +43,7 @@ from ovserve.transport.rest.openai_schemas import (
 
 log = logging.getLogger(__name__)
 DISCONNECT_POLL_SECONDS = 0.2
+MAX_PROMPTS = 64  # prompts in one /v1/completions request
 
 
 class NumpyJSONResponse(JSONResponse):
@@ -112,18 +113,62 @@ def _log_unknown(req: BaseModel) -> None:
 
 
 class _Usage:
-    def __init__(self) -> None:
-        self.prompt = 0
+    """Tokens of a request: each prompt counted once (``n`` choices share one), every
+    choice's completion."""
+
+    def __init__(self, n: int = 1) -> None:
+        self.n = n
+        self.prompts: dict[int, int] = {}
         self.completion = 0
+
+    @property
+    def prompt(self) -> int:
+        return sum(self.prompts.values())
 
     def add(self, chunk: GenerationChunk) -> None:
         if chunk.finish_reason is not None:
-            self.prompt = chunk.prompt_tokens
+            self.prompts[chunk.index // self.n] = chunk.prompt_tokens
             self.completion += chunk.completion_tokens
 
     def body(self) -> dict[str, int]:
         return {"prompt_tokens": self.prompt, "completion_tokens": self.completion,
                 "total_tokens": self.prompt + self.completion}
+
+
+async def _merged(servable: Servable, generations: list[GenerationRequest]
+                  ) -> AsyncGenerator[GenerationChunk, None]:
+    """The chunks of several requests (a list of prompts) as one stream, as vLLM numbers
+    them: prompt ``k``'s choice ``i`` is choice ``k * n + i``. Closing it aborts them all."""
+    if len(generations) == 1:
+        async for chunk in servable.generate(generations[0]):
+            yield chunk
+        return
+    n = generations[0].n
+    queue: asyncio.Queue[GenerationChunk | BaseException | None] = asyncio.Queue()
+
+    async def pump(k: int, generation: GenerationRequest) -> None:
+        try:
+            async for chunk in servable.generate(generation):
+                await queue.put(replace(chunk, index=chunk.index + k * n))
+        except Exception as exc:
+            await queue.put(exc)
+        finally:
+            await queue.put(None)
+
+    tasks = [asyncio.create_task(pump(k, g)) for k, g in enumerate(generations)]
+    try:
+        remaining = len(tasks)
+        while remaining:
+            item = await queue.get()
+            if item is None:
+                remaining -= 1
+            elif isinstance(item, BaseException):
+                raise item
+            else:
+                yield item
+    finally:
+        for task in tasks:
+            task.cancel()
 
 
 def _finish(reason: str | None) -> str | None:
@@ -302,6 +347,7 @@ def build_router(registry: Registry, metrics: Metrics, started: int) -> APIRoute
 
     async def handle(request: Request, kind: str) -> Response:
         model, counted = "?", False  # errors inside metrics.request are counted there
+        more: list[GenerationRequest] = []  # the other prompts of a list of prompts
         try:
             body = await _json(request)
             if kind == "chat":
@@ -317,26 +363,33 @@ def build_router(registry: Registry, metrics: Metrics, started: int) -> APIRoute
                 if completion.echo:
                     raise OpenAIError(400, "echo is not supported", "invalid_request_error",
                                       "echo")
-                prompt = completion.prompt
-                if isinstance(prompt, list):
-                    if len(prompt) != 1:
-                        raise OpenAIError(400, "prompt: a list must hold exactly one prompt "
-                                          "(use n for several completions)",
-                                          "invalid_request_error", "prompt")
-                    prompt = prompt[0]
-                generation = GenerationRequest(kind="completion", prompt=prompt,
+                if completion.suffix:
+                    raise OpenAIError(400, "suffix: insertion after a suffix is not supported "
+                                      "by this model", "invalid_request_error", "suffix")
+                if completion.best_of is not None and completion.best_of != completion.n:
+                    raise OpenAIError(400, f"best_of: only best_of = n ({completion.n}) is "
+                                      "supported (ranking extra candidates is not)",
+                                      "invalid_request_error", "best_of")
+                prompts = (completion.prompt if isinstance(completion.prompt, list)
+                           else [completion.prompt])
+                if not prompts or len(prompts) > MAX_PROMPTS:
+                    raise OpenAIError(400, f"prompt: give 1 to {MAX_PROMPTS} prompts",
+                                      "invalid_request_error", "prompt")
+                generation = GenerationRequest(kind="completion", prompt=prompts[0],
                                                params=_params(completion, completion.max_tokens),
                                                n=completion.n)
+                more = [replace(generation, prompt=p) for p in prompts[1:]]
             model = req.model
             _log_unknown(req)
             servable, adapter = llm(req.model)
-            generation = replace(generation, adapter=adapter)
+            generations = [replace(g, adapter=adapter) for g in (generation, *more)]
+            generation = generations[0]
             include_usage = bool(req.stream_options and req.stream_options.include_usage)
             with metrics.request(model, "openai"):
                 counted = True
                 if req.stream:
-                    return await stream(request, servable, generation, kind, include_usage)
-                return await complete(request, servable, generation, kind)
+                    return await stream(request, servable, generations, kind, include_usage)
+                return await complete(request, servable, generations, kind)
         except OpenAIError as exc:
             return exc.response()
         except OvserveError as exc:
@@ -344,15 +397,17 @@ def build_router(registry: Registry, metrics: Metrics, started: int) -> APIRoute
                 metrics.error(model, "openai", exc)
             return OpenAIError.of(exc).response()
 
-    async def complete(request: Request, servable: Servable, generation: GenerationRequest,
-                       kind: str) -> Response:
-        texts = [""] * generation.n
-        reasons: list[str | None] = [None] * generation.n
-        usage = _Usage()
+    async def complete(request: Request, servable: Servable,
+                       generations: list[GenerationRequest], kind: str) -> Response:
+        generation = generations[0]
+        choices_count = generation.n * len(generations)
+        texts = [""] * choices_count
+        reasons: list[str | None] = [None] * choices_count
+        usage = _Usage(generation.n)
         sources: list[dict[str, Any]] = []
 
         async def collect() -> None:
-            async for chunk in servable.generate(generation):
+            async for chunk in _merged(servable, generations):
                 if chunk.sources and not sources:
                     sources.extend(chunk.sources)
                 texts[chunk.index] += chunk.text
@@ -388,9 +443,11 @@ def build_router(registry: Registry, metrics: Metrics, started: int) -> APIRoute
             body["sources"] = sources
         return JSONResponse(body)
 
-    async def stream(request: Request, servable: Servable, generation: GenerationRequest,
-                     kind: str, include_usage: bool) -> Response:
-        chunks = servable.generate(generation)
+    async def stream(request: Request, servable: Servable,
+                     generations: list[GenerationRequest], kind: str,
+                     include_usage: bool) -> Response:
+        generation = generations[0]
+        chunks = _merged(servable, generations)
         try:  # errors before the first byte get a status code
             first: GenerationChunk | None = await anext(chunks)
         except StopAsyncIteration:
@@ -423,10 +480,10 @@ def build_router(registry: Registry, metrics: Metrics, started: int) -> APIRoute
                 yield chunk
 
         async def sse() -> AsyncIterator[str]:
-            usage = _Usage()
+            usage = _Usage(generation.n)
             try:
                 if kind == "chat":
-                    for i in range(generation.n):
+                    for i in range(generation.n * len(generations)):
                         yield event([{"index": i, "delta": {"role": "assistant", "content": ""},
                                       "logprobs": None, "finish_reason": None}])
                 async for chunk in all_chunks():

@@ -41,6 +41,8 @@ class SamplingFields(BaseModel):
 class CompletionRequest(SamplingFields):
     prompt: str | list[str]
     echo: bool = False
+    suffix: str | None = None
+    best_of: int | None = Field(None, ge=1)
 
 
 class TextPart(BaseModel):
