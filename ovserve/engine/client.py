@@ -218,6 +218,11 @@ class OpenVINOEngine(EngineBase):
         if params.stop:
             fields["stop_strings"] = set(params.stop)
             fields["include_stop_str_in_output"] = False
+        if params.json_schema is not None:
+            if self.catalog is not None:  # its grammar would not fit the widened vocabulary
+                raise Unsupported("response_format: structured output is not available on a "
+                                  "model that serves LoRA adapters")
+            fields["json_schema"] = params.json_schema
         try:  # fail here, as a bad request, not later in the engine process
             process.generation_config(fields).validate()
         except Exception as exc:

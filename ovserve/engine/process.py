@@ -57,7 +57,12 @@ def generation_config(fields: dict[str, Any]) -> Any:
 
     config = ov_genai.GenerationConfig()
     for name, value in fields.items():
-        setattr(config, name, value)
+        if name == "json_schema":  # structured output: the text must match this JSON schema
+            structured = ov_genai.StructuredOutputConfig()
+            structured.json_schema = value
+            config.structured_output_config = structured
+        else:
+            setattr(config, name, value)
     return config
 
 

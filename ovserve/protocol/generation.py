@@ -28,6 +28,7 @@ class SamplingParams:
     apply_chat_template: bool = True
     ignore_eos: bool = False  # generate on past end-of-sequence (vLLM's ignore_eos)
     min_tokens: int = 0  # end-of-sequence and stop strings do not count before this many
+    json_schema: str | None = None  # structured output: JSON matching this schema (text)
 
 
 @dataclass(frozen=True)

@@ -214,3 +214,13 @@ def test_load_use_unload_and_rescan_while_eight_streams_run(
     assert metric(server, "ovserve_engine_requests_active", f'model="{MODEL}"') == 0
     assert post(server, "load_lora_adapter", {"lora_name": "gamma", "lora_path": str(
         lora_root / "gamma")}).status_code == 200  # back for the other tests
+
+
+def test_structured_output_is_refused_beside_adapters(client: openai.OpenAI) -> None:
+    """Its grammar would not fit the widened vocabulary: a clear 400, not a failed step."""
+    with pytest.raises(openai.BadRequestError, match="response_format"):
+        client.chat.completions.create(
+            model=MODEL, max_tokens=5, messages=[{"role": "user", "content": "JSON please"}],
+            response_format={"type": "json_object"})
+    assert client.completions.create(model="alpha", prompt="Hi", max_tokens=2,
+                                     extra_body=FORCED).usage.completion_tokens == 2  # type: ignore[union-attr]

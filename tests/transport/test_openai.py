@@ -303,3 +303,36 @@ def test_fields_that_would_change_the_output_are_named_400s(
     body = {"model": MODEL, "prompt": "Hello", "max_tokens": 3, **fields}
     response = httpx.post(f"{llm_server.rest_url}/v1/completions", json=body)
     assert response.status_code == 400 and response.json()["error"]["param"] == param
+
+
+PERSON = {"type": "object", "additionalProperties": False, "required": ["name", "age"],
+          "properties": {"name": {"type": "string", "maxLength": 20},
+                         "age": {"type": "integer"}}}
+
+
+def test_structured_output_follows_the_json_schema(client: openai.OpenAI) -> None:
+    reply = client.chat.completions.create(
+        model=MODEL, max_tokens=80, temperature=0,
+        messages=[{"role": "user", "content": "Describe a person as JSON."}],
+        response_format={"type": "json_schema",
+                         "json_schema": {"name": "person", "schema": PERSON}})
+    assert reply.choices[0].finish_reason == "stop"  # the grammar ends it when the JSON does
+    person = json.loads(reply.choices[0].message.content or "")
+    assert set(person) == {"name", "age"} and isinstance(person["age"], int)
+    assert isinstance(person["name"], str) and len(person["name"]) <= 20
+    anything = client.completions.create(
+        model=MODEL, prompt="A JSON object:", max_tokens=60, temperature=0,
+        extra_body={"response_format": {"type": "json_object"}})
+    text = anything.choices[0].text
+    if anything.choices[0].finish_reason == "stop":
+        assert isinstance(json.loads(text), dict)
+    else:  # cut at max_tokens: still the start of an object
+        assert text.lstrip().startswith("{")
+
+
+def test_response_format_without_a_schema_is_a_named_400(llm_server: Server) -> None:
+    response = httpx.post(f"{llm_server.rest_url}/v1/chat/completions", json={
+        "model": MODEL, "messages": [{"role": "user", "content": "x"}],
+        "response_format": {"type": "json_schema", "json_schema": {"name": "x"}}})
+    assert response.status_code == 400
+    assert response.json()["error"]["param"] == "response_format"

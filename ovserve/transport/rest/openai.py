@@ -99,12 +99,21 @@ def _params(req: SamplingFields, max_tokens: int | None) -> SamplingParams:
         raise OpenAIError(400, "logprobs are not supported", "invalid_request_error",
                           "logprobs")
     stop = (req.stop,) if isinstance(req.stop, str) else tuple(req.stop or ())
+    schema: str | None = None
+    if req.response_format is not None and req.response_format.type != "text":
+        if req.response_format.type == "json_object":
+            schema = json.dumps({"type": "object"})
+        elif req.response_format.json_schema is None or not req.response_format.json_schema.schema_:
+            raise OpenAIError(400, "response_format.json_schema.schema: a JSON schema is "
+                              "required", "invalid_request_error", "response_format")
+        else:
+            schema = json.dumps(req.response_format.json_schema.schema_)
     top_k = req.top_k if req.top_k not in (None, -1, 0) else None
     return SamplingParams(
         max_tokens=max_tokens, temperature=req.temperature, top_p=req.top_p, top_k=top_k,
         repetition_penalty=req.repetition_penalty, presence_penalty=req.presence_penalty,
         frequency_penalty=req.frequency_penalty, seed=req.seed, stop=stop,
-        ignore_eos=req.ignore_eos, min_tokens=req.min_tokens)
+        ignore_eos=req.ignore_eos, min_tokens=req.min_tokens, json_schema=schema)
 
 
 def _log_unknown(req: BaseModel) -> None:

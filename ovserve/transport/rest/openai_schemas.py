@@ -15,6 +15,21 @@ class StreamOptions(BaseModel):
     include_usage: bool = False
 
 
+class JsonSchemaFormat(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    name: str = "response"
+    schema_: dict[str, Any] = Field(default_factory=dict, alias="schema")
+    strict: bool | None = None
+
+
+class ResponseFormat(BaseModel):
+    """OpenAI's ``response_format``: plain text, any JSON object, or JSON matching a schema."""
+
+    model_config = ConfigDict(extra="allow")
+    type: Literal["text", "json_object", "json_schema"]
+    json_schema: JsonSchemaFormat | None = None
+
+
 class SamplingFields(BaseModel):
     model_config = ConfigDict(extra="allow")
 
@@ -33,6 +48,7 @@ class SamplingFields(BaseModel):
     stream_options: StreamOptions | None = None
     logprobs: Any = None
     user: str | None = None
+    response_format: ResponseFormat | None = None
     # vLLM's extra sampling fields (NIM clients, guidellm and vLLM's benchmark send them)
     ignore_eos: bool = False
     min_tokens: int = Field(0, ge=0)
