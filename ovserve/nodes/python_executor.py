@@ -32,6 +32,7 @@ from ovserve.graph.calculator import Calculator, LoadContext, NodeRun, Packet, R
 from ovserve.graph.config import node_options
 from ovserve.graph.proto.python_executor_pb2 import PythonExecutorCalculatorOptions
 from ovserve.graph.spec import NodeSpec
+from ovserve.nodes import ovms_env
 from ovserve.protocol.tensor import Tensor
 
 log = logging.getLogger(__name__)
@@ -59,6 +60,7 @@ def import_handler(path: Path) -> ModuleType:
     if spec is None or spec.loader is None:
         raise GraphConfigError(f"cannot import {path}")
     module = importlib.util.module_from_spec(spec)
+    ovms_env.install()  # what OVMS's image gives handlers (OVModelForCausalLM.clone)
     folder = str(path.parent)
     sys.path.insert(0, folder)  # handlers may import modules next to them, as under OVMS
     try:

@@ -1,0 +1,81 @@
+"""OVMS's LLM demo handlers call ``OVModelForCausalLM.clone()`` per request (OVMS's image ships
+an optimum-intel with it; PyPI's has none). Under ovserve such a handler runs unchanged: clones
+share the compiled model and keep their own KV cache, so concurrent requests each get exactly
+what they get alone."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.graphs import python_node, write_graph, write_handler
+from tests.transport.server import Server, start_server
+
+HANDLER = '''
+import struct
+from optimum.intel import OVModelForCausalLM
+from transformers import AutoTokenizer
+from ovserve.protocol.tensor import decode_bytes
+
+MODEL = {model!r}
+
+class OvmsPythonModel:
+    def initialize(self, kwargs):
+        self.model = OVModelForCausalLM.from_pretrained(MODEL, compile=True)
+        self.tokenizer = AutoTokenizer.from_pretrained(MODEL)
+
+    def execute(self, inputs):
+        prompt = decode_bytes(inputs[0])[0].decode()
+        model = self.model.clone()  # as OVMS's demo handlers do, once per request
+        ids = self.tokenizer(prompt, return_tensors="pt")
+        out = model.generate(**ids, max_new_tokens=8, min_new_tokens=8, do_sample=False)
+        new = out[0, ids["input_ids"].shape[1]:].tolist()
+        return [Tensor("tokens", struct.pack("<8q", *new), shape=[8], datatype="INT64")]
+'''
+
+PROMPTS = ["The Moon is", "Honey bees make", "The Roman Empire was", "Jazz music began"]
+
+
+@pytest.fixture(scope="module")
+def server(default_model_dir: Path, tmp_path_factory: pytest.TempPathFactory
+           ) -> Iterator[Server]:
+    root = tmp_path_factory.mktemp("ovms_handler")
+    write_handler(root / "clone", HANDLER.format(model=str(default_model_dir)))
+    write_graph(root / "clone", ["prompt"], ["tokens"], [
+        python_node("cloneNode", "model.py", ["IN:prompt"], ["OUT:tokens"])])
+    config = root / "config.json"
+    config.write_text(json.dumps({"model_config_list": [],
+                                  "mediapipe_config_list": [{"name": "clone"}]}))
+    server = start_server(config)
+    yield server
+    assert server.terminate() == 0
+
+
+def infer(server: Server, prompt: str) -> list[int]:
+    response = httpx.post(f"{server.rest_url}/v2/models/clone/infer", timeout=120, json={
+        "inputs": [{"name": "prompt", "shape": [1], "datatype": "BYTES", "data": [prompt]}]})
+    assert response.status_code == 200, response.text
+    tokens: list[int] = response.json()["outputs"][0]["data"]
+    return tokens
+
+
+def test_handlers_calling_clone_run_concurrently(server: Server) -> None:
+    alone = [infer(server, p) for p in PROMPTS]
+    assert all(len(tokens) == 8 for tokens in alone)
+    with ThreadPoolExecutor(len(PROMPTS)) as pool:
+        together = list(pool.map(lambda p: infer(server, p), PROMPTS * 2))
+    assert together == alone * 2  # no clone saw another's KV cache
+
+
+def test_install_adds_clone_to_pypis_optimum_intel() -> None:
+    from optimum.intel import OVModelForCausalLM
+
+    from ovserve.nodes import ovms_env
+
+    ovms_env.install()
+    assert OVModelForCausalLM.clone is ovms_env.clone  # type: ignore[attr-defined]
