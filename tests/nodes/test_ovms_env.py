@@ -78,4 +78,4 @@ def test_install_adds_clone_to_pypis_optimum_intel() -> None:
     from ovserve.nodes import ovms_env
 
     ovms_env.install()
-    assert OVModelForCausalLM.clone is ovms_env.clone  # type: ignore[attr-defined]
+    assert OVModelForCausalLM.clone is ovms_env.clone
