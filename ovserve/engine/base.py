@@ -54,6 +54,7 @@ class Delta:
     text: str
     token_ids: list[int] = field(default_factory=list)
     finish_reason: str | None = None  # "stop", "length" or "abort" on the last delta
+    logprobs: list[float] = field(default_factory=list)  # of token_ids, when asked for
 
 
 @dataclass(frozen=True)

@@ -178,6 +178,11 @@ class OpenVINOEngine(EngineBase):
             token_ids: list[int] = ids.data[0].tolist()
         return token_ids
 
+    def token_texts(self, token_ids: list[int]) -> list[str]:
+        """Each token's own text (for logprobs)."""
+        with self._tokenizer_lock:
+            return [str(t) for t in self.tokenizer.decode([[i] for i in token_ids])]
+
     def _apply_template(self, messages: list[dict[str, Any]]) -> str:
         with self._tokenizer_lock:
             text: str = self.tokenizer.apply_chat_template(messages, add_generation_prompt=True)
@@ -218,6 +223,8 @@ class OpenVINOEngine(EngineBase):
         if params.stop:
             fields["stop_strings"] = set(params.stop)
             fields["include_stop_str_in_output"] = False
+        if params.logprobs:
+            fields["logprobs"] = 1  # the sampled token's (openvino-genai has no alternatives)
         if params.json_schema is not None:
             if self.catalog is not None:  # its grammar would not fit the widened vocabulary
                 raise Unsupported("response_format: structured output is not available on a "

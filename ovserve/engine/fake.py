@@ -63,6 +63,9 @@ class FakeEngine(EngineBase):
         return Prepared(token_ids, {"max_new_tokens": max_new, "ignore_eos": params.ignore_eos,
                                     "min_new_tokens": params.min_tokens}, adapter)
 
+    def token_texts(self, token_ids: list[int]) -> list[str]:
+        return [f"w{i}" for i in token_ids]
+
     def adapters(self) -> list[AdapterSource]:
         return sorted(self.adapter_sources.values(), key=lambda a: a.name)
 

@@ -35,6 +35,9 @@ class Engine(Protocol):
         ``InvalidInput``): the one place where a request's generation settings are decided.
         ``adapter`` names a LoRA adapter to run the request on (``AdapterNotFound`` if none)."""
 
+    def token_texts(self, token_ids: list[int]) -> list[str]:
+        """Each token's own text (logprobs name their tokens)."""
+
     def adapters(self) -> list[AdapterSource]:
         """The LoRA adapters the engine serves, by name."""
 

@@ -72,6 +72,7 @@ class _Slot:
 
     handle: Any
     token_ids: list[int] = field(default_factory=list)
+    logprobs: list[float] = field(default_factory=list)
     # tokens [prefix_offset:read_offset] were already sent as text (as vLLM does)
     prefix_offset: int = 0
     read_offset: int = 0
@@ -160,6 +161,7 @@ class EngineLoop:
             if handle.can_read():
                 for output in handle.read().values():
                     slot.token_ids.extend(output.generated_ids)
+                    slot.logprobs.extend(output.generated_log_probs)
                     finish = FINISH.get(output.finish_reason.name, finish)
             status = handle.get_status().name
             done = status in DONE_STATUSES
@@ -186,10 +188,12 @@ class EngineLoop:
                 slot.prefix_offset = slot.read_offset
                 slot.read_offset = len(slot.token_ids)
             if delta or done:
+                logprobs = slot.logprobs[slot.sent:len(slot.token_ids)]
                 new_ids, slot.sent = slot.token_ids[slot.sent:], len(slot.token_ids)
                 if self.vocab:
                     new_ids = [t % self.vocab for t in new_ids]
-                updates.append(Output(request_id, delta, new_ids, finish if done else None, done))
+                updates.append(Output(request_id, delta, new_ids, finish if done else None, done,
+                                      logprobs=logprobs))
         return updates
 
 

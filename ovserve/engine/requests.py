@@ -17,7 +17,7 @@ import queue
 import threading
 from abc import ABC, abstractmethod
 from collections.abc import AsyncGenerator, Callable, Generator, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from ovserve.engine.base import Delta, EngineStats, Prepared
@@ -49,6 +49,7 @@ class Output:
     finish_reason: str | None = None  # "stop", "length", "abort" when done
     done: bool = False
     error: str | None = None  # the engine failed this request (done)
+    logprobs: list[float] = field(default_factory=list)  # of token_ids, when asked for
 
 
 class Generation:
@@ -133,7 +134,8 @@ class Batch:
                     else:  # two deltas of one prompt arrived together
                         pending[index] = Delta(previous.text + delta.text,
                                                previous.token_ids + delta.token_ids,
-                                               delta.finish_reason)
+                                               delta.finish_reason,
+                                               previous.logprobs + delta.logprobs)
                     try:
                         index, item = self._updates.get_nowait()
                     except queue.Empty:
@@ -265,7 +267,8 @@ class EngineBase(ABC):
                 self.aborted_requests += 1
             elif output.text or output.done:
                 items.append(Delta(output.text, output.token_ids,
-                                   output.finish_reason if output.done else None))
+                                   output.finish_reason if output.done else None,
+                                   output.logprobs))
             if output.done:
                 if output.error is None:
                     items.append(_END)

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -138,7 +138,8 @@ class _LLMRun(NodeRun):
             calc.context.executor, engine.prepare, prompt, params, calc.limits, request.adapter)
         generations = engine.submit_async(prepared, n=request.n)
         queue: asyncio.Queue[GenerationChunk | BaseException | None] = asyncio.Queue()
-        tasks = [asyncio.create_task(self._pump(i, g, queue, request.sources))
+        names = engine.token_texts if request.params.logprobs else None
+        tasks = [asyncio.create_task(self._pump(i, g, queue, request.sources, names))
                  for i, g in enumerate(generations)]
         try:
             remaining = len(tasks)
@@ -159,15 +160,19 @@ class _LLMRun(NodeRun):
     @staticmethod
     async def _pump(index: int, generation: Generation,
                     queue: asyncio.Queue[GenerationChunk | BaseException | None],
-                    sources: tuple[dict[str, Any], ...] = ()) -> None:
+                    sources: tuple[dict[str, Any], ...] = (),
+                    names: Callable[[list[int]], list[str]] | None = None) -> None:
         try:
             async for delta in generation.adeltas():
                 done = delta.finish_reason is not None
+                logprobs: tuple[tuple[str, float], ...] = ()
+                if names is not None and delta.token_ids:
+                    logprobs = tuple(zip(names(delta.token_ids), delta.logprobs, strict=False))
                 await queue.put(GenerationChunk(
                     index=index, text=delta.text, finish_reason=delta.finish_reason,
                     prompt_tokens=generation.prompt_tokens,
                     completion_tokens=generation.completion_tokens if done else 0,
-                    sources=sources))
+                    sources=sources, logprobs=logprobs))
                 sources = ()  # the first chunk carries them
         except EngineError as exc:
             await queue.put(exc)

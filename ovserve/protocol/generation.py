@@ -29,6 +29,7 @@ class SamplingParams:
     ignore_eos: bool = False  # generate on past end-of-sequence (vLLM's ignore_eos)
     min_tokens: int = 0  # end-of-sequence and stop strings do not count before this many
     json_schema: str | None = None  # structured output: JSON matching this schema (text)
+    logprobs: bool = False  # return each sampled token's log probability
 
 
 @dataclass(frozen=True)
@@ -56,3 +57,5 @@ class GenerationChunk:
     prompt_tokens: int = 0
     completion_tokens: int = 0
     sources: tuple[dict[str, Any], ...] = ()  # on a choice's first chunk: the request's
+    #: with SamplingParams.logprobs: (token text, log probability) of this chunk's tokens
+    logprobs: tuple[tuple[str, float], ...] = ()

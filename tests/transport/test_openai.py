@@ -32,8 +32,9 @@ def llm_server(default_model_dir: object) -> Iterator[Server]:
 
 
 @pytest.fixture
-def client(llm_server: Server) -> openai.OpenAI:
-    return openai.OpenAI(base_url=f"{llm_server.rest_url}/v1", api_key="unused")
+def client(llm_server: Server) -> Iterator[openai.OpenAI]:
+    with openai.OpenAI(base_url=f"{llm_server.rest_url}/v1", api_key="unused") as client:
+        yield client
 
 
 def engine_metric(server: Server, name: str) -> float:
@@ -192,7 +193,8 @@ ERROR_CASES = [
      "temperature: Input should be less than or equal to 2"),
     ({"model": MODEL, "prompt": "x", "max_tokens": 0}, 400, "max_tokens", None, "max_tokens"),
     ({"model": MODEL}, 400, "prompt", None, "prompt: Field required"),
-    ({"model": MODEL, "prompt": "x", "logprobs": 2}, 400, "logprobs", None, "not supported"),
+    ({"model": MODEL, "prompt": "x", "logprobs": 2}, 400, "logprobs", None,
+     "alternatives are not"),
     ({"model": MODEL, "prompt": "x", "min_tokens": -1}, 400, "min_tokens", None, "min_tokens"),
     ({"model": MODEL, "prompt": "x", "max_tokens": 5, "min_tokens": 6}, 400, None, None,
      "min_tokens 6 is over max_tokens 5"),
@@ -336,3 +338,30 @@ def test_response_format_without_a_schema_is_a_named_400(llm_server: Server) -> 
         "response_format": {"type": "json_schema", "json_schema": {"name": "x"}}})
     assert response.status_code == 400
     assert response.json()["error"]["param"] == "response_format"
+
+
+def test_logprobs_of_the_sampled_tokens(client: openai.OpenAI) -> None:
+    forced = {"ignore_eos": True}
+    chat = client.chat.completions.create(
+        model=MODEL, max_tokens=6, logprobs=True, extra_body=forced,
+        messages=[{"role": "user", "content": "Name a colour."}])
+    content = chat.choices[0].logprobs.content  # type: ignore[union-attr]
+    assert content is not None and len(content) == 6
+    assert "".join(t.token for t in content) == chat.choices[0].message.content
+    assert all(t.logprob <= 0 and t.top_logprobs == [] for t in content)
+    streamed = [c for c in client.chat.completions.create(
+        model=MODEL, max_tokens=6, logprobs=True, stream=True, extra_body=forced,
+        messages=[{"role": "user", "content": "Name a colour."}]) if c.choices]
+    tokens = [t for c in streamed if c.choices[0].logprobs and c.choices[0].logprobs.content
+              for t in c.choices[0].logprobs.content]
+    assert len(tokens) == 6
+    completion = client.completions.create(model=MODEL, prompt="The sky is", max_tokens=5,
+                                           logprobs=0, extra_body=forced)
+    logprobs = completion.choices[0].logprobs
+    assert logprobs is not None and logprobs.tokens is not None
+    assert len(logprobs.tokens) == 5 and "".join(logprobs.tokens) == completion.choices[0].text
+    assert logprobs.text_offset == [sum(len(t) for t in logprobs.tokens[:i]) for i in range(5)]
+    with pytest.raises(openai.BadRequestError, match="top_logprobs"):
+        client.chat.completions.create(model=MODEL, max_tokens=2, logprobs=True,
+                                       top_logprobs=3, messages=[{"role": "user",
+                                                                   "content": "x"}])

@@ -94,10 +94,44 @@ async def _json(request: Request) -> Any:
                           "invalid_request_error") from exc
 
 
+def _logprobs(req: SamplingFields) -> bool:
+    """Whether the request asks for the sampled tokens' logprobs. openvino-genai returns no
+    alternatives, so asking for any (``top_logprobs`` > 0, completions' ``logprobs`` > 0) is a
+    400 naming the field rather than an answer without them."""
+    value = req.logprobs
+    if value is None or value is False:
+        if req.top_logprobs:
+            raise OpenAIError(400, "top_logprobs: needs logprobs: true",
+                              "invalid_request_error", "top_logprobs")
+        return False
+    if value is True:  # chat
+        if req.top_logprobs:
+            raise OpenAIError(400, "top_logprobs: only the sampled token's logprob is "
+                              "available (0); alternatives are not", "invalid_request_error",
+                              "top_logprobs")
+        return True
+    if isinstance(value, int) and value == 0:  # completions: the sampled tokens only
+        return True
+    raise OpenAIError(400, "logprobs: only the sampled token's logprob is available "
+                      "(logprobs: 0 for completions, true for chat); alternatives are not",
+                      "invalid_request_error", "logprobs")
+
+
+def _chat_logprobs(pairs: list[tuple[str, float]]) -> dict[str, Any]:
+    return {"content": [{"token": token, "logprob": logprob, "bytes": list(token.encode()),
+                         "top_logprobs": []} for token, logprob in pairs]}
+
+
+def _completion_logprobs(pairs: list[tuple[str, float]], offset: int = 0) -> dict[str, Any]:
+    offsets = []
+    for token, _ in pairs:
+        offsets.append(offset)
+        offset += len(token)
+    return {"tokens": [t for t, _ in pairs], "token_logprobs": [lp for _, lp in pairs],
+            "top_logprobs": None, "text_offset": offsets}
+
+
 def _params(req: SamplingFields, max_tokens: int | None) -> SamplingParams:
-    if req.logprobs:
-        raise OpenAIError(400, "logprobs are not supported", "invalid_request_error",
-                          "logprobs")
     stop = (req.stop,) if isinstance(req.stop, str) else tuple(req.stop or ())
     schema: str | None = None
     if req.response_format is not None and req.response_format.type != "text":
@@ -113,7 +147,8 @@ def _params(req: SamplingFields, max_tokens: int | None) -> SamplingParams:
         max_tokens=max_tokens, temperature=req.temperature, top_p=req.top_p, top_k=top_k,
         repetition_penalty=req.repetition_penalty, presence_penalty=req.presence_penalty,
         frequency_penalty=req.frequency_penalty, seed=req.seed, stop=stop,
-        ignore_eos=req.ignore_eos, min_tokens=req.min_tokens, json_schema=schema)
+        ignore_eos=req.ignore_eos, min_tokens=req.min_tokens, json_schema=schema,
+        logprobs=_logprobs(req))
 
 
 def _log_unknown(req: BaseModel) -> None:
@@ -412,6 +447,8 @@ def build_router(registry: Registry, metrics: Metrics, started: int) -> APIRoute
         choices_count = generation.n * len(generations)
         texts = [""] * choices_count
         reasons: list[str | None] = [None] * choices_count
+        logprobs: list[list[tuple[str, float]]] = [[] for _ in range(choices_count)]
+        wanted = generation.params.logprobs
         usage = _Usage(generation.n)
         sources: list[dict[str, Any]] = []
 
@@ -420,6 +457,7 @@ def build_router(registry: Registry, metrics: Metrics, started: int) -> APIRoute
                 if chunk.sources and not sources:
                     sources.extend(chunk.sources)
                 texts[chunk.index] += chunk.text
+                logprobs[chunk.index] += chunk.logprobs
                 if chunk.finish_reason is not None:
                     reasons[chunk.index] = _finish(chunk.finish_reason)
                 usage.add(chunk)
@@ -437,13 +475,16 @@ def build_router(registry: Registry, metrics: Metrics, started: int) -> APIRoute
         created = int(time.time())
         if kind == "chat":
             choices = [{"index": i, "message": {"role": "assistant", "content": text},
-                        "logprobs": None, "finish_reason": reasons[i]}
+                        "logprobs": _chat_logprobs(logprobs[i]) if wanted else None,
+                        "finish_reason": reasons[i]}
                        for i, text in enumerate(texts)]
             body = {"id": f"chatcmpl-{uuid.uuid4().hex}", "object": "chat.completion",
                     "created": created, "model": generation.adapter or servable.name,
                     "choices": choices, "usage": usage.body()}
         else:
-            choices = [{"index": i, "text": text, "logprobs": None, "finish_reason": reasons[i]}
+            choices = [{"index": i, "text": text,
+                        "logprobs": _completion_logprobs(logprobs[i]) if wanted else None,
+                        "finish_reason": reasons[i]}
                        for i, text in enumerate(texts)]
             body = {"id": f"cmpl-{uuid.uuid4().hex}", "object": "text_completion",
                     "created": created, "model": generation.adapter or servable.name,
@@ -474,12 +515,20 @@ def build_router(registry: Registry, metrics: Metrics, started: int) -> APIRoute
                     "choices": choices, **extra}
             return f"data: {json.dumps(data, separators=(',', ':'))}\n\n"
 
+        offsets: dict[int, int] = {}  # completions' text_offset, per choice
+
         def choice(chunk: GenerationChunk) -> dict[str, Any]:
             reason = _finish(chunk.finish_reason)
+            pairs = list(chunk.logprobs)
             if kind == "chat":
                 return {"index": chunk.index, "delta": {"content": chunk.text},
-                        "logprobs": None, "finish_reason": reason}
-            return {"index": chunk.index, "text": chunk.text, "logprobs": None,
+                        "logprobs": _chat_logprobs(pairs) if generation.params.logprobs
+                        else None, "finish_reason": reason}
+            logprobs = None
+            if generation.params.logprobs:
+                logprobs = _completion_logprobs(pairs, offsets.get(chunk.index, 0))
+                offsets[chunk.index] = offsets.get(chunk.index, 0) + sum(len(t) for t, _ in pairs)
+            return {"index": chunk.index, "text": chunk.text, "logprobs": logprobs,
                     "finish_reason": reason}
 
         async def all_chunks() -> AsyncIterator[GenerationChunk]:

@@ -46,7 +46,8 @@ class SamplingFields(BaseModel):
     n: int = Field(1, ge=1, le=16)
     stream: bool = False
     stream_options: StreamOptions | None = None
-    logprobs: Any = None
+    logprobs: Any = None  # chat: a boolean; completions: how many alternatives (0 only)
+    top_logprobs: int | None = Field(None, ge=0, le=20)
     user: str | None = None
     response_format: ResponseFormat | None = None
     # vLLM's extra sampling fields (NIM clients, guidellm and vLLM's benchmark send them)
