@@ -365,3 +365,21 @@ def test_logprobs_of_the_sampled_tokens(client: openai.OpenAI) -> None:
         client.chat.completions.create(model=MODEL, max_tokens=2, logprobs=True,
                                        top_logprobs=3, messages=[{"role": "user",
                                                                    "content": "x"}])
+
+
+def test_echo_puts_the_prompt_before_the_completion(client: openai.OpenAI) -> None:
+    forced = {"ignore_eos": True}
+    prompts = ["The sky is", "Bees are"]
+    echoed = client.completions.create(model=MODEL, prompt=prompts, n=2, max_tokens=4,
+                                       echo=True, extra_body=forced)
+    for choice in echoed.choices:
+        prompt = prompts[choice.index // 2]
+        assert choice.text.startswith(prompt) and len(choice.text) > len(prompt)
+    assert echoed.usage is not None and echoed.usage.completion_tokens == 16
+    events = [c for c in client.completions.create(
+        model=MODEL, prompt="The sky is", max_tokens=4, echo=True, stream=True,
+        extra_body=forced) if c.choices]
+    assert events[0].choices[0].text == "The sky is"  # the prompt comes first, on its own
+    assert "".join(c.choices[0].text for c in events[1:])
+    with pytest.raises(openai.BadRequestError, match="echo"):
+        client.completions.create(model=MODEL, prompt="x", max_tokens=2, echo=True, logprobs=0)

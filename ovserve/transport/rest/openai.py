@@ -390,7 +390,7 @@ def build_router(registry: Registry, metrics: Metrics, started: int) -> APIRoute
         return await handle(request, "chat")
 
     async def handle(request: Request, kind: str) -> Response:
-        model, counted = "?", False  # errors inside metrics.request are counted there
+        model, counted, echo = "?", False, False  # errors in metrics.request count there
         more: list[GenerationRequest] = []  # the other prompts of a list of prompts
         try:
             body = await _json(request)
@@ -404,8 +404,10 @@ def build_router(registry: Registry, metrics: Metrics, started: int) -> APIRoute
             else:
                 completion = _validate(CompletionRequest, body)
                 req = completion
-                if completion.echo:
-                    raise OpenAIError(400, "echo is not supported", "invalid_request_error",
+                echo = completion.echo
+                if echo and _logprobs(completion):
+                    raise OpenAIError(400, "echo: with logprobs it needs the prompt's logprobs, "
+                                      "which are not available", "invalid_request_error",
                                       "echo")
                 if completion.suffix:
                     raise OpenAIError(400, "suffix: insertion after a suffix is not supported "
@@ -432,8 +434,9 @@ def build_router(registry: Registry, metrics: Metrics, started: int) -> APIRoute
             with metrics.request(model, "openai"):
                 counted = True
                 if req.stream:
-                    return await stream(request, servable, generations, kind, include_usage)
-                return await complete(request, servable, generations, kind)
+                    return await stream(request, servable, generations, kind, include_usage,
+                                        echo)
+                return await complete(request, servable, generations, kind, echo)
         except OpenAIError as exc:
             return exc.response()
         except OvserveError as exc:
@@ -442,10 +445,12 @@ def build_router(registry: Registry, metrics: Metrics, started: int) -> APIRoute
             return OpenAIError.of(exc).response()
 
     async def complete(request: Request, servable: Servable,
-                       generations: list[GenerationRequest], kind: str) -> Response:
+                       generations: list[GenerationRequest], kind: str,
+                       echo: bool = False) -> Response:
         generation = generations[0]
         choices_count = generation.n * len(generations)
-        texts = [""] * choices_count
+        texts = [(generations[i // generation.n].prompt or "") if echo else ""
+                 for i in range(choices_count)]
         reasons: list[str | None] = [None] * choices_count
         logprobs: list[list[tuple[str, float]]] = [[] for _ in range(choices_count)]
         wanted = generation.params.logprobs
@@ -495,7 +500,7 @@ def build_router(registry: Registry, metrics: Metrics, started: int) -> APIRoute
 
     async def stream(request: Request, servable: Servable,
                      generations: list[GenerationRequest], kind: str,
-                     include_usage: bool) -> Response:
+                     include_usage: bool, echo: bool = False) -> Response:
         generation = generations[0]
         chunks = _merged(servable, generations)
         try:  # errors before the first byte get a status code
@@ -540,6 +545,10 @@ def build_router(registry: Registry, metrics: Metrics, started: int) -> APIRoute
         async def sse() -> AsyncIterator[str]:
             usage = _Usage(generation.n)
             try:
+                if echo:  # the prompts first, as their choices' opening text
+                    for i in range(generation.n * len(generations)):
+                        yield event([{"index": i, "text": generations[i // generation.n].prompt,
+                                      "logprobs": None, "finish_reason": None}])
                 if kind == "chat":
                     for i in range(generation.n * len(generations)):
                         yield event([{"index": i, "delta": {"role": "assistant", "content": ""},
