@@ -85,7 +85,7 @@ def test_rag_end_to_end(server: Server, client: openai.OpenAI) -> None:
         model="rag", messages=[{"role": "user", "content": "Where do emperor penguins breed?"}],
         max_tokens=12, extra_body={"ignore_eos": True})
     assert reply.model == "rag" and reply.usage is not None
-    assert reply.usage.completion_tokens == 12 and reply.choices[0].message.content
+    assert reply.usage.completion_tokens == 12  # forced: the text may be anything
     sources = (reply.model_extra or {})["sources"]
     assert sources[0]["source"] == "penguins.txt" and "Emperor" in sources[0]["text"]
     assert reply.usage.prompt_tokens > 60  # the context went into the prompt

@@ -4,6 +4,7 @@ it, and shows the streamed answer with its sources."""
 
 from __future__ import annotations
 
+import json
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
@@ -33,7 +34,7 @@ def page(rag_server: Server) -> Iterator[object]:  # noqa: F811
 
 
 def test_ask_upload_and_read_sources(page: object, tmp_path: Path) -> None:
-    from playwright.sync_api import Page, expect
+    from playwright.sync_api import Page, Route, expect
 
     assert isinstance(page, Page)
     expect(page.locator("#models li")).to_have_text(["rag"])  # the only OpenAI model here
@@ -44,6 +45,11 @@ def test_ask_upload_and_read_sources(page: object, tmp_path: Path) -> None:
     page.click("#upload-button")
     expect(page.locator("#upload-result")).to_contain_text("penguins.txt:")
     expect(page.locator("#documents")).to_contain_text("penguins.txt")
+    def forced(route: Route) -> None:  # the page's own request, its length forced
+        body = json.loads(route.request.post_data or "{}")
+        route.continue_(post_data=json.dumps({**body, "max_tokens": 12, "min_tokens": 12}))
+
+    page.route("**/v1/chat/completions", forced)
     page.fill("#question", "Where do emperor penguins breed?")
     page.click("#ask-button")
     expect(page.locator("#sources li").first).to_contain_text("penguins.txt")
