@@ -18,10 +18,11 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from ovserve.aio import merged
 from ovserve.engine import Engine, Generation, GenerationLimits
 from ovserve.engine.base import LoraOptions
 from ovserve.engine.limits import Prompt
-from ovserve.errors import EngineError, NodeError
+from ovserve.errors import NodeError
 from ovserve.graph.calculator import Calculator, LoadContext, NodeRun, Packet, RunContext
 from ovserve.graph.config import node_options
 from ovserve.graph.proto.llm_calculator_pb2 import LLMCalculatorOptions
@@ -137,44 +138,31 @@ class _LLMRun(NodeRun):
         prepared = await asyncio.get_running_loop().run_in_executor(
             calc.context.executor, engine.prepare, prompt, params, calc.limits, request.adapter)
         generations = engine.submit_async(prepared, n=request.n)
-        queue: asyncio.Queue[GenerationChunk | BaseException | None] = asyncio.Queue()
         names = engine.token_texts if request.params.logprobs else None
-        tasks = [asyncio.create_task(self._pump(i, g, queue, request.sources, names))
-                 for i, g in enumerate(generations)]
+        choices = merged([self._chunks(i, g, request.sources, names)
+                          for i, g in enumerate(generations)])
         try:
-            remaining = len(tasks)
-            while remaining:
-                item = await queue.get()
-                if item is None:
-                    remaining -= 1
-                elif isinstance(item, BaseException):
-                    raise item
-                else:
-                    yield item
+            async for chunk in choices:
+                yield chunk
         finally:
-            for task in tasks:
-                task.cancel()
+            await choices.aclose()
             for generation in generations:
                 generation.abort()
 
     @staticmethod
-    async def _pump(index: int, generation: Generation,
-                    queue: asyncio.Queue[GenerationChunk | BaseException | None],
-                    sources: tuple[dict[str, Any], ...] = (),
-                    names: Callable[[list[int]], list[str]] | None = None) -> None:
-        try:
-            async for delta in generation.adeltas():
-                done = delta.finish_reason is not None
-                logprobs: tuple[tuple[str, float], ...] = ()
-                if names is not None and delta.token_ids:
-                    logprobs = tuple(zip(names(delta.token_ids), delta.logprobs, strict=False))
-                await queue.put(GenerationChunk(
-                    index=index, text=delta.text, finish_reason=delta.finish_reason,
-                    prompt_tokens=generation.prompt_tokens,
-                    completion_tokens=generation.completion_tokens if done else 0,
-                    sources=sources, logprobs=logprobs))
-                sources = ()  # the first chunk carries them
-        except EngineError as exc:
-            await queue.put(exc)
-        finally:
-            await queue.put(None)
+    async def _chunks(index: int, generation: Generation,
+                      sources: tuple[dict[str, Any], ...] = (),
+                      names: Callable[[list[int]], list[str]] | None = None
+                      ) -> AsyncIterator[GenerationChunk]:
+        """One choice's chunks (the first carries the sources)."""
+        async for delta in generation.adeltas():
+            done = delta.finish_reason is not None
+            logprobs: tuple[tuple[str, float], ...] = ()
+            if names is not None and delta.token_ids:
+                logprobs = tuple(zip(names(delta.token_ids), delta.logprobs, strict=False))
+            yield GenerationChunk(
+                index=index, text=delta.text, finish_reason=delta.finish_reason,
+                prompt_tokens=generation.prompt_tokens,
+                completion_tokens=generation.completion_tokens if done else 0,
+                sources=sources, logprobs=logprobs)
+            sources = ()

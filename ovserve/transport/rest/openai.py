@@ -27,6 +27,7 @@ from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse, PlainTextResponse, StreamingResponse
 from pydantic import BaseModel, ValidationError
 
+from ovserve.aio import merged
 from ovserve.engine.interface import Engine
 from ovserve.errors import OvserveError, ServableNotFound
 from ovserve.protocol.generation import GenerationChunk, GenerationRequest, SamplingParams
@@ -183,36 +184,19 @@ async def _merged(servable: Servable, generations: list[GenerationRequest]
                   ) -> AsyncGenerator[GenerationChunk, None]:
     """The chunks of several requests (a list of prompts) as one stream, as vLLM numbers
     them: prompt ``k``'s choice ``i`` is choice ``k * n + i``. Closing it aborts them all."""
-    if len(generations) == 1:
-        async for chunk in servable.generate(generations[0]):
-            yield chunk
-        return
     n = generations[0].n
-    queue: asyncio.Queue[GenerationChunk | BaseException | None] = asyncio.Queue()
 
-    async def pump(k: int, generation: GenerationRequest) -> None:
-        try:
-            async for chunk in servable.generate(generation):
-                await queue.put(replace(chunk, index=chunk.index + k * n))
-        except Exception as exc:
-            await queue.put(exc)
-        finally:
-            await queue.put(None)
+    async def renumbered(k: int, generation: GenerationRequest
+                         ) -> AsyncIterator[GenerationChunk]:
+        async for chunk in servable.generate(generation):
+            yield replace(chunk, index=chunk.index + k * n) if k else chunk
 
-    tasks = [asyncio.create_task(pump(k, g)) for k, g in enumerate(generations)]
+    chunks = merged([renumbered(k, g) for k, g in enumerate(generations)])
     try:
-        remaining = len(tasks)
-        while remaining:
-            item = await queue.get()
-            if item is None:
-                remaining -= 1
-            elif isinstance(item, BaseException):
-                raise item
-            else:
-                yield item
+        async for chunk in chunks:
+            yield chunk
     finally:
-        for task in tasks:
-            task.cancel()
+        await chunks.aclose()
 
 
 def _finish(reason: str | None) -> str | None:
