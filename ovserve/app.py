@@ -26,7 +26,9 @@ from ovserve.errors import OvserveError
 from ovserve.nodes import BUILTIN_CALCULATORS
 from ovserve.serving.registry import Registry
 from ovserve.serving.server_config import GraphEntry
+from ovserve.transport.grpc.errors import ErrorInterceptor
 from ovserve.transport.grpc.servicer import InferenceServicer
+from ovserve.transport.kserve import DataPlane
 from ovserve.transport.metrics import Metrics
 from ovserve.transport.rest.app import DEFAULT_MAX_BODY_BYTES, build_app
 from ovserve.transport.state import ServerState
@@ -71,17 +73,15 @@ def bind_socket(host: str, port: int, what: str) -> socket.socket:
 
 
 def build_grpc_server(
-    registry: Registry, metrics: Metrics, state: ServerState, health_servicer: health.aio.
-    HealthServicer, max_message_bytes: int,
+    plane: DataPlane, health_servicer: health.aio.HealthServicer, max_message_bytes: int,
 ) -> grpc.aio.Server:
     options = [
         ("grpc.max_receive_message_length", max_message_bytes),
         ("grpc.max_send_message_length", max_message_bytes),
         ("grpc.so_reuseport", 0),
     ]
-    server = grpc.aio.server(options=options)
-    service_pb2_grpc.add_GRPCInferenceServiceServicer_to_server(
-        InferenceServicer(registry, metrics, state), server)
+    server = grpc.aio.server(options=options, interceptors=[ErrorInterceptor()])
+    service_pb2_grpc.add_GRPCInferenceServiceServicer_to_server(InferenceServicer(plane), server)
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     return server
 
@@ -133,8 +133,8 @@ async def start(settings: ServerSettings, engines: EngineRegistry | None = None
     registry = Registry(BUILTIN_CALCULATORS, engines)  # hands engines down to the graphs
     state, metrics = ServerState(registry), Metrics(engines)
     health_servicer = health.aio.HealthServicer()
-    grpc_server = build_grpc_server(registry, metrics, state, health_servicer,
-                                    settings.max_body_bytes)
+    plane = DataPlane(registry, metrics, state)
+    grpc_server = build_grpc_server(plane, health_servicer, settings.max_body_bytes)
     # Probe the gRPC port ourselves: grpc core only logs a multi-line error when it fails.
     bind_socket(settings.host, settings.grpc_port, "gRPC").close()
     try:
@@ -160,7 +160,7 @@ async def start(settings: ServerSettings, engines: EngineRegistry | None = None
     uv: _Uvicorn | None = None
     uv_task: asyncio.Task[None] | None = None
     if rest_socket is not None:
-        app = build_app(registry, metrics, state, max_body_bytes=settings.max_body_bytes)
+        app = build_app(plane, max_body_bytes=settings.max_body_bytes)
         # httptools: uvicorn's C HTTP parser (h11, the pure-Python fallback, costs more CPU
         # per streamed chunk, and that CPU is taken from the engine on small machines)
         config = uvicorn.Config(app, log_level="warning", lifespan="off", http="httptools",

@@ -20,11 +20,20 @@ class GraphConfigError(OvserveError):
 
 
 class InvalidInput(OvserveError):
-    """A request does not fit the servable (unknown/missing input, bad shape, type or size)."""
+    """A request does not fit the servable (unknown/missing input, bad shape, type or size).
+    ``param``: the request field at fault, when there is one (OpenAI's error names it)."""
+
+    def __init__(self, message: str, param: str | None = None) -> None:
+        self.param = param
+        super().__init__(message)
 
 
 class ServableNotFound(OvserveError):
     """No servable has the requested name."""
+
+
+class BodyTooLarge(InvalidInput):
+    """A request body is over the server's limit."""
 
 
 class AdapterError(InvalidInput):
@@ -49,6 +58,10 @@ class NodeError(OvserveError):
     def __init__(self, node: str, message: str) -> None:
         self.node = node
         super().__init__(f"node {node}: {message}")
+
+
+class DependencyUnavailable(OvserveError):
+    """A service a graph depends on (the vector store) cannot be reached."""
 
 
 class Unsupported(OvserveError):

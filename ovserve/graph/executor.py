@@ -183,15 +183,10 @@ class GraphRun:
     # -- input -------------------------------------------------------------------------------
 
     def send(self, inputs: Mapping[str, Any], timestamp: int | None = None) -> int:
-        """Put one packet per named graph input at ``timestamp`` (default: the next one)."""
+        """Put one packet per named graph input at ``timestamp`` (default: the next one).
+        The names are the servable's to check (``Servable.check_inputs``)."""
         if self._inputs_closed:
             raise InvalidInput("the stream's inputs are already closed")
-        unknown = [name for name in inputs if name not in self.graph.input_names]
-        if unknown:
-            raise InvalidInput(
-                f"servable {self.graph.name} has no input {', '.join(map(repr, unknown))} "
-                f"(inputs: {', '.join(self.graph.input_names)})"
-            )
         if timestamp is None:  # after everything sent or emitted so far
             timestamp = self._next_timestamp
         elif timestamp < self._next_timestamp:

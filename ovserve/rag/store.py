@@ -10,12 +10,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ovserve.errors import OvserveError
+from ovserve.errors import DependencyUnavailable
 
 log = logging.getLogger(__name__)
 
 
-class VectorStoreError(OvserveError):
+class VectorStoreError(DependencyUnavailable):
     """The vector store cannot be reached or refused an operation."""
 
 

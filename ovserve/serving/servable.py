@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncGenerator, Mapping
+from collections.abc import AsyncGenerator, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -194,6 +194,20 @@ class Servable:
             )
         return given
 
+    def check_inputs(self, given: Iterable[str]) -> None:
+        """The one check of a request's input names: every graph input, nothing else."""
+        names = self.graph.input_names
+        given = list(given)
+        unknown = [n for n in given if n not in names]
+        if unknown:
+            raise InvalidInput(f"servable {self.name} has no input {unknown[0]!r} "
+                               f"(inputs: {', '.join(names)})")
+        missing = [n for n in names if n not in given]
+        if missing:
+            raise InvalidInput(f"servable {self.name}: missing input {missing[0]!r}, it needs "
+                               f"input(s) {', '.join(map(repr, missing))} "
+                               f"(inputs: {', '.join(names)})")
+
     def stream(self, *, side_packets: Mapping[str, Any] | None = None,
                adapter: str | None = None) -> GraphRun:
         """A streaming run; use ``async with``. Side packets come from the first request;
@@ -226,12 +240,7 @@ class Servable:
         adapter: str | None = None,
     ) -> dict[str, Any]:
         """Run the graph once; returns a payload per graph output that got one, in graph order."""
-        missing = [name for name in self.graph.input_names if name not in inputs]
-        if missing:
-            raise InvalidInput(
-                f"servable {self.name} needs input(s) {', '.join(map(repr, missing))} "
-                f"(inputs: {', '.join(self.graph.input_names)})"
-            )
+        self.check_inputs(inputs)
         outputs: dict[str, Any] = {}
         run = GraphRun(self.graph, self.calculators, mode="unary",
                        side_packets=self._check_side_packets(side_packets), adapter=adapter)

@@ -7,6 +7,8 @@ from dataclasses import dataclass
 import grpc
 
 from ovserve.errors import (
+    BodyTooLarge,
+    DependencyUnavailable,
     EngineError,
     EngineUnavailable,
     GraphConfigError,
@@ -30,6 +32,7 @@ class ErrorShape:
 # INVALID_ARGUMENT here, which tells clients to fix a request that was fine.
 ERROR_TABLE: dict[type[OvserveError], ErrorShape] = {
     InvalidInput: ErrorShape(400, grpc.StatusCode.INVALID_ARGUMENT, "invalid_request_error"),
+    BodyTooLarge: ErrorShape(413, grpc.StatusCode.RESOURCE_EXHAUSTED, "invalid_request_error"),
     Unsupported: ErrorShape(400, grpc.StatusCode.INVALID_ARGUMENT, "invalid_request_error"),
     ServableNotFound: ErrorShape(404, grpc.StatusCode.NOT_FOUND, "not_found_error"),
     ServableNotReady: ErrorShape(503, grpc.StatusCode.UNAVAILABLE, "service_unavailable"),
@@ -37,6 +40,7 @@ ERROR_TABLE: dict[type[OvserveError], ErrorShape] = {
     GraphConfigError: ErrorShape(500, grpc.StatusCode.INTERNAL, "server_error"),
     EngineError: ErrorShape(500, grpc.StatusCode.INTERNAL, "server_error"),
     EngineUnavailable: ErrorShape(503, grpc.StatusCode.UNAVAILABLE, "service_unavailable"),
+    DependencyUnavailable: ErrorShape(503, grpc.StatusCode.UNAVAILABLE, "service_unavailable"),
 }
 FALLBACK = ErrorShape(500, grpc.StatusCode.INTERNAL, "server_error")
 

@@ -14,6 +14,7 @@ from ovserve.engine import EngineRegistry
 from ovserve.transport.errors import shape_of
 
 LABELS = ("servable", "interface")
+BUCKETS = (.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60, 120)
 
 
 class EngineCollector(Collector):
@@ -56,6 +57,39 @@ class EngineCollector(Collector):
         yield from (active, total, aborted, tokens, cache, failed, restarts, ready)
 
 
+class Tracked:
+    """One request's metrics, recorded once each: its error (if any), its time to the first
+    output (streams) and its duration, observed when its response is complete."""
+
+    def __init__(self, metrics: Metrics, servable: str, interface: str, streamed: bool) -> None:
+        self.metrics, self.servable, self.interface = metrics, servable, interface
+        self.streamed = streamed
+        self.started = time.perf_counter()
+        self.first_seen = self.failed_once = self.finished = False
+        if streamed:
+            metrics.streams.labels(servable, interface).inc()
+
+    def first_output(self) -> None:
+        if not self.first_seen:
+            self.first_seen = True
+            self.metrics.first_output.labels(self.servable, self.interface).observe(
+                time.perf_counter() - self.started)
+
+    def fail(self, exc: BaseException) -> None:
+        if not self.failed_once:
+            self.failed_once = True
+            self.metrics.error(self.servable, self.interface, exc)
+
+    def finish(self) -> None:
+        if self.finished:
+            return
+        self.finished = True
+        self.metrics.latency.labels(self.servable, self.interface).observe(
+            time.perf_counter() - self.started)
+        if self.streamed:
+            self.metrics.streams.labels(self.servable, self.interface).dec()
+
+
 class Metrics:
     """One set of metrics per server (a fresh registry, so tests can build many)."""
 
@@ -66,10 +100,12 @@ class Metrics:
         self.errors = Counter("ovserve_request_errors", "Inference requests that failed",
                               (*LABELS, "code"), registry=self.registry)
         self.latency = Histogram("ovserve_request_duration_seconds",
-                                 "Time from request to complete response", LABELS,
-                                 registry=self.registry,
-                                 buckets=(.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30,
-                                          60, 120))
+                                 "Time from request to complete response (a stream's last "
+                                 "event)", LABELS, registry=self.registry, buckets=BUCKETS)
+        self.first_output = Histogram("ovserve_time_to_first_output_seconds",
+                                      "Time from request to a streamed response's first "
+                                      "output (first token)", LABELS, registry=self.registry,
+                                      buckets=BUCKETS)
         self.streams = Gauge("ovserve_streams_in_flight", "Open streams", LABELS,
                              registry=self.registry)
         self.prompt_tokens = Counter("ovserve_prompt_tokens", "Prompt tokens of generation "
@@ -80,18 +116,22 @@ class Metrics:
                                         registry=self.registry)
         self.registry.register(EngineCollector(engines))
 
-    @contextmanager
-    def request(self, servable: str, interface: str) -> Iterator[None]:
-        """Count and time one request; count its error, if any, by gRPC code name."""
+    def track(self, servable: str, interface: str, *, streamed: bool = False) -> Tracked:
+        """Count one request now; the returned handle records the rest once each."""
         self.requests.labels(servable, interface).inc()
-        started = time.perf_counter()
+        return Tracked(self, servable, interface, streamed)
+
+    @contextmanager
+    def request(self, servable: str, interface: str) -> Iterator[Tracked]:
+        """Count and time one unary request; count its error, if any, by gRPC code name."""
+        tracked = self.track(servable, interface)
         try:
-            yield
+            yield tracked
         except Exception as exc:
-            self.error(servable, interface, exc)
+            tracked.fail(exc)
             raise
         finally:
-            self.latency.labels(servable, interface).observe(time.perf_counter() - started)
+            tracked.finish()
 
     def tokens(self, model: str, prompt: int, generated: int) -> None:
         """Count one generation request's tokens under the model id it asked for."""
@@ -103,6 +143,7 @@ class Metrics:
 
     @contextmanager
     def stream(self, servable: str, interface: str) -> Iterator[None]:
+        """An open stream of many requests (ModelStreamInfer): counted while open."""
         gauge = self.streams.labels(servable, interface)
         gauge.inc()
         try:

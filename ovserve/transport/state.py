@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from ovserve.serving.registry import Registry
 
-EXTENSIONS = ["model_repository", "binary_tensor_data", "parameters", "streaming"]
-
 
 class ServerState:
     """Readiness shared by both transports: false while shutting down, or while an engine
@@ -18,7 +16,3 @@ class ServerState:
     @property
     def ready(self) -> bool:
         return self.accepting and self.registry.ready()
-
-    def servable_ready(self, name: str) -> bool:
-        """Raises as ``Registry.get`` does for unknown or unloaded servables."""
-        return self.accepting and self.registry.resolve(name, llm=False)[0].ready

@@ -9,46 +9,60 @@ from fastapi import FastAPI, Response
 from fastapi.responses import JSONResponse, RedirectResponse
 from fastapi.staticfiles import StaticFiles
 from starlette.datastructures import Headers
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ovserve import __version__
-from ovserve.serving.registry import Registry
-from ovserve.transport.metrics import Metrics
+from ovserve.errors import BodyTooLarge
+from ovserve.transport.kserve import DataPlane
+from ovserve.transport.rest import errors
 from ovserve.transport.rest.kserve_v2 import build_router
 from ovserve.transport.rest.openai import build_router as build_openai_router
 from ovserve.transport.rest.rag import build_router as build_rag_router
-from ovserve.transport.state import ServerState
 
 DEFAULT_MAX_BODY_BYTES = 64 * 1024 * 1024
 WEB = Path(__file__).resolve().parent / "web"
 
 
 class BodyLimit:
-    """413 for a declared body over the limit. Pure ASGI (not BaseHTTPMiddleware), so
-    ``request.is_disconnected()`` keeps working for the handlers behind it."""
+    """413 for a body over the limit, whatever its framing: a declared Content-Length over it
+    is refused before any byte is read; a chunked body fails as soon as its running total
+    crosses it (``BodyTooLarge`` from ``receive``, answered by the error handlers). Pure ASGI,
+    so handlers keep the receive channel for disconnects."""
 
     def __init__(self, app: ASGIApp, max_body_bytes: int) -> None:
         self.app = app
         self.max_body_bytes = max_body_bytes
 
+    def _too_large(self, size: str) -> str:
+        return f"request body of {size} bytes exceeds the limit of {self.max_body_bytes} bytes"
+
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http":
-            length = Headers(scope=scope).get("content-length")
-            if length is not None and length.isdigit() and int(length) > self.max_body_bytes:
-                response = JSONResponse(
-                    {"error": f"request body of {length} bytes exceeds the limit of "
-                              f"{self.max_body_bytes} bytes"}, status_code=413)
-                await response(scope, receive, send)
-                return
-        await self.app(scope, receive, send)
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        length = Headers(scope=scope).get("content-length")
+        if length is not None and length.isdigit() and int(length) > self.max_body_bytes:
+            response = JSONResponse({"error": self._too_large(length)}, status_code=413)
+            await response(scope, receive, send)
+            return
+        seen = 0
+
+        async def counted() -> Message:
+            nonlocal seen
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > self.max_body_bytes:
+                    raise BodyTooLarge(self._too_large(f"more than {self.max_body_bytes}"))
+            return message
+
+        await self.app(scope, counted, send)
 
 
-def build_app(
-    registry: Registry, metrics: Metrics, state: ServerState, *,
-    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
-) -> FastAPI:
+def build_app(plane: DataPlane, *, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES) -> FastAPI:
+    registry, metrics, state = plane.registry, plane.metrics, plane.state
     app = FastAPI(title="ovserve", version=__version__, docs_url=None, redoc_url=None)
-
+    errors.install(app)
     app.add_middleware(BodyLimit, max_body_bytes=max_body_bytes)
 
     @app.get("/metrics")
@@ -65,7 +79,7 @@ def build_app(
     async def version() -> JSONResponse:
         return JSONResponse({"version": __version__})
 
-    app.include_router(build_router(registry, metrics, state))
+    app.include_router(build_router(plane))
     openai = build_openai_router(registry, metrics, started=int(time.time()))
     documents = build_rag_router(registry)
     for prefix in ("/v1", "/v3"):

@@ -5,7 +5,8 @@ does the same from the command line):
     PUT  /v1/rag/{model}/documents/{name}     the file's bytes as the body: add or update it
 
 A document that cannot be read (unsupported type, corrupt PDF, not UTF-8) is a 400 naming it;
-an unreachable store a 503. Errors use the OpenAI envelope, like the rest of /v1.
+an unreachable store a 503. Errors are raised and answered in the OpenAI envelope, like the
+rest of /v1 (``rest.errors``).
 """
 
 from __future__ import annotations
@@ -15,24 +16,10 @@ from typing import Any
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 
-from ovserve.errors import InvalidInput, OvserveError
-from ovserve.rag.store import VectorStoreError
+from ovserve.errors import InvalidInput
 from ovserve.serving.registry import Registry
-from ovserve.transport.errors import shape_of
 
 MAX_DOCUMENT_BYTES = 32 * 1024 * 1024
-
-
-def _error(status: int, message: str, type_: str, param: str | None = None) -> JSONResponse:
-    return JSONResponse({"error": {"message": message, "type": type_, "param": param,
-                                   "code": None}}, status_code=status)
-
-
-def _failure(exc: OvserveError) -> JSONResponse:
-    if isinstance(exc, VectorStoreError):
-        return _error(503, str(exc), "service_unavailable")
-    shape = shape_of(exc)
-    return _error(shape.http_status, str(exc), shape.openai_type)
 
 
 def build_router(registry: Registry) -> APIRouter:
@@ -40,29 +27,22 @@ def build_router(registry: Registry) -> APIRouter:
 
     @router.get("/rag/{model}/documents")
     async def documents(model: str) -> Response:
-        try:
-            servable = registry.get(model)
-            found = await servable.documents()
-        except OvserveError as exc:
-            return _failure(exc)
+        found = await registry.get(model).documents()
         body: dict[str, Any] = {"model": model, "documents": found,
                                 "chunks": sum(found.values())}
         return JSONResponse(body)
 
     @router.put("/rag/{model}/documents/{name:path}")
     async def put_document(model: str, name: str, request: Request) -> Response:
-        try:
-            if not name.strip() or ".." in name.split("/"):
-                raise InvalidInput(f"name: {name!r} is not a document name")
-            data = await request.body()
-            if not data:
-                raise InvalidInput(f"{name}: the body is empty (send the file's bytes)")
-            if len(data) > MAX_DOCUMENT_BYTES:
-                raise InvalidInput(f"{name}: {len(data)} bytes is over the "
-                                   f"{MAX_DOCUMENT_BYTES // (1024 * 1024)} MiB limit")
-            report = await registry.get(model).ingest(name, data)
-        except OvserveError as exc:
-            return _failure(exc)
+        if not name.strip() or ".." in name.split("/"):
+            raise InvalidInput(f"name: {name!r} is not a document name", "name")
+        data = await request.body()
+        if not data:
+            raise InvalidInput(f"{name}: the body is empty (send the file's bytes)")
+        if len(data) > MAX_DOCUMENT_BYTES:
+            raise InvalidInput(f"{name}: {len(data)} bytes is over the "
+                               f"{MAX_DOCUMENT_BYTES // (1024 * 1024)} MiB limit")
+        report = await registry.get(model).ingest(name, data)
         return JSONResponse({"model": model, "document": name, **report.as_dict()})
 
     return router

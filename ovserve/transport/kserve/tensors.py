@@ -1,4 +1,4 @@
-"""KServe v2 tensors shared by the gRPC and REST front ends: checks and conversions.
+"""KServe v2 tensors shared by the gRPC and REST codecs: checks and conversions.
 
 Graph inputs of Python nodes are untyped, so a request may send any KServe datatype; what is
 checked is that the datatype exists, the shape is valid and the data fits both.
@@ -7,7 +7,7 @@ checked is that the datatype exists, the shape is valid and the data fits both.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -28,10 +28,6 @@ NUMPY_DTYPES: dict[str, Any] = {
     "UINT64": np.uint64, "INT8": np.int8, "INT16": np.int16, "INT32": np.int32,
     "INT64": np.int64, "FP16": np.float16, "FP32": np.float32, "FP64": np.float64,
 }
-#: Graph inputs carry any datatype and shape; metadata says so as OVMS does.
-UNTYPED = "INVALID"
-#: Request parameter that sets a packet's timestamp; responses carry it too.
-TIMESTAMP_PARAMETER = "OVMS_MP_TIMESTAMP"
 
 
 def check_header(servable: str, name: str, datatype: str, shape: Sequence[int]) -> None:
@@ -43,23 +39,6 @@ def check_header(servable: str, name: str, datatype: str, shape: Sequence[int]) 
     if any(int(d) < 0 for d in shape):
         raise InvalidInput(
             f"servable {servable}: input {name!r}: shape {list(shape)} has a negative dimension"
-        )
-
-
-def check_names(servable: str, expected: Sequence[str], given: Iterable[str]) -> None:
-    given = list(given)
-    dupes = sorted({n for n in given if given.count(n) > 1})
-    if dupes:
-        raise InvalidInput(f"servable {servable}: input {dupes[0]!r} given twice")
-    unknown = [n for n in given if n not in expected]
-    if unknown:
-        raise InvalidInput(
-            f"servable {servable} has no input {unknown[0]!r} (inputs: {', '.join(expected)})"
-        )
-    missing = [n for n in expected if n not in given]
-    if missing:
-        raise InvalidInput(
-            f"servable {servable}: missing input {missing[0]!r} (inputs: {', '.join(expected)})"
         )
 
 
@@ -138,19 +117,3 @@ def output_values(tensor: Tensor) -> list[Any]:
         return list(bytes(tensor))
     values: list[Any] = np.frombuffer(bytes(tensor), dtype=dtype).tolist()
     return values
-
-
-def metadata(servable: str, inputs: Sequence[str], outputs: Sequence[str]) -> dict[str, Any]:
-    def spec(name: str) -> dict[str, Any]:
-        return {"name": name, "datatype": UNTYPED, "shape": [-1]}
-
-    return {
-        "name": servable, "versions": ["1"], "platform": "OpenVINO",
-        "inputs": [spec(n) for n in inputs], "outputs": [spec(n) for n in outputs],
-    }
-
-
-def side_packets(parameters: Mapping[str, Any]) -> dict[str, Any]:
-    """Request parameters that become graph side packets (OVMS_MP_TIMESTAMP excluded)."""
-    return {k: v for k, v in parameters.items() if k != TIMESTAMP_PARAMETER}
-

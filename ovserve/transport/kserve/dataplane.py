@@ -1,0 +1,205 @@
+"""The one KServe v2 data plane: REST and gRPC decode into its request type, call it, and
+encode its response type. It owns health, metadata, version checks, the input-name check
+(through the servable), output selection, metrics, and ModelStreamInfer's sessions."""
+
+from __future__ import annotations
+
+import asyncio
+import bisect
+import contextlib
+from collections.abc import AsyncIterator, Callable
+
+from ovserve import __version__
+from ovserve.errors import InvalidInput, OvserveError, ServableNotFound, ServableNotReady
+from ovserve.graph.executor import GraphRun, OutputPacket, RunError
+from ovserve.protocol.tensor import Tensor
+from ovserve.serving.registry import Registry
+from ovserve.serving.servable import Servable
+from ovserve.transport.kserve.types import (
+    InferRequest,
+    InferResponse,
+    ModelMetadata,
+    RejectedRequest,
+    RequestedOutput,
+    ServerMetadata,
+    StreamError,
+    TensorSpec,
+)
+from ovserve.transport.metrics import Metrics
+from ovserve.transport.state import ServerState
+
+VERSIONS = ("1",)
+
+
+class DataPlane:
+    def __init__(self, registry: Registry, metrics: Metrics, state: ServerState) -> None:
+        self.registry = registry
+        self.metrics = metrics
+        self.state = state
+
+    # -- server and models ------------------------------------------------------------------
+
+    def server_metadata(self) -> ServerMetadata:
+        return ServerMetadata("ovserve", __version__)
+
+    def live(self) -> bool:
+        return True
+
+    def ready(self) -> bool:
+        return self.state.ready
+
+    def servable(self, model: str, version: str | None = None) -> tuple[Servable, str | None]:
+        """The servable (and LoRA adapter) a model name and version name; a version other
+        than "1" is unknown (graphs have one version), as KServe answers: not found."""
+        servable, adapter = self.registry.resolve(model, llm=False)
+        if version not in (None, "", *VERSIONS):
+            raise ServableNotFound(f"servable {model!r} has no version {version!r} "
+                                   f"(versions: {', '.join(VERSIONS)})")
+        return servable, adapter
+
+    def model_ready(self, model: str, version: str | None = None) -> tuple[bool, str | None]:
+        """Whether a model can take requests, and why not. Raises for unknown models."""
+        try:
+            servable, _ = self.servable(model, version)
+        except ServableNotReady as exc:
+            return False, str(exc)
+        ready = self.state.accepting and servable.ready
+        return ready, None if ready else f"servable {model!r} is not ready"
+
+    def model_metadata(self, model: str, version: str | None = None) -> ModelMetadata:
+        servable, _ = self.servable(model, version)
+        return ModelMetadata(model, [TensorSpec(n) for n in servable.graph.input_names],
+                             [TensorSpec(n) for n in servable.graph.output_names],
+                             versions=VERSIONS)
+
+    # -- inference --------------------------------------------------------------------------
+
+    async def infer(self, model: str, decode: Callable[[], InferRequest],
+                    interface: str) -> InferResponse:
+        """One graph run on the request ``decode`` gives, counted in the metrics under
+        ``model`` and ``interface`` (a request that does not decode counts as an error)."""
+        with self.metrics.request(model, interface):
+            request = decode()
+            servable, adapter = self.servable(request.model, request.version)
+            servable.check_inputs(request.inputs)
+            outputs = await servable.infer(
+                request.inputs, side_packets=request.side_packets(),
+                timestamp=request.timestamp, adapter=adapter)
+            return InferResponse(request.model, select(servable, outputs, request.outputs),
+                                 id=request.id, request=request)
+
+    def stream(self, requests: AsyncIterator[InferRequest | RejectedRequest],
+               interface: str) -> AsyncIterator[InferResponse | StreamError]:
+        """ModelStreamInfer: every request runs on one graph run (opened by the first, whose
+        parameters become side packets); one response per output packet, labelled with the
+        id of the request it answers; errors in-band. Closing the iterator closes the run."""
+        return InferStream(self, requests, interface).responses()
+
+
+def select(servable: Servable, outputs: dict[str, Tensor],
+           requested: list[RequestedOutput]) -> dict[str, Tensor]:
+    """The requested outputs (all when none is named); an unknown name is an error."""
+    if not requested:
+        return outputs
+    names = [o.name for o in requested]
+    unknown = [n for n in names if n not in servable.graph.output_names]
+    if unknown:
+        raise InvalidInput(f"servable {servable.name} has no output {unknown[0]!r} "
+                           f"(outputs: {', '.join(servable.graph.output_names)})")
+    return {n: outputs[n] for n in outputs if n in names}
+
+
+class InferStream:
+    """One ModelStreamInfer call: a reader feeding a GraphRun, a pump sending its events."""
+
+    def __init__(self, plane: DataPlane, requests: AsyncIterator[InferRequest | RejectedRequest],
+                 interface: str) -> None:
+        self.plane = plane
+        self.metrics = plane.metrics
+        self.requests = requests
+        self.interface = interface
+        self.out: asyncio.Queue[InferResponse | StreamError | None] = asyncio.Queue()
+        self.servable: Servable | None = None
+        self.model = ""
+        self.run: GraphRun | None = None
+        # the timestamps requests were sent at, and their ids: an output packet answers the
+        # last request sent at or before its timestamp
+        self.sent_at: list[int] = []
+        self.sent_ids: list[str] = []
+        self.pump: asyncio.Task[None] | None = None
+        self.stack = contextlib.AsyncExitStack()
+
+    def _error(self, model: str, request_id: str, exc: OvserveError) -> StreamError:
+        self.metrics.error(model, self.interface, exc)
+        return StreamError(model, request_id, exc)
+
+    async def _open(self, request: InferRequest) -> GraphRun:
+        servable, adapter = self.plane.servable(request.model, request.version)
+        run = servable.stream(side_packets=request.side_packets(), adapter=adapter)
+        self.servable, self.model = servable, request.model
+        self.stack.enter_context(self.metrics.stream(request.model, self.interface))
+        await self.stack.enter_async_context(run)
+        self.run = run
+        self.pump = asyncio.create_task(self._pump(run))
+        return run
+
+    def _send(self, run: GraphRun, request: InferRequest) -> None:
+        assert self.servable is not None
+        if request.model != self.model:
+            raise InvalidInput(f"this stream serves {self.model}; open a new stream for "
+                               f"{request.model}")
+        self.servable.check_inputs(request.inputs)
+        timestamp = run.send(request.inputs, request.timestamp)
+        self.sent_at.append(timestamp)
+        self.sent_ids.append(request.id)
+
+    async def _read(self) -> None:
+        try:
+            async for request in self.requests:
+                self.metrics.requests.labels(request.model, self.interface).inc()
+                if isinstance(request, RejectedRequest):
+                    self.out.put_nowait(self._error(request.model, request.id, request.error))
+                    continue
+                try:
+                    self._send(self.run or await self._open(request), request)
+                except OvserveError as exc:
+                    self.out.put_nowait(self._error(request.model, request.id, exc))
+        finally:
+            if self.run is not None:
+                self.run.close_inputs()  # client half-closed: end once the graph drains
+            else:
+                self.out.put_nowait(None)
+
+    def _request_id(self, timestamp: int) -> str:
+        index = bisect.bisect_right(self.sent_at, timestamp) - 1
+        return self.sent_ids[max(index, 0)] if self.sent_ids else ""
+
+    async def _pump(self, run: GraphRun) -> None:
+        try:
+            async for event in run.events():
+                if isinstance(event, RunError):
+                    last = self.sent_ids[-1] if self.sent_ids else ""
+                    self.out.put_nowait(self._error(self.model, last, event.error))
+                    continue
+                assert isinstance(event, OutputPacket)
+                if isinstance(event.payload, Tensor):
+                    self.out.put_nowait(InferResponse(
+                        self.model, {event.stream: event.payload},
+                        id=self._request_id(event.timestamp), timestamp=event.timestamp))
+        finally:
+            self.out.put_nowait(None)
+
+    async def responses(self) -> AsyncIterator[InferResponse | StreamError]:
+        reader = asyncio.create_task(self._read())
+        try:
+            while (item := await self.out.get()) is not None:
+                yield item
+            await reader
+        finally:
+            reader.cancel()
+            if self.pump is not None:
+                self.pump.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await asyncio.gather(reader, *(t for t in [self.pump] if t),
+                                     return_exceptions=True)
+            await self.stack.aclose()  # closes the run: generators and engine requests end
