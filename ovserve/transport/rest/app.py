@@ -14,9 +14,10 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from ovserve import __version__
 from ovserve.errors import BodyTooLarge
 from ovserve.transport.kserve import DataPlane
+from ovserve.transport.openai.router import build_router as build_openai_router
+from ovserve.transport.openai.serving import OpenAIServing
 from ovserve.transport.rest import errors
 from ovserve.transport.rest.kserve_v2 import build_router
-from ovserve.transport.rest.openai import build_router as build_openai_router
 from ovserve.transport.rest.rag import build_router as build_rag_router
 
 DEFAULT_MAX_BODY_BYTES = 64 * 1024 * 1024
@@ -80,7 +81,7 @@ def build_app(plane: DataPlane, *, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES)
         return JSONResponse({"version": __version__})
 
     app.include_router(build_router(plane))
-    openai = build_openai_router(registry, metrics, started=int(time.time()))
+    openai = build_openai_router(OpenAIServing(registry, metrics, started=int(time.time())))
     documents = build_rag_router(registry)
     for prefix in ("/v1", "/v3"):
         app.include_router(openai, prefix=prefix)

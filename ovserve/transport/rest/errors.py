@@ -16,9 +16,10 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ovserve.errors import InvalidInput, OvserveError, ServableNotFound
-from ovserve.transport.errors import shape_of
+from ovserve.transport.errors import ErrorShape, shape_of
 
 log = logging.getLogger(__name__)
 OPENAI_PREFIXES = ("/v1/", "/v3/")
@@ -33,21 +34,31 @@ def openai_body(message: str, type_: str, param: str | None = None,
     return {"error": {"message": message, "type": type_, "param": param, "code": code}}
 
 
-def error_response(request: Request, exc: OvserveError) -> JSONResponse:
-    shape = shape_of(exc)
-    if not is_openai(request):
-        return JSONResponse({"error": str(exc)}, status_code=shape.http_status)
+def error_body(exc: OvserveError, shape: ErrorShape) -> dict[str, Any]:
+    """OpenAI's error envelope for an ovserve error (also an SSE stream's in-band error)."""
     param = exc.param if isinstance(exc, InvalidInput) else None
     code = None
     if isinstance(exc, ServableNotFound):
         param, code = "model", "model_not_found"
-    return JSONResponse(openai_body(str(exc), shape.openai_type, param, code),
-                        status_code=shape.http_status)
+    return openai_body(str(exc), shape.openai_type, param, code)
+
+
+def error_response(request: Request, exc: OvserveError) -> JSONResponse:
+    shape = shape_of(exc)
+    if not is_openai(request):
+        return JSONResponse({"error": str(exc)}, status_code=shape.http_status)
+    return JSONResponse(error_body(exc, shape), status_code=shape.http_status)
 
 
 def validation_error(exc: RequestValidationError) -> InvalidInput:
     """FastAPI's first validation problem as an InvalidInput naming the field."""
     error = exc.errors()[0]
+    if error.get("type") == "json_invalid":
+        detail = (error.get("ctx") or {}).get("error", "")
+        return InvalidInput(f"the request body is not valid JSON: {detail}".rstrip(": "))
+    if tuple(error.get("loc", ())) == ("body",) and error.get("type") != "missing":
+        return InvalidInput("the request body must be a JSON object (with Content-Type: "
+                            "application/json)")
     loc = [str(p) for p in error.get("loc", ()) if p != "body"]
     param = ".".join(loc) or None
     message = str(error.get("msg", "invalid request"))
@@ -73,7 +84,22 @@ async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
     return JSONResponse({"error": message}, status_code=500)
 
 
+async def _http(request: Request, exc: Exception) -> JSONResponse:
+    """Starlette's own errors (404 route, 405 method) in the path's shape; FastAPI turns a
+    failure while reading the body (``BodyTooLarge``) into one, its cause says which."""
+    assert isinstance(exc, StarletteHTTPException)
+    if isinstance(exc.__cause__, OvserveError):
+        return error_response(request, exc.__cause__)
+    message = str(exc.detail)
+    if is_openai(request):
+        type_ = "invalid_request_error" if exc.status_code < 500 else "server_error"
+        return JSONResponse(openai_body(message, type_), status_code=exc.status_code,
+                            headers=exc.headers)
+    return JSONResponse({"error": message}, status_code=exc.status_code, headers=exc.headers)
+
+
 def install(app: FastAPI) -> None:
+    app.add_exception_handler(StarletteHTTPException, _http)
     app.add_exception_handler(OvserveError, _ovserve)
     app.add_exception_handler(RequestValidationError, _validation)
     app.add_exception_handler(Exception, _unexpected)

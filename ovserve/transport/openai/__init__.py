@@ -1,0 +1,1 @@
+"""The OpenAI-compatible API: protocol models, serving (orchestration) and router (HTTP)."""

@@ -1,0 +1,141 @@
+"""The OpenAI-compatible API's HTTP shape (mounted under /v1 and /v3): routes, request bodies
+as protocol models, JSON and SSE responses (``data: {...}`` events, ``data: [DONE]``, an error
+event in-band after the first byte). ``OpenAIServing`` does the work; errors are raised and
+answered by ``rest.errors`` in OpenAI's envelope.
+
+A client that disconnects aborts its generation in the engine: a streamed response is closed
+by Starlette when the socket goes; a non-streamed one is cancelled when the ASGI receive
+channel says ``http.disconnect`` (vLLM's ``with_cancellation``), not by polling.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+from collections.abc import AsyncIterator, Awaitable
+from typing import Any, TypeVar
+
+import orjson
+from fastapi import APIRouter, Request, Response
+from fastapi.responses import JSONResponse, PlainTextResponse, StreamingResponse
+from pydantic import BaseModel
+
+from ovserve.errors import OvserveError
+from ovserve.transport.errors import shape_of
+from ovserve.transport.openai.protocol import (
+    ChatCompletionRequest,
+    ChatCompletionResponse,
+    CompletionRequest,
+    CompletionResponse,
+    EmbeddingsRequest,
+    EmbeddingsResponse,
+    ErrorResponse,
+    LoadLoraAdapterRequest,
+    ModelCard,
+    ModelList,
+)
+from ovserve.transport.openai.serving import OpenAIServing
+from ovserve.transport.rest.errors import error_body
+
+T = TypeVar("T")
+ERRORS: dict[int | str, dict[str, Any]] = {
+    status: {"model": ErrorResponse} for status in (400, 404, 413, 500, 503)}
+
+
+class NumpyJSONResponse(JSONResponse):
+    """JSON with numpy arrays in it, by orjson: the std json module spends about 6 ms on a
+    response of 32 vectors of 384 floats (as long as a third of embedding them)."""
+
+    def render(self, content: Any) -> bytes:
+        return orjson.dumps(content, option=orjson.OPT_SERIALIZE_NUMPY)
+
+
+def _json(model: BaseModel) -> Response:
+    return Response(model.model_dump_json(), media_type="application/json")
+
+
+async def _disconnected(request: Request) -> None:
+    """Returns when the client goes away (the body has been read: the next ASGI message is
+    ``http.disconnect``)."""
+    while (await request.receive())["type"] != "http.disconnect":
+        pass
+
+
+async def cancel_on_disconnect(request: Request, work: Awaitable[T]) -> T | None:
+    """``work``'s result, or None when the client left first (``work`` is then cancelled,
+    which closes its streams down to the engine)."""
+    task = asyncio.ensure_future(work)
+    watch = asyncio.ensure_future(_disconnected(request))
+    try:
+        await asyncio.wait({task, watch}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        watch.cancel()
+        if not task.done():
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+    return None if task.cancelled() else task.result()
+
+
+async def _sse(chunks: AsyncIterator[BaseModel]) -> AsyncIterator[str]:
+    try:
+        async for chunk in chunks:
+            yield f"data: {chunk.model_dump_json()}\n\n"
+    except OvserveError as exc:  # after the first byte: in-band, then [DONE]
+        yield f"data: {json.dumps(error_body(exc, shape_of(exc)))}\n\n"
+    finally:
+        await chunks.aclose()  # type: ignore[attr-defined]
+    yield "data: [DONE]\n\n"
+
+
+def build_router(serving: OpenAIServing) -> APIRouter:
+    # a body without a Content-Type is read as JSON, as OVMS and vLLM's clients expect
+    router = APIRouter(responses=ERRORS, strict_content_type=False)
+
+    @router.get("/models")
+    async def list_models() -> ModelList:
+        return serving.models()
+
+    @router.get("/models/{model_id:path}")
+    async def get_model(model_id: str) -> ModelCard:
+        return serving.model(model_id)
+
+    @router.post("/load_lora_adapter", response_class=PlainTextResponse)
+    async def load_lora_adapter(body: LoadLoraAdapterRequest) -> str:
+        """vLLM's run-time adapter loading: 200 with a message, 400 if the name is taken or
+        the adapter cannot be used."""
+        return await serving.load_adapter(body)
+
+    @router.post("/unload_lora_adapter", response_class=PlainTextResponse)
+    async def unload_lora_adapter(body: LoadLoraAdapterRequest) -> str:
+        """vLLM's run-time adapter unloading: 404 for an unknown name; requests running on
+        the adapter finish."""
+        return serving.unload_adapter(body)
+
+    @router.post("/embeddings", response_model=EmbeddingsResponse)
+    async def embeddings(body: EmbeddingsRequest) -> Response:
+        return NumpyJSONResponse(await serving.embeddings(body))
+
+    async def respond(request: Request, body: CompletionRequest | ChatCompletionRequest
+                      ) -> Response:
+        if body.stream:
+            chunks = await serving.create(body)
+            assert not isinstance(chunks, BaseModel)
+            return StreamingResponse(_sse(chunks), media_type="text/event-stream",
+                                     headers={"Cache-Control": "no-cache"})
+        answer = await cancel_on_disconnect(request, serving.create(body))
+        if answer is None:
+            return Response(status_code=499)  # nobody reads it: the client is gone
+        assert isinstance(answer, BaseModel)
+        return _json(answer)
+
+    @router.post("/completions", response_model=CompletionResponse)
+    async def completions(request: Request, body: CompletionRequest) -> Response:
+        return await respond(request, body)
+
+    @router.post("/chat/completions", response_model=ChatCompletionResponse)
+    async def chat_completions(request: Request, body: ChatCompletionRequest) -> Response:
+        return await respond(request, body)
+
+    return router

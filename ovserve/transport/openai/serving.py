@@ -1,0 +1,485 @@
+"""The OpenAI API's orchestration, between the router (HTTP shapes) and the servables.
+
+Requests arrive as protocol models and leave as protocol models (or async iterators of
+chunks); errors are raised as ovserve errors naming the field (``InvalidInput.param``) and the
+error handlers answer them. Each request is counted once in the metrics: its error, its time
+to first token (streams) and its duration when its response is complete.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import logging
+import time
+import uuid
+from collections.abc import AsyncGenerator, AsyncIterator
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel
+
+from ovserve.aio import merged
+from ovserve.engine.interface import Engine
+from ovserve.errors import InvalidInput, OvserveError, ServableNotFound
+from ovserve.protocol.generation import GenerationChunk, GenerationRequest, SamplingParams
+from ovserve.serving.registry import Registry
+from ovserve.serving.servable import Servable
+from ovserve.transport.metrics import Metrics, Tracked
+from ovserve.transport.openai.protocol import (
+    AssistantMessage,
+    ChatChoice,
+    ChatCompletionChunk,
+    ChatCompletionRequest,
+    ChatCompletionResponse,
+    ChatLogprobs,
+    ChatStreamChoice,
+    CompletionChoice,
+    CompletionChunk,
+    CompletionLogprobs,
+    CompletionRequest,
+    CompletionResponse,
+    DeltaMessage,
+    EmbeddingsRequest,
+    LoadLoraAdapterRequest,
+    ModelCard,
+    ModelList,
+    SamplingFields,
+    TokenLogprob,
+    Usage,
+)
+
+log = logging.getLogger(__name__)
+MAX_PROMPTS = 64  # prompts in one /v1/completions request
+Kind = Literal["completion", "chat"]
+Chunk = CompletionChunk | ChatCompletionChunk
+
+
+def _logprobs(req: SamplingFields) -> bool:
+    """Whether the request asks for the sampled tokens' logprobs. openvino-genai returns no
+    alternatives, so asking for any (``top_logprobs`` > 0, completions' ``logprobs`` > 0) is a
+    400 naming the field rather than an answer without them."""
+    value = req.logprobs
+    if value is None or value is False:
+        if req.top_logprobs:
+            raise InvalidInput("top_logprobs: needs logprobs: true", "top_logprobs")
+        return False
+    if value is True:  # chat
+        if req.top_logprobs:
+            raise InvalidInput("top_logprobs: only the sampled token's logprob is available "
+                               "(0); alternatives are not", "top_logprobs")
+        return True
+    if isinstance(value, int) and value == 0:  # completions: the sampled tokens only
+        return True
+    raise InvalidInput("logprobs: only the sampled token's logprob is available (logprobs: 0 "
+                       "for completions, true for chat); alternatives are not", "logprobs")
+
+
+def _json_schema(req: SamplingFields) -> str | None:
+    """``response_format`` as the JSON schema structured output must follow (None: text)."""
+    fmt = req.response_format
+    if fmt is None or fmt.type == "text":
+        return None
+    if fmt.type == "json_object":
+        return json.dumps({"type": "object"})
+    if fmt.json_schema is None or not fmt.json_schema.schema_:
+        raise InvalidInput("response_format.json_schema.schema: a JSON schema is required",
+                           "response_format")
+    return json.dumps(fmt.json_schema.schema_)
+
+
+def sampling_params(req: SamplingFields, max_tokens: int | None) -> SamplingParams:
+    stop = (req.stop,) if isinstance(req.stop, str) else tuple(req.stop or ())
+    top_k = req.top_k if req.top_k not in (None, -1, 0) else None
+    return SamplingParams(
+        max_tokens=max_tokens, temperature=req.temperature, top_p=req.top_p, top_k=top_k,
+        repetition_penalty=req.repetition_penalty, presence_penalty=req.presence_penalty,
+        frequency_penalty=req.frequency_penalty, seed=req.seed, stop=stop,
+        ignore_eos=req.ignore_eos, min_tokens=req.min_tokens, json_schema=_json_schema(req),
+        logprobs=_logprobs(req))
+
+
+def _chat_logprobs(pairs: list[tuple[str, float]]) -> ChatLogprobs:
+    return ChatLogprobs(content=[TokenLogprob(token=token, logprob=logprob,
+                                              bytes=list(token.encode()))
+                                 for token, logprob in pairs])
+
+
+def _completion_logprobs(pairs: list[tuple[str, float]], offset: int = 0
+                         ) -> CompletionLogprobs:
+    offsets = []
+    for token, _ in pairs:
+        offsets.append(offset)
+        offset += len(token)
+    return CompletionLogprobs(tokens=[t for t, _ in pairs], token_logprobs=[lp for _, lp in pairs],
+                              text_offset=offsets)
+
+
+def _finish(reason: str | None) -> Literal["stop", "length"] | None:
+    if reason is None or reason == "length":
+        return reason  # type: ignore[return-value]
+    return "stop"
+
+
+def _log_unknown(req: BaseModel) -> None:
+    if req.model_extra:
+        log.info("ignoring unknown request fields: %s", ", ".join(sorted(req.model_extra)))
+
+
+class _Usage:
+    """Tokens of a request: each prompt counted once (``n`` choices share one), every
+    choice's completion."""
+
+    def __init__(self, n: int = 1) -> None:
+        self.n = n
+        self.prompts: dict[int, int] = {}
+        self.completion = 0
+
+    @property
+    def prompt(self) -> int:
+        return sum(self.prompts.values())
+
+    def add(self, chunk: GenerationChunk) -> None:
+        if chunk.finish_reason is not None:
+            self.prompts[chunk.index // self.n] = chunk.prompt_tokens
+            self.completion += chunk.completion_tokens
+
+    def body(self) -> Usage:
+        return Usage(prompt_tokens=self.prompt, completion_tokens=self.completion,
+                     total_tokens=self.prompt + self.completion)
+
+
+@dataclass
+class Generation:
+    """A validated completion or chat request, ready to run: one engine request per prompt."""
+
+    kind: Kind
+    servable: Servable
+    requests: list[GenerationRequest]
+    model: str  # the model id asked for (a LoRA adapter's, or the servable's)
+    echo: bool = False
+    include_usage: bool = False
+
+    @property
+    def n(self) -> int:
+        return self.requests[0].n
+
+    @property
+    def choices(self) -> int:
+        return self.n * len(self.requests)
+
+    @property
+    def logprobs(self) -> bool:
+        return self.requests[0].params.logprobs
+
+    def prompt_of(self, choice: int) -> str:
+        return self.requests[choice // self.n].prompt or ""
+
+    def chunks(self) -> AsyncGenerator[GenerationChunk, None]:
+        """The chunks of every prompt as one stream, as vLLM numbers them: prompt ``k``'s
+        choice ``i`` is choice ``k * n + i``. Closing it aborts them all."""
+        n = self.n
+        if len(self.requests) == 1:  # no merging queue (and its task hop per token)
+            return self.servable.generate(self.requests[0])
+
+        async def renumbered(k: int, request: GenerationRequest
+                             ) -> AsyncIterator[GenerationChunk]:
+            async for chunk in self.servable.generate(request):
+                yield replace(chunk, index=chunk.index + k * n) if k else chunk
+
+        return merged([renumbered(k, r) for k, r in enumerate(self.requests)])
+
+
+class OpenAIServing:
+    def __init__(self, registry: Registry, metrics: Metrics, started: int) -> None:
+        self.registry = registry
+        self.metrics = metrics
+        self.started = started
+
+    # -- models -----------------------------------------------------------------------------
+
+    def _llm_servables(self) -> list[Servable]:
+        return [s for s in self.registry.servables() if s.generation_input is not None]
+
+    def _card(self, name: str, root: str | None = None, parent: str | None = None) -> ModelCard:
+        return ModelCard(id=name, created=self.started, root=root or name, parent=parent)
+
+    def models(self) -> ModelList:
+        """Every LLM servable, then its LoRA adapters (parent: the servable, root: the
+        adapter's folder), as vLLM lists them; then the embedding models."""
+        cards, seen = [], set()
+        for servable in self._llm_servables():
+            cards.append(self._card(servable.name))
+            for adapter in servable.adapters():
+                if adapter.name not in seen:
+                    seen.add(adapter.name)
+                    cards.append(self._card(adapter.name, str(adapter.path), servable.name))
+        cards += [self._card(s.name) for s in self.registry.servables()
+                  if s.embedding_input is not None]
+        return ModelList(data=cards)
+
+    def model(self, model_id: str) -> ModelCard:
+        self.llm(model_id)
+        return next(c for c in self.models().data if c.id == model_id)
+
+    def llm(self, name: str) -> tuple[Servable, str | None]:
+        """The LLM servable for a model id, and the LoRA adapter the id names, if any."""
+        try:
+            servable, adapter = self.registry.resolve(name, llm=True)
+        except ServableNotFound as exc:
+            ids = ", ".join(c.id for c in self.models().data) or "none"
+            raise ServableNotFound(f"The model `{name}` does not exist (models: {ids})"
+                                   ) from exc
+        if servable.generation_input is None:
+            raise ServableNotFound(f"The model `{name}` is not an LLM graph; it serves KServe "
+                                   "requests only")
+        return servable, adapter
+
+    # -- LoRA adapters at run time (vLLM's endpoints) ----------------------------------------
+
+    def _lora_engine(self, wanted: str | None) -> Engine:
+        """The engine a load/unload request is for: the only LLM model with adapters, or
+        the one its ``model`` field names."""
+        engines: dict[int, tuple[str, Engine]] = {}
+        for servable in self._llm_servables():
+            if wanted is not None and servable.name != wanted:
+                continue
+            for engine in servable.engines.engines(servable.name):
+                engines.setdefault(id(engine), (servable.name, engine))
+        if not engines:
+            if wanted:
+                raise ServableNotFound(f"The model `{wanted}` does not exist")
+            raise InvalidInput("no LLM is served", "model")
+        if len(engines) > 1:
+            names = ", ".join(name for name, _ in engines.values())
+            raise InvalidInput(f"model: several LLMs are served ({names}); say which one the "
+                               "adapter is for", "model")
+        return next(iter(engines.values()))[1]
+
+    async def load_adapter(self, req: LoadLoraAdapterRequest) -> str:
+        if not req.lora_path:
+            raise InvalidInput("lora_path: a non-empty string is required", "lora_path")
+        engine = self._lora_engine(req.model)
+        await asyncio.get_running_loop().run_in_executor(
+            None, engine.load_adapter, req.lora_name, Path(req.lora_path))
+        return f"Success: LoRA adapter '{req.lora_name}' added successfully."
+
+    def unload_adapter(self, req: LoadLoraAdapterRequest) -> str:
+        self._lora_engine(req.model).unload_adapter(req.lora_name)
+        return f"Success: LoRA adapter '{req.lora_name}' removed successfully."
+
+    # -- embeddings --------------------------------------------------------------------------
+
+    def _embedder(self, name: str) -> Servable:
+        try:
+            servable = self.registry.get(name)
+        except ServableNotFound as exc:
+            ids = ", ".join(s.name for s in self.registry.servables()
+                            if s.embedding_input is not None) or "none"
+            raise ServableNotFound(f"The model `{name}` does not exist (embedding models: "
+                                   f"{ids})") from exc
+        if servable.embedding_input is None:
+            raise InvalidInput(f"model: `{name}` is not an embedding model", "model")
+        return servable
+
+    async def embeddings(self, req: EmbeddingsRequest) -> dict[str, Any]:
+        """OpenAI's embeddings: ``input`` a string or a list of them; vectors as floats or
+        base64 (little-endian float32), usage counted. The body keeps numpy vectors (an
+        ``EmbeddingsResponse`` in shape), for the router's orjson to write without a copy."""
+        _log_unknown(req)
+        with self.metrics.request(req.model, "openai"):
+            texts = [req.input] if isinstance(req.input, str) else req.input
+            if not texts:
+                raise InvalidInput("input: give at least one text", "input")
+            if not all(isinstance(t, str) for t in texts):
+                raise InvalidInput("input: token arrays are not supported; send text", "input")
+            servable = self._embedder(req.model)
+            result = await servable.embed([str(t) for t in texts])
+            dims = result.vectors.shape[1]
+            if req.dimensions is not None and req.dimensions != dims:
+                raise InvalidInput(f"dimensions: model {req.model} gives {dims}, it cannot give "
+                                   f"{req.dimensions}", "dimensions")
+            self.metrics.tokens(req.model, result.tokens, 0)
+        data = []
+        for index, vector in enumerate(result.vectors):
+            embedding: Any = (base64.b64encode(vector.astype("<f4").tobytes()).decode()
+                              if req.encoding_format == "base64" else vector)
+            data.append({"object": "embedding", "embedding": embedding, "index": index})
+        return {"object": "list", "data": data, "model": req.model,
+                "usage": {"prompt_tokens": result.tokens, "total_tokens": result.tokens}}
+
+    # -- completions and chat ----------------------------------------------------------------
+
+    def _prepare(self, req: CompletionRequest | ChatCompletionRequest) -> Generation:
+        _log_unknown(req)
+        include_usage = bool(req.stream_options and req.stream_options.include_usage)
+        if isinstance(req, ChatCompletionRequest):
+            kind: Kind = "chat"
+            first = GenerationRequest(
+                kind="chat", n=req.n,
+                params=sampling_params(req, req.max_completion_tokens or req.max_tokens),
+                messages=[{"role": m.role, "content": m.text()} for m in req.messages])
+            requests = [first]
+        else:
+            kind = "completion"
+            if req.echo and _logprobs(req):
+                raise InvalidInput("echo: with logprobs it needs the prompt's logprobs, which "
+                                   "are not available", "echo")
+            if req.suffix:
+                raise InvalidInput("suffix: insertion after a suffix is not supported by this "
+                                   "model", "suffix")
+            if req.best_of is not None and req.best_of != req.n:
+                raise InvalidInput(f"best_of: only best_of = n ({req.n}) is supported "
+                                   "(ranking extra candidates is not)", "best_of")
+            prompts = req.prompt if isinstance(req.prompt, list) else [req.prompt]
+            if not prompts or len(prompts) > MAX_PROMPTS:
+                raise InvalidInput(f"prompt: give 1 to {MAX_PROMPTS} prompts", "prompt")
+            first = GenerationRequest(kind="completion", prompt=prompts[0], n=req.n,
+                                      params=sampling_params(req, req.max_tokens))
+            requests = [first, *(replace(first, prompt=p) for p in prompts[1:])]
+        servable, adapter = self.llm(req.model)
+        return Generation(kind, servable, [replace(r, adapter=adapter) for r in requests],
+                          model=adapter or servable.name,
+                          echo=isinstance(req, CompletionRequest) and req.echo,
+                          include_usage=include_usage)
+
+    async def create(self, req: CompletionRequest | ChatCompletionRequest
+                     ) -> CompletionResponse | ChatCompletionResponse | AsyncIterator[Chunk]:
+        """The response, or (``stream``) an iterator of chunks whose first one is already
+        there: errors before the first token raise here, so they get a status code."""
+        tracked = self.metrics.track(req.model, "openai", streamed=req.stream)
+        try:
+            generation = self._prepare(req)
+            if not req.stream:
+                return await self._complete(generation)
+            chunks = self._stream(generation, tracked)
+            first = await anext(chunks, None)
+            return _prepend(first, chunks)
+        except Exception as exc:
+            tracked.fail(exc)
+            tracked.finish()
+            raise
+        finally:
+            if not req.stream:
+                tracked.finish()  # also when cancelled (the client left)
+
+    async def _complete(self, generation: Generation
+                        ) -> CompletionResponse | ChatCompletionResponse:
+        count = generation.choices
+        texts = [generation.prompt_of(i) if generation.echo else "" for i in range(count)]
+        reasons: list[Literal["stop", "length"] | None] = [None] * count
+        logprobs: list[list[tuple[str, float]]] = [[] for _ in range(count)]
+        usage = _Usage(generation.n)
+        sources: list[dict[str, Any]] = []
+        chunks = generation.chunks()
+        try:
+            async for chunk in chunks:
+                if chunk.sources and not sources:
+                    sources.extend(chunk.sources)
+                texts[chunk.index] += chunk.text
+                logprobs[chunk.index] += chunk.logprobs
+                if chunk.finish_reason is not None:
+                    reasons[chunk.index] = _finish(chunk.finish_reason)
+                usage.add(chunk)
+        finally:
+            await chunks.aclose()  # cancelled (client gone): the engine aborts
+        self.metrics.tokens(generation.model, usage.prompt, usage.completion)
+        common: dict[str, Any] = {"created": int(time.time()), "model": generation.model,
+                                  "usage": usage.body()}
+        if sources:  # a RAG graph's retrieved chunks, beside the answer
+            common["sources"] = sources
+        if generation.kind == "chat":
+            return ChatCompletionResponse(
+                id=f"chatcmpl-{uuid.uuid4().hex}", **common, choices=[
+                    ChatChoice(index=i, message=AssistantMessage(content=text),
+                               logprobs=_chat_logprobs(logprobs[i]) if generation.logprobs
+                               else None, finish_reason=reasons[i])
+                    for i, text in enumerate(texts)])
+        return CompletionResponse(
+            id=f"cmpl-{uuid.uuid4().hex}", **common, choices=[
+                CompletionChoice(index=i, text=text, finish_reason=reasons[i],
+                                 logprobs=_completion_logprobs(logprobs[i])
+                                 if generation.logprobs else None)
+                for i, text in enumerate(texts)])
+
+    async def _stream(self, generation: Generation, tracked: Tracked
+                      ) -> AsyncGenerator[Chunk, None]:
+        """The chunks of a streamed response: echoed prompts, the chat role, a chunk per
+        engine chunk with text, a finish reason or sources, then usage when asked for."""
+        chat = generation.kind == "chat"
+        ident = f"{'chatcmpl' if chat else 'cmpl'}-{uuid.uuid4().hex}"
+        created = int(time.time())
+        offsets: dict[int, int] = {}  # completions' text_offset, per choice
+        usage = _Usage(generation.n)
+
+        def chunk_of(choices: list[Any], **extra: Any) -> Chunk:
+            cls = ChatCompletionChunk if chat else CompletionChunk
+            return cls(id=ident, created=created, model=generation.model, choices=choices,
+                       **extra)
+
+        def choice(chunk: GenerationChunk) -> Any:
+            reason = _finish(chunk.finish_reason)
+            pairs = list(chunk.logprobs)
+            if chat:
+                return ChatStreamChoice(
+                    index=chunk.index, delta=DeltaMessage(content=chunk.text),
+                    logprobs=_chat_logprobs(pairs) if generation.logprobs else None,
+                    finish_reason=reason)
+            logprobs = None
+            if generation.logprobs:
+                logprobs = _completion_logprobs(pairs, offsets.get(chunk.index, 0))
+                offsets[chunk.index] = offsets.get(chunk.index, 0) + sum(len(t) for t, _ in pairs)
+            return CompletionChoice(index=chunk.index, text=chunk.text, logprobs=logprobs,
+                                    finish_reason=reason)
+
+        chunks = generation.chunks()
+        try:
+            first = await anext(chunks, None)  # errors before any output raise from here
+            if generation.echo:  # the prompts first, as their choices' opening text
+                for i in range(generation.choices):
+                    yield chunk_of([CompletionChoice(index=i, text=generation.prompt_of(i),
+                                                     logprobs=None, finish_reason=None)])
+            if chat:
+                for i in range(generation.choices):
+                    yield chunk_of([ChatStreamChoice(
+                        index=i, delta=DeltaMessage(role="assistant", content=""),
+                        logprobs=None, finish_reason=None)])
+            pending = [first] if first is not None else []
+            async for chunk in _chain(pending, chunks):
+                usage.add(chunk)
+                if chunk.text or chunk.finish_reason is not None or chunk.sources:
+                    if chunk.text:
+                        tracked.first_output()
+                    extra = {"sources": list(chunk.sources)} if chunk.sources else {}
+                    yield chunk_of([choice(chunk)], **extra)
+            self.metrics.tokens(generation.model, usage.prompt, usage.completion)
+            if generation.include_usage:
+                yield chunk_of([], usage=usage.body())
+        except OvserveError as exc:
+            tracked.fail(exc)
+            log.error("stream of %s failed: %s", generation.servable.name, exc)
+            raise
+        finally:
+            tracked.finish()
+            await chunks.aclose()  # a disconnect lands here too: the engine aborts
+
+
+async def _chain(first: list[GenerationChunk], rest: AsyncIterator[GenerationChunk]
+                 ) -> AsyncIterator[GenerationChunk]:
+    for chunk in first:
+        yield chunk
+    async for chunk in rest:
+        yield chunk
+
+
+async def _prepend(first: Chunk | None, rest: AsyncGenerator[Chunk, None]
+                   ) -> AsyncGenerator[Chunk, None]:
+    try:
+        if first is not None:
+            yield first
+        async for chunk in rest:
+            yield chunk
+    finally:
+        await rest.aclose()
