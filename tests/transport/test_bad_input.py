@@ -3,6 +3,8 @@ serving after every one of them."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import grpc
 import httpx
 import pytest
@@ -81,6 +83,32 @@ def test_rest_oversized_body(server: Server) -> None:
     reply = httpx.post(f"{server.rest_url}/v2/models/echo/infer", json=big)
     assert reply.status_code == 413
     assert "exceeds the limit of 1048576 bytes" in reply.json()["error"]
+    assert_healthy(server)
+
+
+def test_rest_chunked_body_over_the_limit(server: Server) -> None:
+    """No Content-Length (chunked): refused as soon as the running total crosses the limit."""
+    def chunks() -> Iterator[bytes]:
+        yield b'{"inputs": [{"name": "text", "shape": [1], "datatype": "BYTES", "data": ["'
+        for _ in range(20):
+            yield b"x" * (64 * 1024)
+        yield b'"]}]}'
+
+    for path in ("/v2/models/echo/infer", "/v1/completions"):
+        reply = httpx.post(f"{server.rest_url}{path}", content=chunks())
+        assert reply.status_code == 413, path
+        assert "exceeds the limit of 1048576 bytes" in str(reply.json()["error"])
+    assert_healthy(server)
+
+
+def test_rest_versions_and_unexpected_errors_keep_their_shape(server: Server) -> None:
+    reply = httpx.post(f"{server.rest_url}/v2/models/echo/infer",
+                       json={"inputs": [text(["a"])], "parameters": "x"})
+    assert reply.status_code == 400 and "'parameters' must be a JSON object" in reply.json()[
+        "error"]
+    reply = httpx.post(f"{server.rest_url}/v2/models/echo/infer",
+                       json={"inputs": [text(["a"])], "outputs": 5})
+    assert reply.status_code == 400 and "'outputs' must be a list" in reply.json()["error"]
     assert_healthy(server)
 
 

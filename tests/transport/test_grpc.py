@@ -60,8 +60,9 @@ def collect(
     client.start_stream(callback=lambda result, error: responses.put((result, error)))
     got: list[tuple[Any, Any]] = []
     try:
-        for model, texts in requests:
-            client.async_stream_infer(model_name=model, inputs=[text_input("text", texts)])
+        for index, (model, texts) in enumerate(requests):
+            client.async_stream_infer(model_name=model, inputs=[text_input("text", texts)],
+                                      request_id=f"r{index}")
             while True:
                 result, error = responses.get(timeout=60)
                 got.append((result, error))
@@ -93,6 +94,18 @@ def test_several_requests_and_in_band_errors_on_one_stream(
     assert [w.tolist() for w in words] == [[b"a"], [b"b"], [b"c"]]
     error = got[-1][1]
     assert error is not None and "this stream serves words" in str(error)
+    ids = [r.get_response().id for r, e in got if e is None]
+    assert ids == ["r0", "r0", "r0", "r1", "r1"]  # each response names its own request
+
+
+def test_unknown_versions_are_not_found(client: grpcclient.InferenceServerClient) -> None:
+    assert client.get_model_metadata("echo", model_version="1").versions == ["1"]
+    with pytest.raises(InferenceServerException, match="has no version '7'"):
+        client.get_model_metadata("echo", model_version="7")
+    with pytest.raises(InferenceServerException, match="has no version 'abc'"):
+        client.is_model_ready("echo", model_version="abc")
+    with pytest.raises(InferenceServerException, match="has no version '2'"):
+        client.infer("echo", [text_input("text", ["x"])], model_version="2")
 
 
 def test_node_error_in_stream_is_reported_and_server_keeps_serving(

@@ -383,3 +383,27 @@ def test_echo_puts_the_prompt_before_the_completion(client: openai.OpenAI) -> No
     assert len(events) > 1  # then the completion's own events
     with pytest.raises(openai.BadRequestError, match="echo"):
         client.completions.create(model=MODEL, prompt="x", max_tokens=2, echo=True, logprobs=0)
+
+
+def test_stream_metrics_count_once_and_time_the_whole_stream(llm_server: Server) -> None:
+    """A streamed request: one request, its first output and its end timed separately."""
+    def metric(name: str) -> float:
+        text = httpx.get(f"{llm_server.rest_url}/metrics").text
+        line = f'{name}{{interface="openai",servable="{MODEL}"}} '
+        return sum(float(row.split()[-1]) for row in text.splitlines() if row.startswith(line))
+
+    names = ["ovserve_requests_total", "ovserve_request_duration_seconds_count",
+             "ovserve_request_duration_seconds_sum", "ovserve_time_to_first_output_seconds_count",
+             "ovserve_time_to_first_output_seconds_sum"]
+    before = {n: metric(n) for n in names}
+    body = {"model": MODEL, "prompt": "a b c d", "max_tokens": 4, "ignore_eos": True,
+            "stream": True}
+    with httpx.stream("POST", f"{llm_server.rest_url}/v1/completions", json=body) as reply:
+        lines = [line for line in reply.iter_lines() if line.startswith("data:")]
+    assert lines[-1] == "data: [DONE]" and len(lines) >= 2
+    after = {n: metric(n) - before[n] for n in names}
+    assert after["ovserve_requests_total"] == 1
+    assert after["ovserve_request_duration_seconds_count"] == 1
+    assert after["ovserve_time_to_first_output_seconds_count"] == 1
+    assert after["ovserve_request_duration_seconds_sum"] >= (
+        after["ovserve_time_to_first_output_seconds_sum"])

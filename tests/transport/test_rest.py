@@ -61,3 +61,16 @@ def test_metrics_count_requests_errors_and_latency(server: Server) -> None:
     assert 'ovserve_request_errors_total{code="INTERNAL",interface="rest",servable="fail"}' in text
     assert 'ovserve_request_duration_seconds_count{interface="rest",servable="echo"}' in text
     assert "ovserve_streams_in_flight" in text
+
+
+def test_versions_other_than_1_are_not_found(server: Server) -> None:
+    body = {"inputs": [{"name": "text", "shape": [1], "datatype": "BYTES", "data": ["v"]}]}
+    assert httpx.post(f"{server.rest_url}/v2/models/echo/versions/1/infer",
+                      json=body).status_code == 200
+    for path in ("/v2/models/echo/versions/7/infer", "/v2/models/echo/versions/abc/ready",
+                 "/v2/models/echo/versions/2"):
+        reply = (httpx.post(f"{server.rest_url}{path}", json=body) if path.endswith("infer")
+                 else httpx.get(f"{server.rest_url}{path}"))
+        assert reply.status_code == 404, path
+        assert "has no version" in reply.json()["error"]
+

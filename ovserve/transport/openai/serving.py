@@ -448,10 +448,9 @@ class OpenAIServing:
                         logprobs=None, finish_reason=None)])
             pending = [first] if first is not None else []
             async for chunk in _chain(pending, chunks):
+                tracked.first_output()
                 usage.add(chunk)
                 if chunk.text or chunk.finish_reason is not None or chunk.sources:
-                    if chunk.text:
-                        tracked.first_output()
                     extra = {"sources": list(chunk.sources)} if chunk.sources else {}
                     yield chunk_of([choice(chunk)], **extra)
             self.metrics.tokens(generation.model, usage.prompt, usage.completion)
