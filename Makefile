@@ -40,8 +40,16 @@ $(LORA_DIR)/parity/adapter_config.json: $(TASK_DIR)/train.jsonl | $(MODEL_DIR)/o
 	$(BIN)/python scripts/finetune_lora.py --data $(TASK_DIR)/train.jsonl --lora_dir $(LORA_DIR) \
 	    --name parity
 
-test: $(MODEL_DIR)/ovserve_model.json $(EMBEDDING_DIR)/ovserve_model.json check browser
+test: $(MODEL_DIR)/ovserve_model.json $(EMBEDDING_DIR)/ovserve_model.json check browser \
+      $(CLIENTS_VENV)/.installed
 	$(BIN)/pytest
+
+# Third-party clients the example tests run (guidellm, superduper), in a venv of their own.
+CLIENTS_VENV := .venv-clients
+$(CLIENTS_VENV)/.installed: requirements/clients.txt
+	test -x $(CLIENTS_VENV)/bin/python || $(PYTHON) -m venv $(CLIENTS_VENV)
+	$(CLIENTS_VENV)/bin/pip install --quiet --disable-pip-version-check -r requirements/clients.txt
+	touch $@
 
 # The web page's test needs a Chromium: Debian's package (installed here when we are root).
 browser:
@@ -100,4 +108,4 @@ protos: $(INSTALLED)
 	$(BIN)/python -m grpc_tools.protoc -I. --python_out=. --pyi_out=. ovserve/graph/proto/*.proto
 
 clean-venv:
-	rm -rf $(VENV)
+	rm -rf $(VENV) $(CLIENTS_VENV)

@@ -271,8 +271,9 @@ def test_non_streamed_disconnect_aborts_generation(llm_server: Server) -> None:
     wait_for_abort(llm_server, aborted)
 
 
-def test_vllm_probes(llm_server: Server) -> None:
-    for probe in ("/health", "/ping"):  # guidellm checks /health before a run
+def test_vllm_and_nim_probes(llm_server: Server) -> None:
+    # guidellm checks /health before a run; NIM's probes are under /v1/health
+    for probe in ("/health", "/ping", "/v1/health/ready", "/v1/health/live"):
         assert httpx.get(f"{llm_server.rest_url}{probe}").status_code == 200
     version = httpx.get(f"{llm_server.rest_url}/version").json()["version"]
     assert isinstance(version, str) and version
@@ -407,3 +408,14 @@ def test_stream_metrics_count_once_and_time_the_whole_stream(llm_server: Server)
     assert after["ovserve_time_to_first_output_seconds_count"] == 1
     assert after["ovserve_request_duration_seconds_sum"] >= (
         after["ovserve_time_to_first_output_seconds_sum"])
+
+
+def test_openapi_describes_the_real_bodies_and_errors(llm_server: Server) -> None:
+    spec = httpx.get(f"{llm_server.rest_url}/openapi.json").json()
+    for path in ("/v1/completions", "/v1/chat/completions", "/v1/embeddings"):
+        post = spec["paths"][path]["post"]
+        assert post["requestBody"]["content"]["application/json"]["schema"]["$ref"]
+        assert {"200", "400", "404", "500"} <= set(post["responses"])
+        assert "422" not in post["responses"]
+    schemas = spec["components"]["schemas"]
+    assert {"CompletionRequest", "CompletionResponse", "ErrorResponse"} <= set(schemas)

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
+from typing import Any
 
 from fastapi import FastAPI, Response
+from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse, RedirectResponse
 from fastapi.staticfiles import StaticFiles
 from starlette.datastructures import Headers
@@ -70,11 +72,16 @@ def build_app(plane: DataPlane, *, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES)
     async def prometheus() -> Response:
         return Response(metrics.render(), media_type="text/plain; version=0.0.4")
 
-    # vLLM's probes (guidellm checks /health before a run; SageMaker-style /ping)
+    # vLLM's probes (guidellm checks /health before a run; SageMaker-style /ping) and NIM's
     @app.get("/health")
     @app.get("/ping")
+    @app.get("/v1/health/ready")
     async def health() -> Response:
         return Response(status_code=200 if state.ready else 503)
+
+    @app.get("/v1/health/live")
+    async def live() -> Response:
+        return Response(status_code=200)
 
     @app.get("/version")
     async def version() -> JSONResponse:
@@ -88,6 +95,21 @@ def build_app(plane: DataPlane, *, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES)
         app.include_router(documents, prefix=prefix)
     # the web page: ask (streamed, with sources), upload documents, see the models
     app.mount("/ui", StaticFiles(directory=WEB, html=True), name="ui")
+
+    def openapi() -> dict[str, Any]:
+        """FastAPI's schema without its 422 responses: validation errors are answered 400
+        (``rest.errors``), which every route declares."""
+        if app.openapi_schema is None:
+            schema = get_openapi(title=app.title, version=app.version, routes=app.routes)
+            for path in schema.get("paths", {}).values():
+                for operation in path.values():
+                    operation.get("responses", {}).pop("422", None)
+            for name in ("HTTPValidationError", "ValidationError"):
+                schema.get("components", {}).get("schemas", {}).pop(name, None)
+            app.openapi_schema = schema
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
 
     @app.get("/", include_in_schema=False)
     async def home() -> Response:

@@ -139,8 +139,13 @@ def encode_metadata(meta: ModelMetadata) -> dict[str, Any]:
             "inputs": specs(meta.inputs), "outputs": specs(meta.outputs)}
 
 
+ERRORS: dict[int | str, dict[str, Any]] = {
+    status: {"description": 'KServe\'s error body: {"error": "<message>"}'}
+    for status in (400, 404, 413, 500, 503)}
+
+
 def build_router(plane: DataPlane) -> APIRouter:
-    router = APIRouter()
+    router = APIRouter(responses=ERRORS)
 
     @router.get("/v2")
     async def server_metadata() -> dict[str, Any]:
