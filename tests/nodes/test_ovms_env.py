@@ -6,12 +6,16 @@ what they get alone."""
 from __future__ import annotations
 
 import json
+import queue
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import httpx
+import numpy as np
 import pytest
+import tritonclient.grpc as grpcclient
 
 from tests.graphs import python_node, write_graph, write_handler
 from tests.transport.server import Server, start_server
@@ -38,6 +42,36 @@ class OvmsPythonModel:
         return [Tensor("tokens", struct.pack("<8q", *new), shape=[8], datatype="INT64")]
 '''
 
+# OVMS's streaming demo handler: a clone per request, generate() in a thread feeding a
+# TextIteratorStreamer, each piece yielded as it comes (a generator over a LOOPBACK edge)
+STREAM_HANDLER = '''
+import threading
+from optimum.intel import OVModelForCausalLM
+from pyovms import Tensor
+from transformers import AutoTokenizer, TextIteratorStreamer
+from ovserve.protocol.tensor import bytes_tensor, decode_bytes
+
+MODEL = {model!r}
+
+class OvmsPythonModel:
+    def initialize(self, kwargs):
+        self.model = OVModelForCausalLM.from_pretrained(MODEL, compile=True)
+        self.tokenizer = AutoTokenizer.from_pretrained(MODEL)
+
+    def execute(self, inputs):
+        prompt = decode_bytes(inputs[0])[0].decode()
+        model = self.model.clone()
+        streamer = TextIteratorStreamer(self.tokenizer, skip_prompt=True)
+        ids = self.tokenizer(prompt, return_tensors="pt")
+        thread = threading.Thread(target=model.generate, kwargs=dict(
+            **ids, streamer=streamer, max_new_tokens=12, min_new_tokens=12, do_sample=False))
+        thread.start()
+        for piece in streamer:
+            yield [bytes_tensor("piece", [piece])]
+        thread.join()
+        yield [Tensor("end_signal", b"")]
+'''
+
 PROMPTS = ["The Moon is", "Honey bees make", "The Roman Empire was", "Jazz music began"]
 
 
@@ -48,9 +82,13 @@ def server(default_model_dir: Path, tmp_path_factory: pytest.TempPathFactory
     write_handler(root / "clone", HANDLER.format(model=str(default_model_dir)))
     write_graph(root / "clone", ["prompt"], ["tokens"], [
         python_node("cloneNode", "model.py", ["IN:prompt"], ["OUT:tokens"])])
+    write_handler(root / "clone_stream", STREAM_HANDLER.format(model=str(default_model_dir)))
+    write_graph(root / "clone_stream", ["prompt"], ["piece", "end_signal"], [
+        python_node("streamNode", "model.py", ["IN:prompt"],
+                    ["OUT:piece", "OUT_END:end_signal"], loopback=True)])
     config = root / "config.json"
-    config.write_text(json.dumps({"model_config_list": [],
-                                  "mediapipe_config_list": [{"name": "clone"}]}))
+    config.write_text(json.dumps({"model_config_list": [], "mediapipe_config_list": [
+        {"name": "clone"}, {"name": "clone_stream"}]}))
     server = start_server(config)
     yield server
     assert server.terminate() == 0
@@ -79,3 +117,32 @@ def test_install_adds_clone_to_pypis_optimum_intel() -> None:
 
     ovms_env.install()
     assert OVModelForCausalLM.clone is ovms_env.clone
+
+
+def stream(server: Server, prompt: str) -> str:
+    """One ModelStreamInfer call, as the seed's streaming client makes it: the pieces joined."""
+    pieces: queue.Queue[tuple[Any, Any]] = queue.Queue()
+    client = grpcclient.InferenceServerClient(server.grpc_url)
+    client.start_stream(callback=lambda result, error: pieces.put((result, error)))
+    tensor = grpcclient.InferInput("prompt", [1], "BYTES")
+    tensor.set_data_from_numpy(np.array([prompt.encode()], dtype=np.object_))
+    client.async_stream_infer("clone_stream", [tensor])
+    text = ""
+    try:
+        while True:
+            result, error = pieces.get(timeout=120)
+            assert error is None, error
+            if result.as_numpy("end_signal") is not None:
+                return text
+            text += b"".join(result.as_numpy("piece").tolist()).decode()
+    finally:
+        client.stop_stream()
+        client.close()
+
+
+def test_streaming_handlers_calling_clone_under_concurrent_streams(server: Server) -> None:
+    alone = [stream(server, p) for p in PROMPTS]
+    assert all(alone)  # 12 tokens forced, special tokens not skipped: never empty
+    with ThreadPoolExecutor(len(PROMPTS)) as pool:
+        together = list(pool.map(lambda p: stream(server, p), PROMPTS))
+    assert together == alone  # each stream got its own clone's tokens, none interleaved
