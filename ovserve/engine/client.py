@@ -207,13 +207,13 @@ class OpenVINOEngine(EngineBase):
         fields: dict[str, Any] = dict(self.model_defaults)
         fields["max_new_tokens"] = max_new
         fields["eos_token_id"] = ready.eos_token_id
-        fields["stop_token_ids"] = set(ready.stop_token_ids)
+        fields["stop_token_ids"] = set(ready.stop_token_ids) | set(params.stop_token_ids)
         fields["ignore_eos"] = params.ignore_eos
         fields["min_new_tokens"] = params.min_tokens
         if params.temperature is not None:
             fields["do_sample"] = params.temperature > 0
             fields["temperature"] = params.temperature if params.temperature > 0 else 1.0
-        for name in ("top_p", "top_k", "repetition_penalty", "presence_penalty",
+        for name in ("top_p", "top_k", "min_p", "repetition_penalty", "presence_penalty",
                      "frequency_penalty"):
             value = getattr(params, name)
             if value is not None:
@@ -222,14 +222,15 @@ class OpenVINOEngine(EngineBase):
             fields["rng_seed"] = params.seed
         if params.stop:
             fields["stop_strings"] = set(params.stop)
-            fields["include_stop_str_in_output"] = False
+            fields["include_stop_str_in_output"] = params.include_stop_str_in_output
         if params.logprobs:
             fields["logprobs"] = 1  # the sampled token's (openvino-genai has no alternatives)
-        if params.json_schema is not None:
+        if params.structured is not None:
             if self.catalog is not None:  # its grammar would not fit the widened vocabulary
                 raise Unsupported("response_format: structured output is not available on a "
                                   "model that serves LoRA adapters")
-            fields["json_schema"] = params.json_schema
+            kind, value = params.structured
+            fields[kind] = value
         try:  # fail here, as a bad request, not later in the engine process
             process.generation_config(fields).validate()
         except Exception as exc:

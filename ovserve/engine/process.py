@@ -50,6 +50,9 @@ def error_reason(exc: BaseException) -> str:
     return text.splitlines()[-1] if text else repr(exc)
 
 
+STRUCTURED = ("json_schema", "regex")  # StructuredOutputConfig fields a request may set
+
+
 def generation_config(fields: dict[str, Any]) -> Any:
     """An ``openvino_genai.GenerationConfig`` with ``fields`` set (``validate()`` is the
     caller's choice)."""
@@ -57,9 +60,9 @@ def generation_config(fields: dict[str, Any]) -> Any:
 
     config = ov_genai.GenerationConfig()
     for name, value in fields.items():
-        if name == "json_schema":  # structured output: the text must match this JSON schema
+        if name in STRUCTURED:  # structured output: the text must match this schema/regex
             structured = ov_genai.StructuredOutputConfig()
-            structured.json_schema = value
+            setattr(structured, name, value)
             config.structured_output_config = structured
         else:
             setattr(config, name, value)

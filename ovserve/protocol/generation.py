@@ -28,8 +28,12 @@ class SamplingParams:
     apply_chat_template: bool = True
     ignore_eos: bool = False  # generate on past end-of-sequence (vLLM's ignore_eos)
     min_tokens: int = 0  # end-of-sequence and stop strings do not count before this many
-    json_schema: str | None = None  # structured output: JSON matching this schema (text)
+    #: structured output: ("json_schema", schema text) or ("regex", pattern)
+    structured: tuple[Literal["json_schema", "regex"], str] | None = None
     logprobs: bool = False  # return each sampled token's log probability
+    min_p: float | None = None  # drop tokens under min_p x the top token's probability
+    stop_token_ids: tuple[int, ...] = ()  # these tokens end the generation too
+    include_stop_str_in_output: bool = False  # keep the stop string that ended the text
 
 
 @dataclass(frozen=True)

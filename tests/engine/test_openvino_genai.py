@@ -201,3 +201,24 @@ def test_closed_engine_refuses_requests(default_model_dir: Path) -> None:
         engine.submit(engine.prepare("Hi", SamplingParams(max_tokens=4)))
     with pytest.raises(ProcessLookupError):
         os.kill(pid, 0)
+
+
+def test_stop_token_ids_end_the_generation(engine: OpenVINOEngine) -> None:
+    """vLLM's stop_token_ids: the run stops at the first of them (greedy, so the same tokens
+    come as in a run without them)."""
+    generation = engine.submit(engine.prepare("The Moon is", SamplingParams(
+        max_tokens=6, ignore_eos=True)))
+    ids = [t for d in generation.deltas() for t in d.token_ids]
+    assert len(ids) == 6
+    stop = ids[3]
+    _, count = run(engine, "The Moon is", max_tokens=6, stop_token_ids=(stop,))
+    assert count in (ids.index(stop), ids.index(stop) + 1)
+
+
+def test_min_p_near_one_keeps_only_the_top_token(engine: OpenVINOEngine) -> None:
+    """min_p 0.999 keeps only tokens about as likely as the top one: hot sampling turns
+    greedy."""
+    greedy = run(engine, "Honey bees make", max_tokens=8, ignore_eos=True)
+    hot = run(engine, "Honey bees make", max_tokens=8, ignore_eos=True, temperature=1.5,
+              seed=7, min_p=0.999)
+    assert hot == greedy

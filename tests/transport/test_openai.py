@@ -333,6 +333,60 @@ def test_structured_output_follows_the_json_schema(client: openai.OpenAI) -> Non
         assert text.lstrip().startswith("{")
 
 
+def test_vllm_structured_output_fields(client: openai.OpenAI) -> None:
+    """guided_choice / guided_regex / structured_outputs: the grammar decides the text's form,
+    whatever the model would say; the grammar's end ends the generation."""
+    choice = client.completions.create(model=MODEL, prompt="Is water wet?", max_tokens=20,
+                                       extra_body={"guided_choice": ["yes", "no", "maybe"]})
+    assert choice.choices[0].text in ("yes", "no", "maybe")
+    assert choice.choices[0].finish_reason == "stop"
+    digits = client.chat.completions.create(
+        model=MODEL, max_tokens=20, messages=[{"role": "user", "content": "A number?"}],
+        extra_body={"guided_regex": "[0-9]{3}"})
+    assert re.fullmatch("[0-9]{3}", digits.choices[0].message.content or "")
+    newer = client.completions.create(model=MODEL, prompt="Pick:", max_tokens=20,
+                                      extra_body={"structured_outputs": {"choice": ["a.b", "c"]}})
+    assert newer.choices[0].text in ("a.b", "c")
+
+
+def test_include_stop_str_in_output(client: openai.OpenAI) -> None:
+    """A regex makes the text "abc;def"; the stop string ";" ends it, kept when asked for."""
+    for include, expected in ((False, "abc"), (True, "abc;")):
+        reply = client.completions.create(
+            model=MODEL, prompt="Say it:", max_tokens=20, stop=[";"],
+            extra_body={"guided_regex": "abc;def", "include_stop_str_in_output": include})
+        assert (reply.choices[0].text, reply.choices[0].finish_reason) == (expected, "stop")
+
+
+UNSUPPORTED_FIELDS = [
+    ("logit_bias", {"50256": -100}), ("tools", [{"type": "function", "function": {"name": "f"}}]),
+    ("use_beam_search", True), ("skip_special_tokens", False), ("prompt_logprobs", 1),
+    ("guided_grammar", "root ::= 'a'"), ("chat_template", "{{ messages }}"),
+]
+
+
+@pytest.mark.parametrize(("field", "value"), UNSUPPORTED_FIELDS,
+                         ids=[f for f, _ in UNSUPPORTED_FIELDS])
+def test_fields_that_would_change_the_answer_are_never_ignored(
+    llm_server: Server, field: str, value: object,
+) -> None:
+    response = httpx.post(f"{llm_server.rest_url}/v1/chat/completions", json={
+        "model": MODEL, "messages": [{"role": "user", "content": "x"}], field: value})
+    assert response.status_code == 400
+    error = response.json()["error"]
+    assert error["param"] == field and error["message"].startswith(f"{field}: ")
+
+
+def test_two_structured_output_constraints_are_a_named_400(llm_server: Server) -> None:
+    response = httpx.post(f"{llm_server.rest_url}/v1/completions", json={
+        "model": MODEL, "prompt": "x", "guided_regex": "a", "guided_choice": ["b"]})
+    assert response.status_code == 400
+    assert response.json()["error"]["param"] in ("guided_choice", "guided_regex")
+    bad = httpx.post(f"{llm_server.rest_url}/v1/completions", json={
+        "model": MODEL, "prompt": "x", "min_p": 1.5})
+    assert bad.status_code == 400 and bad.json()["error"]["param"] == "min_p"
+
+
 def test_response_format_without_a_schema_is_a_named_400(llm_server: Server) -> None:
     response = httpx.post(f"{llm_server.rest_url}/v1/chat/completions", json={
         "model": MODEL, "messages": [{"role": "user", "content": "x"}],

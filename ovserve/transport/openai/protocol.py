@@ -38,6 +38,15 @@ class ResponseFormat(BaseModel):
     json_schema: JsonSchemaFormat | None = None
 
 
+class StructuredOutputs(BaseModel):
+    """vLLM's ``structured_outputs``: one of a JSON schema, a regex or a list of choices."""
+
+    model_config = ConfigDict(extra="allow")
+    json_: dict[str, Any] | str | None = Field(None, alias="json")
+    regex: str | None = None
+    choice: list[str] | None = None
+
+
 class SamplingFields(BaseModel):
     model_config = ConfigDict(extra="allow")
 
@@ -61,6 +70,14 @@ class SamplingFields(BaseModel):
     # vLLM's extra sampling fields (NIM clients, guidellm and vLLM's benchmark send them)
     ignore_eos: bool = False
     min_tokens: int = Field(0, ge=0)
+    min_p: float | None = Field(None, ge=0, lt=1)
+    stop_token_ids: list[int] | None = None
+    include_stop_str_in_output: bool = False
+    # vLLM's structured output fields (older guided_* and newer structured_outputs)
+    guided_json: dict[str, Any] | str | None = None
+    guided_regex: str | None = None
+    guided_choice: list[str] | None = None
+    structured_outputs: StructuredOutputs | None = None
 
 
 class CompletionRequest(SamplingFields):

@@ -53,6 +53,40 @@ from ovserve.transport.openai.protocol import (
 
 log = logging.getLogger(__name__)
 MAX_PROMPTS = 64  # prompts in one /v1/completions request
+REGEX_SPECIAL = set("\\.^$*+?()[]{}|/")
+
+
+def _given(value: Any) -> bool:
+    return value not in (None, False, [], {}, "")
+
+
+_NOT_AVAILABLE = "not supported by ovserve (openvino-genai has no such option)"
+#: request fields (OpenAI's and vLLM's) that change the answer and that ovserve does not do:
+#: when a request sets one to anything but its neutral value -> 400 naming it
+UNSUPPORTED: dict[str, tuple[Any, str]] = {
+    "logit_bias": (_given, _NOT_AVAILABLE),
+    "tools": (_given, "tool calling is not supported"),
+    "functions": (_given, "function calling is not supported"),
+    "tool_choice": (lambda v: v not in (None, "none", "auto"), "tool calling is not supported"),
+    "function_call": (lambda v: v not in (None, "none", "auto"),
+                      "function calling is not supported"),
+    "use_beam_search": (_given, "beam search is not supported"),
+    "prompt_logprobs": (lambda v: v is not None, "the prompt's logprobs are not available"),
+    "bad_words": (_given, _NOT_AVAILABLE),
+    "allowed_token_ids": (_given, _NOT_AVAILABLE),
+    "guided_grammar": (_given, "grammars are not supported (guided_json, guided_regex and "
+                                "guided_choice are)"),
+    "skip_special_tokens": (lambda v: v is False, "special tokens are always skipped"),
+    "spaces_between_special_tokens": (lambda v: v is False, _NOT_AVAILABLE),
+    "chat_template": (_given, "the model's own chat template is used"),
+    "chat_template_kwargs": (_given, "the model's own chat template is used, as it is"),
+    "add_generation_prompt": (lambda v: v is False, "the generation prompt is always added"),
+    "continue_final_message": (_given, "continuing the last message is not supported"),
+    "truncate_prompt_tokens": (lambda v: v is not None, "prompts are never truncated; a "
+                               "prompt over the context is a 400"),
+    "return_tokens_as_token_ids": (_given, _NOT_AVAILABLE),
+    "documents": (_given, "documents go to a RAG graph (model `rag`), not in the request"),
+}
 Kind = Literal["completion", "chat"]
 Chunk = CompletionChunk | ChatCompletionChunk
 
@@ -77,17 +111,69 @@ def _logprobs(req: SamplingFields) -> bool:
                        "for completions, true for chat); alternatives are not", "logprobs")
 
 
-def _json_schema(req: SamplingFields) -> str | None:
-    """``response_format`` as the JSON schema structured output must follow (None: text)."""
+def _schema_text(value: dict[str, Any] | str) -> str:
+    return value if isinstance(value, str) else json.dumps(value)
+
+
+def _choice_regex(choices: list[str]) -> str:
+    """A regex matching exactly one of ``choices``."""
+    escaped = ["".join("\\" + c if c in REGEX_SPECIAL else c for c in choice)
+               for choice in choices]
+    return "(" + "|".join(escaped) + ")"
+
+
+def _structured(req: SamplingFields) -> tuple[Literal["json_schema", "regex"], str] | None:
+    """The one structured-output constraint a request asks for, by OpenAI's
+    ``response_format`` or vLLM's ``guided_json`` / ``guided_regex`` / ``guided_choice`` /
+    ``structured_outputs``; None for plain text. Two at once is a 400 naming them."""
+    asked: dict[str, tuple[Literal["json_schema", "regex"], str]] = {}
     fmt = req.response_format
-    if fmt is None or fmt.type == "text":
-        return None
-    if fmt.type == "json_object":
-        return json.dumps({"type": "object"})
-    if fmt.json_schema is None or not fmt.json_schema.schema_:
-        raise InvalidInput("response_format.json_schema.schema: a JSON schema is required",
-                           "response_format")
-    return json.dumps(fmt.json_schema.schema_)
+    if fmt is not None and fmt.type == "json_object":
+        asked["response_format"] = ("json_schema", json.dumps({"type": "object"}))
+    elif fmt is not None and fmt.type == "json_schema":
+        if fmt.json_schema is None or not fmt.json_schema.schema_:
+            raise InvalidInput("response_format.json_schema.schema: a JSON schema is required",
+                               "response_format")
+        asked["response_format"] = ("json_schema", json.dumps(fmt.json_schema.schema_))
+    if req.guided_json is not None:
+        asked["guided_json"] = ("json_schema", _schema_text(req.guided_json))
+    if req.guided_regex is not None:
+        asked["guided_regex"] = ("regex", req.guided_regex)
+    if req.guided_choice is not None:
+        if not req.guided_choice:
+            raise InvalidInput("guided_choice: give at least one choice", "guided_choice")
+        asked["guided_choice"] = ("regex", _choice_regex(req.guided_choice))
+    outputs = req.structured_outputs
+    if outputs is not None:
+        extra = sorted(k for k, v in (outputs.model_extra or {}).items() if v is not None)
+        if extra:
+            raise InvalidInput(f"structured_outputs.{extra[0]}: not supported (json, regex and "
+                               "choice are)", "structured_outputs")
+        forms: list[tuple[Literal["json_schema", "regex"], str]] = []
+        if outputs.json_ is not None:
+            forms.append(("json_schema", _schema_text(outputs.json_)))
+        if outputs.regex is not None:
+            forms.append(("regex", outputs.regex))
+        if outputs.choice:
+            forms.append(("regex", _choice_regex(outputs.choice)))
+        if len(forms) != 1:
+            raise InvalidInput("structured_outputs: give exactly one of json, regex, choice",
+                               "structured_outputs")
+        asked["structured_outputs"] = forms[0]
+    if len(asked) > 1:
+        names = sorted(asked)
+        raise InvalidInput(f"{names[1]}: give one structured-output constraint, not "
+                           f"{' and '.join(names)}", names[1])
+    return next(iter(asked.values()), None)
+
+
+def _unsupported(req: BaseModel) -> None:
+    """A field ovserve does not implement but that would change the answer is a 400 naming
+    it, never silently ignored; unknown fields without such an effect are only logged."""
+    for name, value in (req.model_extra or {}).items():
+        check = UNSUPPORTED.get(name)
+        if check is not None and check[0](value):
+            raise InvalidInput(f"{name}: {check[1]}", name)
 
 
 def sampling_params(req: SamplingFields, max_tokens: int | None) -> SamplingParams:
@@ -97,8 +183,10 @@ def sampling_params(req: SamplingFields, max_tokens: int | None) -> SamplingPara
         max_tokens=max_tokens, temperature=req.temperature, top_p=req.top_p, top_k=top_k,
         repetition_penalty=req.repetition_penalty, presence_penalty=req.presence_penalty,
         frequency_penalty=req.frequency_penalty, seed=req.seed, stop=stop,
-        ignore_eos=req.ignore_eos, min_tokens=req.min_tokens, json_schema=_json_schema(req),
-        logprobs=_logprobs(req))
+        ignore_eos=req.ignore_eos, min_tokens=req.min_tokens, structured=_structured(req),
+        logprobs=_logprobs(req), min_p=req.min_p,
+        stop_token_ids=tuple(req.stop_token_ids or ()),
+        include_stop_str_in_output=req.include_stop_str_in_output)
 
 
 def _chat_logprobs(pairs: list[tuple[str, float]]) -> ChatLogprobs:
@@ -313,6 +401,7 @@ class OpenAIServing:
     # -- completions and chat ----------------------------------------------------------------
 
     def _prepare(self, req: CompletionRequest | ChatCompletionRequest) -> Generation:
+        _unsupported(req)
         _log_unknown(req)
         include_usage = bool(req.stream_options and req.stream_options.include_usage)
         if isinstance(req, ChatCompletionRequest):
