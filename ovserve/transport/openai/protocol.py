@@ -167,6 +167,20 @@ class Usage(BaseModel):
     total_tokens: int
 
 
+class Answer(Body):
+    """What completions and chat answer, whole or as stream chunks (the subclasses narrow
+    ``object`` and ``choices``); ``usage`` and ``sources`` are left out when absent."""
+
+    omit_if_none = ("usage", "sources")
+    id: str
+    object: str
+    created: int
+    model: str
+    choices: list[Any]
+    usage: Usage | None = None
+    sources: list[dict[str, Any]] | None = None  # a RAG graph's retrieved chunks
+
+
 class CompletionLogprobs(BaseModel):
     tokens: list[str]
     token_logprobs: list[float]
@@ -181,15 +195,9 @@ class CompletionChoice(BaseModel):
     finish_reason: Literal["stop", "length"] | None = None
 
 
-class CompletionResponse(Body):
-    omit_if_none = ("usage", "sources")
-    id: str
+class CompletionResponse(Answer):
     object: Literal["text_completion"] = "text_completion"
-    created: int
-    model: str
     choices: list[CompletionChoice]
-    usage: Usage | None = None
-    sources: list[dict[str, Any]] | None = None  # a RAG graph's retrieved chunks
 
 
 class TokenLogprob(BaseModel):
@@ -215,15 +223,9 @@ class ChatChoice(BaseModel):
     finish_reason: Literal["stop", "length"] | None = None
 
 
-class ChatCompletionResponse(Body):
-    omit_if_none = ("usage", "sources")
-    id: str
+class ChatCompletionResponse(Answer):
     object: Literal["chat.completion"] = "chat.completion"
-    created: int
-    model: str
     choices: list[ChatChoice]
-    usage: Usage | None = None
-    sources: list[dict[str, Any]] | None = None
 
 
 class DeltaMessage(Body):
@@ -239,26 +241,14 @@ class ChatStreamChoice(BaseModel):
     finish_reason: Literal["stop", "length"] | None = None
 
 
-class ChatCompletionChunk(Body):
-    omit_if_none = ("usage", "sources")
-    id: str
+class ChatCompletionChunk(Answer):
     object: Literal["chat.completion.chunk"] = "chat.completion.chunk"
-    created: int
-    model: str
     choices: list[ChatStreamChoice]
-    usage: Usage | None = None
-    sources: list[dict[str, Any]] | None = None
 
 
-class CompletionChunk(Body):
-    omit_if_none = ("usage", "sources")
-    id: str
+class CompletionChunk(Answer):
     object: Literal["text_completion"] = "text_completion"
-    created: int
-    model: str
     choices: list[CompletionChoice]
-    usage: Usage | None = None
-    sources: list[dict[str, Any]] | None = None
 
 
 class Embedding(BaseModel):
