@@ -9,6 +9,7 @@ MODEL_DIR := models/$(DEFAULT_MODEL)
 EMBEDDING_MODEL := all-minilm-l6-v2
 EMBEDDING_DIR := models/$(EMBEDDING_MODEL)
 INSTALLED := $(VENV)/.installed
+CLIENTS_VENV := .venv-clients  # guidellm and superduper for the example tests
 REQS := requirements/constraints.txt requirements/serve.txt requirements/export.txt \
         requirements/export-nodeps.txt requirements/dev.txt pyproject.toml setup.py \
         ovserve/protocol/_buffer.c
@@ -45,7 +46,6 @@ test: $(MODEL_DIR)/ovserve_model.json $(EMBEDDING_DIR)/ovserve_model.json check 
 	$(BIN)/pytest
 
 # Third-party clients the example tests run (guidellm, superduper), in a venv of their own.
-CLIENTS_VENV := .venv-clients
 $(CLIENTS_VENV)/.installed: requirements/clients.txt
 	test -x $(CLIENTS_VENV)/bin/python || $(PYTHON) -m venv $(CLIENTS_VENV)
 	$(CLIENTS_VENV)/bin/pip install --quiet --disable-pip-version-check -r requirements/clients.txt
