@@ -9,7 +9,8 @@ MODEL_DIR := models/$(DEFAULT_MODEL)
 EMBEDDING_MODEL := all-minilm-l6-v2
 EMBEDDING_DIR := models/$(EMBEDDING_MODEL)
 INSTALLED := $(VENV)/.installed
-CLIENTS_VENV := .venv-clients  # guidellm and superduper for the example tests
+# guidellm and superduper for the example tests, in a venv of their own
+CLIENTS_VENV := .venv-clients
 REQS := requirements/constraints.txt requirements/serve.txt requirements/export.txt \
         requirements/export-nodeps.txt requirements/dev.txt pyproject.toml setup.py \
         ovserve/protocol/_buffer.c
