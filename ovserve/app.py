@@ -22,6 +22,7 @@ from tritonclient.grpc import service_pb2_grpc
 
 from ovserve.engine import EngineRegistry
 from ovserve.engine.base import LoraOptions
+from ovserve.engine.devices import DeviceChoice
 from ovserve.errors import OvserveError
 from ovserve.nodes import BUILTIN_CALCULATORS
 from ovserve.serving.registry import Registry
@@ -50,6 +51,7 @@ class ServerSettings:
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
     #: Laid over every model's generation_config.json (vLLM's --override-generation-config).
     generation_overrides: Mapping[str, Any] = field(default_factory=dict)
+    devices: DeviceChoice = field(default_factory=DeviceChoice)
     #: LoRA adapters of every LLM whose graph sets none (--lora_dir, NIM_PEFT_SOURCE)
     lora: LoraOptions | None = None
 
@@ -129,7 +131,7 @@ async def start(settings: ServerSettings, engines: EngineRegistry | None = None
     with openvino-genai engines unless given, e.g. one of fake engines in tests). Raises
     ``StartupError`` when a port cannot be used."""
     engines = engines if engines is not None else EngineRegistry(
-        overrides=settings.generation_overrides, lora=settings.lora)
+        overrides=settings.generation_overrides, lora=settings.lora, devices=settings.devices)
     registry = Registry(BUILTIN_CALCULATORS, engines)  # hands engines down to the graphs
     state, metrics = ServerState(registry), Metrics(engines)
     health_servicer = health.aio.HealthServicer()

@@ -17,6 +17,7 @@ from typing import Any
 
 from ovserve import __version__
 from ovserve.engine.base import LoraOptions
+from ovserve.engine.devices import DeviceChoice
 from ovserve.errors import GraphConfigError
 from ovserve.serving.server_config import GraphEntry, load_server_config, single_graph_entry
 
@@ -55,6 +56,17 @@ def _json_object(text: str) -> dict[str, Any]:
     return value
 
 
+def _device_properties(text: str) -> dict[str, dict[str, Any]]:
+    """--plugin_config: a JSON object of device name -> OpenVINO properties."""
+    config = _json_object(text)
+    bad = [k for k, v in config.items() if not isinstance(v, dict)]
+    if bad:
+        raise argparse.ArgumentTypeError(
+            f"{bad[0]!r} must map to an object of OpenVINO properties (keys are device names, "
+            "e.g. {\"GPU\": {\"INFERENCE_PRECISION_HINT\": \"f16\"}})")
+    return {k.upper(): v for k, v in config.items()}
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="ovserve",
@@ -77,6 +89,16 @@ def build_parser() -> argparse.ArgumentParser:
         "requests still override it")
     parser.add_argument("--max_request_bytes", type=int, default=64 * 1024 * 1024,
                         help="largest request body / gRPC message (default 64 MiB)")
+    parser.add_argument(
+        "--device", default=os.environ.get("OVSERVE_DEVICE") or None,
+        help="run every model here, whatever its graph says: CPU, GPU, GPU.1, NPU, AUTO, "
+        "HETERO:GPU,CPU ... (default: $OVSERVE_DEVICE, else each graph's own device)")
+    parser.add_argument(
+        "--plugin_config", type=_device_properties,
+        default=os.environ.get("OVSERVE_PLUGIN_CONFIG", "{}"),
+        help="OpenVINO properties per device, laid over the graphs' plugin_config for engines "
+        "on that device, e.g. '{\"GPU\": {\"INFERENCE_PRECISION_HINT\": \"f16\"}, \"CPU\": "
+        "{\"INFERENCE_NUM_THREADS\": 2}}' (default: $OVSERVE_PLUGIN_CONFIG)")
     add_lora_args(parser)
     return parser
 
@@ -181,6 +203,7 @@ def run_server(args: argparse.Namespace, entries: list[GraphEntry]) -> int:
         entries=entries, host=args.host, grpc_port=args.port, rest_port=args.rest_port,
         grace_seconds=args.grace_period, max_body_bytes=args.max_request_bytes,
         generation_overrides=args.override_generation_config, lora=lora_options(args),
+        devices=DeviceChoice(args.device, args.plugin_config),
     )
     try:
         asyncio.run(serve(settings))

@@ -30,7 +30,7 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
-from ovserve.engine import process
+from ovserve.engine import devices, process
 from ovserve.engine.adapters import AdapterSource
 from ovserve.engine.base import EngineConfig, Prepared, SamplingParams
 from ovserve.engine.limits import GenerationLimits, Prompt, max_new_tokens, render_prompt
@@ -60,12 +60,6 @@ MAX_RETIRED = 2
 MAX_RETIRED_WAIT_SECONDS = 120.0
 
 
-def available_devices() -> list[str]:
-    import openvino as ov
-
-    return list(ov.Core().available_devices)
-
-
 @dataclass(eq=False)
 class _Worker:
     """One engine process and the connection to it."""
@@ -91,11 +85,7 @@ class OpenVINOEngine(EngineBase):
         super().__init__(config.models_path.name)
         self.config = config
         self.restart_delays = restart_delays  # first and longest wait before a restart
-        device = config.device.upper()
-        present = available_devices()
-        if device != "AUTO" and device.split(".")[0] not in {d.split(".")[0] for d in present}:
-            raise EngineError(
-                f"device {config.device!r} is not present; available: {', '.join(present)}")
+        devices.check(config.device)
         for needed in ("openvino_model.xml", "openvino_tokenizer.xml",
                        "openvino_detokenizer.xml"):
             if not (config.models_path / needed).is_file():
@@ -132,8 +122,10 @@ class OpenVINOEngine(EngineBase):
             self.close()
             raise EngineError(f"engine {self.name}: the generation defaults are invalid "
                               f"(--override_generation_config?): {exc}") from exc
-        log.info("engine: loaded %s on %s in process %d (context %d tokens)",
-                 config.models_path, device, self._worker.process.pid, self.context_length)
+        log.info("engine: loaded %s on %s%s in process %d (context %d tokens)",
+                 config.models_path, config.device.upper(),
+                 f" with {dict(config.plugin_config)}" if config.plugin_config else "",
+                 self._worker.process.pid, self.context_length)
 
     @property
     def pid(self) -> int:

@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from ovserve.engine import devices
 from ovserve.errors import EngineError, EngineUnavailable, InvalidInput
 
 log = logging.getLogger(__name__)
@@ -59,6 +60,7 @@ class EmbeddingEngine:
 
         if config.pooling.upper() not in POOLING:
             raise EngineError(f"pooling {config.pooling!r} is not one of {', '.join(POOLING)}")
+        devices.check(config.device)
         if not (config.models_path / "openvino_model.xml").is_file():
             raise EngineError(f"{config.models_path} has no openvino_model.xml; prepare it with "
                               "scripts/download_model.py --model all-minilm-l6-v2")

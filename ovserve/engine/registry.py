@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from ovserve.engine.base import EngineConfig, LoraOptions
+from ovserve.engine.devices import DeviceChoice
 from ovserve.engine.embeddings import EmbeddingConfig, EmbeddingEngine
 from ovserve.engine.interface import Engine
 from ovserve.errors import EngineConflict
@@ -57,8 +58,9 @@ class EngineRegistry:
                  overrides: Mapping[str, Any] | None = None,
                  lora: LoraOptions | None = None,
                  embedding_factory: Callable[[EmbeddingConfig], EmbeddingEngine] =
-                 embedding_engine) -> None:
+                 embedding_engine, devices: DeviceChoice | None = None) -> None:
         self.factory = factory
+        self.devices = devices or DeviceChoice()  # --device / --plugin_config over the graphs
         self.embedding_factory = embedding_factory
         self.overrides = dict(overrides or {})  # generation defaults for every engine
         self.lora = lora  # LoRA adapters of every engine whose owners set none (--lora_dir)
@@ -70,6 +72,7 @@ class EngineRegistry:
         """The engine of ``models_path`` for ``owner``, loaded on first use. ``options`` are
         ``EngineConfig`` fields; only those given must agree with other owners'."""
         path = Path(models_path).resolve()
+        options = self.devices.apply(options)
         with self._lock:
             entry = self._entries.get(path)
             if entry is None:
@@ -89,6 +92,7 @@ class EngineRegistry:
         """The embedding engine of ``models_path`` for ``owner`` (``EmbeddingConfig``
         fields as options; those given must agree with other owners')."""
         path = Path(models_path).resolve()
+        options = self.devices.apply(options)
         with self._lock:
             entry = self._embedding_entries.get(path)
             if entry is None:

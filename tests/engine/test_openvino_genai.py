@@ -35,7 +35,8 @@ def engine(default_model_dir: Path) -> Iterator[OpenVINOEngine]:
 
 
 def test_missing_device_lists_the_available_ones(default_model_dir: Path) -> None:
-    with pytest.raises(EngineError, match=r"device 'NPU' is not present; available: .*CPU"):
+    with pytest.raises(EngineError, match=r"device 'NPU' is not present: NPU is missing; "
+                                         r"available: .*CPU"):
         OpenVINOEngine(EngineConfig(models_path=default_model_dir, device="NPU"))
 
 

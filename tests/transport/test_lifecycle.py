@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 import tritonclient.grpc as grpcclient
 
+from tests.conftest import REPO
 from tests.transport.server import Server, start_server, write_config
 from tests.transport.test_grpc import text_input
 
@@ -89,3 +90,33 @@ def test_broken_config_exits_1(tmp_path: Path, content: str, message: str) -> No
     result = run_ovserve("--config_path", str(config), "--port", "0")
     assert result.returncode == 1
     assert message in result.stderr
+
+
+def test_device_choice_reaches_every_engine(default_model_dir: Path) -> None:
+    """--device replaces every graph's device: on a device this machine lacks, each model
+    says so (naming the devices present) and the rest of the server keeps serving; per-device
+    --plugin_config reaches the engines on that device."""
+    import httpx
+    import openai
+
+    missing = start_server(REPO / "servables/config.json", "--device", "NPU")
+    try:
+        for model in ("smollm2-135m-instruct", "all-minilm-l6-v2", "python_model"):
+            reply = httpx.get(f"{missing.rest_url}/v2/models/{model}/ready")
+            assert reply.status_code == 503
+            assert "device 'NPU' is not present: NPU is missing; available: " in reply.json()[
+                "error"]
+        assert httpx.get(f"{missing.rest_url}/v2/health/live").status_code == 200
+    finally:
+        assert missing.terminate() == 0
+    config = REPO / "graphs/llm/config.json"
+    tuned = start_server(config, "--device", "CPU", "--plugin_config",
+                         '{"CPU": {"INFERENCE_NUM_THREADS": 1}}')
+    try:
+        with openai.OpenAI(base_url=f"{tuned.rest_url}/v1", api_key="unused") as client:
+            answer = client.completions.create(model="smollm2-135m-instruct", prompt="Hi",
+                                               max_tokens=2, extra_body={"ignore_eos": True})
+        assert answer.usage is not None and answer.usage.completion_tokens == 2
+    finally:
+        assert tuned.terminate() == 0
+    assert "'INFERENCE_NUM_THREADS': 1" in tuned.output()
