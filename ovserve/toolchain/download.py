@@ -23,6 +23,7 @@ from ovserve.toolchain.export import (
     WEIGHT_FORMATS,
     export_ir,
 )
+from ovserve.toolchain.servable_graph import write_graph
 from ovserve.toolchain.staging import directory_size, human_size, staged_directory
 
 log = logging.getLogger("download_model")
@@ -121,6 +122,7 @@ def prepare(model: str, output: Path | None, weight_format: str | None, force: b
             hf_dir = source.location
         progress.set_postfix_str(f"export OpenVINO IR ({weight_format})")
         export_ir(hf_dir, staging, weight_format, kind)
+        write_graph(staging, kind)
         progress.update()
         provenance.write(
             staging, name=source.name, source=f"{source.kind}:{source.location}",
@@ -147,6 +149,8 @@ def _existing(output: Path, weight_format: str, kind: str) -> Path:
             f"{output} already holds {have} weights, not {weight_format}; pass --force to "
             "replace it or choose another --output"
         )
+    if write_graph(output, kind):  # folders prepared before the toolchain wrote graphs
+        log.info("wrote %s/graph.pbtxt", output)
     log.info("%s is already prepared (%s); use --force to rebuild it", output, have or "?")
     return output
 
