@@ -15,7 +15,7 @@ REQS := requirements/constraints.txt requirements/serve.txt requirements/export.
         requirements/export-nodeps.txt requirements/dev.txt pyproject.toml setup.py \
         ovserve/protocol/_buffer.c
 
-.PHONY: serve test check install model protos bench clean-venv browser
+.PHONY: serve test check install model protos bench clean-venv browser docker image
 
 # python_model (the seed streaming servable: both seed clients and curl work) and the OpenAI API
 # on the built-in model as smollm2-135m-instruct, sharing one engine.
@@ -43,8 +43,20 @@ $(LORA_DIR)/parity/adapter_config.json: $(TASK_DIR)/train.jsonl | $(MODEL_DIR)/o
 	    --name parity
 
 test: $(MODEL_DIR)/ovserve_model.json $(EMBEDDING_DIR)/ovserve_model.json check browser \
-      $(CLIENTS_VENV)/.installed
+      docker $(CLIENTS_VENV)/.installed
 	$(BIN)/pytest
+
+# The image test builds and runs the serving image: Debian's docker.io and debootstrap
+# (installed when we are root) and a running daemon (started when none answers).
+docker:
+	bash deploy/docker/ensure_docker.sh
+
+# The serving image (deploy/docker/Dockerfile); BASE= another base image, TARGET=serve for one
+# without models (mount them)
+IMAGE ?= ovserve:latest
+image: $(MODEL_DIR)/ovserve_model.json $(EMBEDDING_DIR)/ovserve_model.json docker
+	bash deploy/docker/build_image.sh --tag $(IMAGE) --target $(or $(TARGET),baked) \
+	    $(if $(BASE),--base $(BASE))
 
 # Third-party clients the example tests run (guidellm, superduper), in a venv of their own.
 $(CLIENTS_VENV)/.installed: requirements/clients.txt

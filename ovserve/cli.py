@@ -24,7 +24,8 @@ from ovserve.serving.server_config import GraphEntry, load_server_config, single
 
 def add_source_args(parser: argparse.ArgumentParser) -> None:
     """OVMS's flags for what to serve."""
-    parser.add_argument("--config_path", type=Path, help="OVMS-style config.json")
+    parser.add_argument("--config_path", type=Path, help="OVMS-style config.json (default: "
+                        "$OVSERVE_CONFIG_PATH when --model_path is not given either)")
     parser.add_argument("--model_path", type=Path,
                         help="a graph directory (graph.pbtxt) to serve without a config")
     parser.add_argument("--model_name", help="servable name for --model_path")
@@ -43,7 +44,11 @@ def entries_from_args(parser: argparse.ArgumentParser, args: argparse.Namespace)
         if not args.model_name:
             parser.error("--model_path needs --model_name")
         return [single_graph_entry(args.model_path, args.model_name)], str(args.model_path)
-    parser.error("nothing to serve: give --config_path CONFIG or --model_path DIR")
+    default = os.environ.get("OVSERVE_CONFIG_PATH")
+    if default:  # the image's own servables unless told otherwise
+        return load_server_config(Path(default)), default
+    parser.error("nothing to serve: give --config_path CONFIG or --model_path DIR "
+                 "(or set OVSERVE_CONFIG_PATH)")
 
 
 def _json_object(text: str) -> dict[str, Any]:

@@ -44,6 +44,11 @@ def staged_directory(output: Path, *, force: bool) -> Iterator[Path]:
         ) from exc
     try:
         yield staging
+        # mkdtemp makes it private (0700); a prepared folder is as readable as any new
+        # directory (a container's non-root user reads a mounted model)
+        umask = os.umask(0)
+        os.umask(umask)
+        staging.chmod(0o777 & ~umask)
         if output.exists():
             old = output.with_name(f".{output.name}.old-{os.getpid()}")
             output.rename(old)

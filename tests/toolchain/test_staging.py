@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -46,3 +47,12 @@ def test_existing_without_force(tmp_path: Path) -> None:
         tmp_path / "out", force=False
     ):
         pass
+
+
+def test_the_finished_folder_is_not_private(tmp_path: Path) -> None:
+    """mkdtemp's 0700 is for the build only: a non-root container user reads the result."""
+    with staged_directory(tmp_path / "out", force=False) as staging:
+        (staging / "f").write_text("x")
+    umask = os.umask(0)
+    os.umask(umask)
+    assert (tmp_path / "out").stat().st_mode & 0o777 == 0o777 & ~umask
