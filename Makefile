@@ -11,7 +11,7 @@ EMBEDDING_DIR := models/$(EMBEDDING_MODEL)
 INSTALLED := $(VENV)/.installed
 # guidellm and superduper for the example tests, in a venv of their own
 CLIENTS_VENV := .venv-clients
-REQS := requirements/constraints.txt requirements/serve.txt requirements/export.txt \
+REQS := requirements/constraints.txt requirements/serve.txt requirements/export.txt requirements/ray.txt \
         requirements/export-nodeps.txt requirements/dev.txt pyproject.toml setup.py \
         ovserve/protocol/_buffer.c
 
@@ -87,7 +87,8 @@ $(INSTALLED): $(REQS)
 	@command -v $(PYTHON) >/dev/null || { echo "error: $(PYTHON) not found (ovserve needs Python 3.11; set PYTHON=...)"; exit 1; }
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --disable-pip-version-check -c requirements/constraints.txt \
-	    -r requirements/export.txt -r requirements/serve.txt -r requirements/dev.txt
+	    -r requirements/export.txt -r requirements/serve.txt -r requirements/dev.txt \
+	    -r requirements/ray.txt
 	$(BIN)/pip install --quiet --disable-pip-version-check --no-deps -r requirements/export-nodeps.txt
 	$(BIN)/pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation -e .
 	@! $(BIN)/pip show --quiet torchvision 2>/dev/null || { echo "error: torchvision got installed; it breaks transformers here"; exit 1; }
