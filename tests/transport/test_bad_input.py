@@ -153,3 +153,15 @@ def test_grpc_bad_input(
     assert info.value.code() == code
     assert message in (info.value.details() or "")
     assert_healthy(server)
+
+
+def test_grpc_raw_and_typed_contents_together_are_refused(server: Server) -> None:
+    request = grpc_request()
+    request.inputs[0].contents.bytes_contents.append(b"abc")
+    with grpc.insecure_channel(server.grpc_url) as channel:
+        stub = service_pb2_grpc.GRPCInferenceServiceStub(channel)
+        with pytest.raises(grpc.RpcError) as info:
+            stub.ModelInfer(request, timeout=30)
+    assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "typed contents beside raw_input_contents" in (info.value.details() or "")
+    assert_healthy(server)

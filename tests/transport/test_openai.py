@@ -196,6 +196,9 @@ ERROR_CASES = [
     ({"model": MODEL, "prompt": "x", "logprobs": 2}, 400, "logprobs", None,
      "alternatives are not"),
     ({"model": MODEL, "prompt": "x", "min_tokens": -1}, 400, "min_tokens", None, "min_tokens"),
+    ({"model": MODEL, "prompt": "x", "seed": -1}, 400, "seed", None, "seed: "),
+    ({"model": MODEL, "prompt": "x", "seed": 2**70}, 400, "seed", None, "seed: "),
+    ({"model": MODEL, "prompt": "x", "echo": 0}, 400, "echo", None, "echo: "),
     ({"model": MODEL, "prompt": "x", "max_tokens": 5, "min_tokens": 6}, 400, None, None,
      "min_tokens 6 is over max_tokens 5"),
     ({"model": MODEL, "prompt": "x", "max_tokens": 5000}, 400, None, None,
@@ -473,3 +476,19 @@ def test_openapi_describes_the_real_bodies_and_errors(llm_server: Server) -> Non
         assert "422" not in post["responses"]
     schemas = spec["components"]["schemas"]
     assert {"CompletionRequest", "CompletionResponse", "ErrorResponse"} <= set(schemas)
+
+
+def test_infinity_is_not_a_number_here(llm_server: Server) -> None:
+    body = b'{"model": "%s", "prompt": "x", "repetition_penalty": Infinity}' % MODEL.encode()
+    reply = httpx.post(f"{llm_server.rest_url}/v1/completions", content=body,
+                       headers={"Content-Type": "application/json"})
+    assert reply.status_code == 400
+    assert reply.json()["error"]["param"] == "repetition_penalty"
+
+
+def test_booleans_are_true_or_false(llm_server: Server) -> None:
+    for value in ("yes", 1):
+        reply = httpx.post(f"{llm_server.rest_url}/v1/completions",
+                           json={"model": MODEL, "prompt": "x", "stream": value})
+        assert reply.status_code == 400 and reply.json()["error"]["param"] == "stream"
+

@@ -49,6 +49,9 @@ def _inputs(model: str, request: service_pb2.ModelInferRequest) -> dict[str, Ten
         if tensor.name in decoded:
             raise InvalidInput(f"servable {model}: input {tensor.name!r} given twice")
         shape = list(tensor.shape)
+        if raw and tensor.HasField("contents"):
+            raise InvalidInput(f"servable {model}: input {tensor.name!r} has typed contents "
+                               "beside raw_input_contents; send one or the other")
         if raw:
             decoded[tensor.name] = tensors.tensor_from_raw(
                 model, tensor.name, tensor.datatype, shape, raw[index])

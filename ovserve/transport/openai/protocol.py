@@ -14,13 +14,14 @@ from pydantic import (
     ConfigDict,
     Field,
     SerializerFunctionWrapHandler,
+    StrictBool,
     model_serializer,
 )
 
 
 class StreamOptions(BaseModel):
     model_config = ConfigDict(extra="allow")
-    include_usage: bool = False
+    include_usage: StrictBool = False
 
 
 class JsonSchemaFormat(BaseModel):
@@ -48,31 +49,32 @@ class StructuredOutputs(BaseModel):
 
 
 class SamplingFields(BaseModel):
-    model_config = ConfigDict(extra="allow")
+    # booleans are true/false only ("yes" or 0 is a 400), numbers finite (no Infinity/NaN)
+    model_config = ConfigDict(extra="allow", allow_inf_nan=False)
 
     model: str
     max_tokens: int | None = Field(None, ge=1)
     temperature: float | None = Field(None, ge=0, le=2)
     top_p: float | None = Field(None, gt=0, le=1)
     top_k: int | None = Field(None, ge=-1)
-    seed: int | None = None
+    seed: int | None = Field(None, ge=0, le=2**64 - 1)
     stop: str | list[str] | None = None
     repetition_penalty: float | None = Field(None, gt=0)
     presence_penalty: float | None = Field(None, ge=-2, le=2)
     frequency_penalty: float | None = Field(None, ge=-2, le=2)
     n: int = Field(1, ge=1, le=16)
-    stream: bool = False
+    stream: StrictBool = False
     stream_options: StreamOptions | None = None
     logprobs: Any = None  # chat: a boolean; completions: how many alternatives (0 only)
     top_logprobs: int | None = Field(None, ge=0, le=20)
     user: str | None = None
     response_format: ResponseFormat | None = None
     # vLLM's extra sampling fields (NIM clients, guidellm and vLLM's benchmark send them)
-    ignore_eos: bool = False
+    ignore_eos: StrictBool = False
     min_tokens: int = Field(0, ge=0)
     min_p: float | None = Field(None, ge=0, lt=1)
     stop_token_ids: list[int] | None = None
-    include_stop_str_in_output: bool = False
+    include_stop_str_in_output: StrictBool = False
     # vLLM's structured output fields (older guided_* and newer structured_outputs)
     guided_json: dict[str, Any] | str | None = None
     guided_regex: str | None = None
@@ -82,7 +84,7 @@ class SamplingFields(BaseModel):
 
 class CompletionRequest(SamplingFields):
     prompt: str | list[str]
-    echo: bool = False
+    echo: StrictBool = False
     suffix: str | None = None
     best_of: int | None = Field(None, ge=1)
 

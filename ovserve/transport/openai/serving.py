@@ -213,7 +213,9 @@ def _finish(reason: str | None) -> Literal["stop", "length"] | None:
 
 def _log_unknown(req: BaseModel) -> None:
     if req.model_extra:
-        log.info("ignoring unknown request fields: %s", ", ".join(sorted(req.model_extra)))
+        # repr: a field name from a client never writes raw newlines into the log
+        log.info("ignoring unknown request fields: %s",
+                 ", ".join(repr(name) for name in sorted(req.model_extra)))
 
 
 class _Usage:
