@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import uuid
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
@@ -19,7 +20,8 @@ log = logging.getLogger(__name__)
 class ServableState:
     entry: GraphEntry
     servable: Servable | None = None
-    error: str | None = None  # why it is not available
+    error: str | None = None  # why it is not available (for the log: it may name files)
+    error_id: str = ""  # what clients get instead, to find the reason in the log
 
 
 class Registry:
@@ -39,8 +41,9 @@ class Registry:
                 state.servable = await Servable.load(entry, self.calculator_types,
                                                      engines=self.engines)
             except OvserveError as exc:
-                state.error = str(exc)
-                log.error("servable %s is not available: %s", entry.name, exc)
+                state.error, state.error_id = str(exc), uuid.uuid4().hex[:12]
+                log.error("servable %s is not available (error id %s): %s", entry.name,
+                          state.error_id, exc)
 
     def get(self, name: str) -> Servable:
         state = self.states.get(name)
@@ -49,7 +52,9 @@ class Registry:
                 f"servable {name!r} not found (serving: {', '.join(self.states) or 'none'})"
             )
         if state.servable is None:
-            raise ServableNotReady(f"servable {name!r} is not available: {state.error}")
+            # the reason stays in the server's log: it may hold paths and file contents
+            raise ServableNotReady(f"servable {name!r} is not available (error id "
+                                   f"{state.error_id}: the server log has the reason)")
         return state.servable
 
     def servables(self) -> list[Servable]:

@@ -100,15 +100,21 @@ def test_device_choice_reaches_every_engine(default_model_dir: Path) -> None:
     import openai
 
     missing = start_server(REPO / "servables/config.json", "--device", "NPU")
+    ids = []
     try:
         for model in ("smollm2-135m-instruct", "all-minilm-l6-v2", "python_model"):
             reply = httpx.get(f"{missing.rest_url}/v2/models/{model}/ready")
             assert reply.status_code == 503
-            assert "device 'NPU' is not present: NPU is missing; available: " in reply.json()[
-                "error"]
+            error = reply.json()["error"]  # an id to find the reason in the log, no paths
+            assert "is not available (error id " in error and "/" not in error
+            ids.append(error.split("error id ")[1].split(":")[0])
         assert httpx.get(f"{missing.rest_url}/v2/health/live").status_code == 200
     finally:
         assert missing.terminate() == 0
+    log = missing.output()
+    for ident in ids:
+        line = next(line for line in log.splitlines() if f"(error id {ident})" in line)
+        assert "device 'NPU' is not present: NPU is missing; available: " in line
     config = REPO / "graphs/llm/config.json"
     tuned = start_server(config, "--device", "CPU", "--plugin_config",
                          '{"CPU": {"INFERENCE_NUM_THREADS": 1}}')
