@@ -51,6 +51,7 @@ class RunError:
     """A node failed while processing; the run goes on (streams report it in-band)."""
 
     error: OvserveError
+    timestamp: int = -1  # of the input set whose processing failed
 
 
 RunEvent = OutputPacket | RunError
@@ -129,6 +130,9 @@ class GraphRun:
         self._streams: dict[str, _Stream] = {}
         self._events: asyncio.Queue[RunEvent | None] = asyncio.Queue()
         self._next_timestamp = 0  # lowest timestamp the next request may use
+        self._processing = 0  # nodes inside process() now
+        self._idle = asyncio.Event()  # nothing queued and nothing processing
+        self._idle.set()
         self._inputs_closed = False
         self._watcher: asyncio.Task[None] | None = None
         self._nodes: list[_Node] = []
@@ -194,6 +198,7 @@ class GraphRun:
                 f"timestamp {timestamp} must be at least {self._next_timestamp}: timestamps "
                 "increase within a stream"
             )
+        self._idle.clear()
         for name, payload in inputs.items():
             self._deliver(self._streams[name], Packet(timestamp, payload))
         for ref in self.graph.inputs:  # inputs not sent at this timestamp are settled past it
@@ -210,6 +215,16 @@ class GraphRun:
             self._close(self._streams[ref.name])
 
     # -- output ------------------------------------------------------------------------------
+
+    async def idle(self) -> None:
+        """Returns once every packet sent so far has been processed (generators included:
+        their LOOPBACK keeps them busy until they end) and no node is working."""
+        await self._idle.wait()
+
+    def _check_idle(self) -> None:
+        if self._processing == 0 and not any(
+                queue for node in self._nodes for queue in node.queues.values()):
+            self._idle.set()
 
     async def events(self) -> AsyncIterator[RunEvent]:
         """Packets on graph outputs and node errors, in the order they happen, until done."""
@@ -262,19 +277,25 @@ class GraphRun:
                 if ready is None:
                     if node.finished():
                         return
+                    self._check_idle()
                     node.wake.clear()
                     await node.wake.wait()
                     continue
                 timestamp, inputs = ready
+                self._processing += 1
                 try:
                     await node.run.process(timestamp, inputs)
                 except OvserveError as exc:
-                    self._events.put_nowait(RunError(exc))
+                    self._events.put_nowait(RunError(exc, timestamp))
                 except Exception as exc:  # a calculator bug: report it, keep the run going
                     log.exception("node %s failed", node.spec.name)
-                    self._events.put_nowait(RunError(NodeError(node.spec.name, repr(exc))))
+                    self._events.put_nowait(RunError(NodeError(node.spec.name, repr(exc)),
+                                                     timestamp))
+                finally:
+                    self._processing -= 1
                 for stream in node.outputs.values():
                     self._advance(stream, timestamp + 1)
+                self._check_idle()
         finally:
             for stream in node.outputs.values():
                 self._close(stream)

@@ -115,3 +115,30 @@ def test_node_error_in_stream_is_reported_and_server_keeps_serving(
     assert "handler failed on purpose: boom" in str(got[-1][1])
     assert client.infer("echo", [text_input("text", ["ok"])]).as_numpy("upper").tolist() == [
         b"OK"]
+
+
+def test_requests_sent_at_once_on_one_stream_are_served_in_turn(
+    client: grpcclient.InferenceServerClient,
+) -> None:
+    """Triton's decoupled-model semantics: five requests written without waiting are all
+    served, one after the other (a generator streams one request at a time), every response
+    labelled with its own request's id."""
+    responses: queue.Queue[tuple[Any, Any]] = queue.Queue()
+    client.start_stream(callback=lambda result, error: responses.put((result, error)))
+    try:
+        for index in range(5):
+            client.async_stream_infer(model_name="words", request_id=f"r{index}",
+                                      inputs=[text_input("text", [f"a{index} b{index}"])])
+        got = []
+        while len(got) < 15:  # two words and an end signal each
+            result, error = responses.get(timeout=60)
+            assert error is None, error
+            got.append(result)
+    finally:
+        client.stop_stream()
+    for index in range(5):
+        mine = got[3 * index:3 * index + 3]
+        assert {r.get_response().id for r in mine} == {f"r{index}"}
+        assert [r.as_numpy("word").tolist() for r in mine[:2]] == [
+            [f"a{index}".encode()], [f"b{index}".encode()]]
+        assert mine[2].as_numpy("end_signal") is not None

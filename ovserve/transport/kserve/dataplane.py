@@ -110,7 +110,10 @@ def select(servable: Servable, outputs: dict[str, Tensor],
 
 
 class InferStream:
-    """One ModelStreamInfer call: a reader feeding a GraphRun, a pump sending its events."""
+    """One ModelStreamInfer call: a reader taking requests off the wire, a sender feeding them
+    to one GraphRun one at a time (the next once the graph is idle: a generator node streams
+    one request at a time, as in OVMS), a pump sending the run's events. Requests sent while
+    another streams wait their turn instead of being rejected (Triton's decoupled models)."""
 
     def __init__(self, plane: DataPlane, requests: AsyncIterator[InferRequest | RejectedRequest],
                  interface: str) -> None:
@@ -119,14 +122,15 @@ class InferStream:
         self.requests = requests
         self.interface = interface
         self.out: asyncio.Queue[InferResponse | StreamError | None] = asyncio.Queue()
+        self.pending: asyncio.Queue[InferRequest | None] = asyncio.Queue()
         self.servable: Servable | None = None
         self.model = ""
         self.run: GraphRun | None = None
-        # the timestamps requests were sent at, and their ids: an output packet answers the
-        # last request sent at or before its timestamp
+        # the timestamps requests were sent at, and their ids: requests go one at a time, so
+        # an event answers the last request sent at or before its timestamp
         self.sent_at: list[int] = []
         self.sent_ids: list[str] = []
-        self.pump: asyncio.Task[None] | None = None
+        self.tasks: list[asyncio.Task[None]] = []
         self.stack = contextlib.AsyncExitStack()
 
     def _error(self, model: str, request_id: str, exc: OvserveError) -> StreamError:
@@ -140,35 +144,42 @@ class InferStream:
         self.stack.enter_context(self.metrics.stream(request.model, self.interface))
         await self.stack.enter_async_context(run)
         self.run = run
-        self.pump = asyncio.create_task(self._pump(run))
+        self.tasks.append(asyncio.create_task(self._pump(run)))
         return run
 
-    def _send(self, run: GraphRun, request: InferRequest) -> None:
-        assert self.servable is not None
-        if request.model != self.model:
-            raise InvalidInput(f"this stream serves {self.model}; open a new stream for "
-                               f"{request.model}")
-        self.servable.check_inputs(request.inputs)
-        timestamp = run.send(request.inputs, request.timestamp)
-        self.sent_at.append(timestamp)
-        self.sent_ids.append(request.id)
-
     async def _read(self) -> None:
+        """Requests off the wire: rejected ones answered at once, the rest queued in order."""
         try:
             async for request in self.requests:
                 self.metrics.requests.labels(request.model, self.interface).inc()
                 if isinstance(request, RejectedRequest):
                     self.out.put_nowait(self._error(request.model, request.id, request.error))
-                    continue
-                try:
-                    self._send(self.run or await self._open(request), request)
-                except OvserveError as exc:
-                    self.out.put_nowait(self._error(request.model, request.id, exc))
+                else:
+                    self.pending.put_nowait(request)
         finally:
-            if self.run is not None:
-                self.run.close_inputs()  # client half-closed: end once the graph drains
-            else:
-                self.out.put_nowait(None)
+            self.pending.put_nowait(None)  # client half-closed
+
+    async def _send(self) -> None:
+        """Queued requests into the run, each once the previous one is done."""
+        while (request := await self.pending.get()) is not None:
+            try:
+                run = self.run or await self._open(request)
+                assert self.servable is not None
+                if request.model != self.model:
+                    raise InvalidInput(f"this stream serves {self.model}; open a new stream "
+                                       f"for {request.model}")
+                self.servable.check_inputs(request.inputs)
+                timestamp = run.send(request.inputs, request.timestamp)
+            except OvserveError as exc:
+                self.out.put_nowait(self._error(request.model, request.id, exc))
+                continue
+            self.sent_at.append(timestamp)
+            self.sent_ids.append(request.id)
+            await run.idle()
+        if self.run is not None:
+            self.run.close_inputs()  # end once the graph drains
+        else:
+            self.out.put_nowait(None)
 
     def _request_id(self, timestamp: int) -> str:
         index = bisect.bisect_right(self.sent_at, timestamp) - 1
@@ -178,8 +189,8 @@ class InferStream:
         try:
             async for event in run.events():
                 if isinstance(event, RunError):
-                    last = self.sent_ids[-1] if self.sent_ids else ""
-                    self.out.put_nowait(self._error(self.model, last, event.error))
+                    self.out.put_nowait(self._error(
+                        self.model, self._request_id(event.timestamp), event.error))
                     continue
                 assert isinstance(event, OutputPacket)
                 if isinstance(event.payload, Tensor):
@@ -191,15 +202,15 @@ class InferStream:
 
     async def responses(self) -> AsyncIterator[InferResponse | StreamError]:
         reader = asyncio.create_task(self._read())
+        sender = asyncio.create_task(self._send())
+        self.tasks += [reader, sender]
         try:
             while (item := await self.out.get()) is not None:
                 yield item
-            await reader
+            await sender
         finally:
-            reader.cancel()
-            if self.pump is not None:
-                self.pump.cancel()
+            for task in self.tasks:
+                task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
-                await asyncio.gather(reader, *(t for t in [self.pump] if t),
-                                     return_exceptions=True)
+                await asyncio.gather(*self.tasks, return_exceptions=True)
             await self.stack.aclose()  # closes the run: generators and engine requests end
