@@ -129,7 +129,7 @@ def test_requests_sent_at_once_on_one_stream_are_served_in_turn(
         for index in range(5):
             client.async_stream_infer(model_name="words", request_id=f"r{index}",
                                       inputs=[text_input("text", [f"a{index} b{index}"])])
-        got = []
+        got: list[Any] = []
         while len(got) < 15:  # two words and an end signal each
             result, error = responses.get(timeout=60)
             assert error is None, error
