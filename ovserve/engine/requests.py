@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ovserve.engine.base import Delta, EngineStats, Prepared
+from ovserve.engine.scope import record as record_in_scope
 from ovserve.errors import EngineError, EngineFailure, EngineUnavailable
 
 _END = object()  # after a request's last delta
@@ -234,6 +235,7 @@ class EngineBase(ABC):
             self._active[request.id] = request
             self.total_requests += 1
         self._start(request.id, prepared)
+        record_in_scope(generation)  # a handler call's requests, abortable by its caller
 
     def _abort(self, request_id: int) -> None:
         with self._lock:

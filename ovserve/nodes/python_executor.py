@@ -27,6 +27,7 @@ from types import GeneratorType, ModuleType
 from typing import Any
 
 from ovserve.engine.registry import bound
+from ovserve.engine.scope import CallScope, within
 from ovserve.errors import GraphConfigError, NodeError, OvserveError, Unsupported
 from ovserve.graph.calculator import Calculator, LoadContext, NodeRun, Packet, RunContext
 from ovserve.graph.config import node_options
@@ -179,9 +180,19 @@ class PythonExecutorCalculator(Calculator):
         return functools.partial(_bound_call, self, adapter, fn, *args)
 
     async def call(self, fn: Any, *args: Any, adapter: str | None = None) -> Any:
-        """Run handler code in the servable's pool (never on the event loop)."""
-        return await asyncio.wrap_future(self.context.executor.submit(
-            self.with_engines(fn, *args, adapter=adapter)))
+        """Run handler code in the servable's pool (never on the event loop). Cancelled (the
+        client left, a deadline passed), the thread cannot be stopped, but every engine
+        request the call made, or makes later, is aborted: the handler sees its generation
+        end and returns early."""
+        call_scope = CallScope()
+        future = self.context.executor.submit(
+            functools.partial(_scoped_call, call_scope, self.with_engines(fn, *args,
+                                                                          adapter=adapter)))
+        try:
+            return await asyncio.wrap_future(future)
+        except asyncio.CancelledError:
+            call_scope.cancel()
+            raise
 
     async def load(self) -> None:
         self.model = handler_class(self.path)()
@@ -312,6 +323,11 @@ class _PythonNodeRun(NodeRun):
         pump, self.pump = self.pump, None
         if pump is not None:
             await pump.close()
+
+
+def _scoped_call(call_scope: CallScope, fn: Any) -> Any:
+    with within(call_scope):
+        return fn()
 
 
 def _bound_call(calc: PythonExecutorCalculator, adapter: str | None, fn: Any, *args: Any

@@ -10,11 +10,9 @@ channel says ``http.disconnect`` (vLLM's ``with_cancellation``), not by polling.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import json
-from collections.abc import AsyncIterator, Awaitable
-from typing import Any, TypeVar
+from collections.abc import AsyncIterator
+from typing import Any
 
 import orjson
 from fastapi import APIRouter, Request, Response
@@ -36,9 +34,9 @@ from ovserve.transport.openai.protocol import (
     ModelList,
 )
 from ovserve.transport.openai.serving import OpenAIServing
+from ovserve.transport.rest.disconnect import cancel_on_disconnect
 from ovserve.transport.rest.errors import error_body
 
-T = TypeVar("T")
 ERRORS: dict[int | str, dict[str, Any]] = {
     status: {"model": ErrorResponse} for status in (400, 404, 413, 500, 503)}
 
@@ -53,29 +51,6 @@ class NumpyJSONResponse(JSONResponse):
 
 def _json(model: BaseModel) -> Response:
     return Response(model.model_dump_json(), media_type="application/json")
-
-
-async def _disconnected(request: Request) -> None:
-    """Returns when the client goes away (the body has been read: the next ASGI message is
-    ``http.disconnect``)."""
-    while (await request.receive())["type"] != "http.disconnect":
-        pass
-
-
-async def cancel_on_disconnect(request: Request, work: Awaitable[T]) -> T | None:
-    """``work``'s result, or None when the client left first (``work`` is then cancelled,
-    which closes its streams down to the engine)."""
-    task = asyncio.ensure_future(work)
-    watch = asyncio.ensure_future(_disconnected(request))
-    try:
-        await asyncio.wait({task, watch}, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        watch.cancel()
-        if not task.done():
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-    return None if task.cancelled() else task.result()
 
 
 async def _sse(chunks: AsyncIterator[BaseModel]) -> AsyncIterator[str]:

@@ -19,6 +19,7 @@ from ovserve.transport.kserve import (
     tensors,
 )
 from ovserve.transport.kserve.types import ModelMetadata
+from ovserve.transport.rest.disconnect import cancel_on_disconnect
 
 HEADER_LENGTH = "Inference-Header-Content-Length"
 
@@ -181,8 +182,10 @@ def build_router(plane: DataPlane) -> APIRouter:
         if length is not None and not length.isdigit():
             raise InvalidInput(f"{HEADER_LENGTH} must be an integer, got {length!r}")
         body = await request.body()
-        response = await plane.infer(model, lambda: decode_request(
-            model, version, body, int(length) if length is not None else None), "rest")
+        response = await cancel_on_disconnect(request, plane.infer(model, lambda: decode_request(
+            model, version, body, int(length) if length is not None else None), "rest"))
+        if response is None:
+            return Response(status_code=499)  # the client left: its run was cancelled
         return encode_response(response)
 
     return router
