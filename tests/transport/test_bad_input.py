@@ -165,3 +165,18 @@ def test_grpc_raw_and_typed_contents_together_are_refused(server: Server) -> Non
     assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert "typed contents beside raw_input_contents" in (info.value.details() or "")
     assert_healthy(server)
+
+
+def test_rest_surrogates_and_deep_nesting_are_400s(server: Server) -> None:
+    lone = b'{"inputs": [{"name": "text", "shape": [1], "datatype": "BYTES", "data": ["\\ud800"]}]}'
+    reply = httpx.post(f"{server.rest_url}/v2/models/echo/infer", content=lone)
+    assert reply.status_code == 400 and "not valid Unicode" in reply.json()["error"]
+    deep = b'{"inputs": ' + b"[" * 100_000 + b"]" * 100_000 + b"}"
+    reply = httpx.post(f"{server.rest_url}/v2/models/echo/infer", content=deep)
+    assert reply.status_code == 400 and "nested too deeply" in reply.json()["error"]
+    for body in (b'{"model": "m", "prompt": "\\ud800"}', b"[" * 100_000 + b"]" * 100_000):
+        reply = httpx.post(f"{server.rest_url}/v1/completions", content=body,
+                           headers={"Content-Type": "application/json"})
+        assert reply.status_code in (400, 404), reply.text  # no LLM here: 404 once it parses
+        assert "Traceback" not in reply.text
+    assert_healthy(server)

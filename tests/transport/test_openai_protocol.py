@@ -34,3 +34,16 @@ def test_guided_choice_is_an_escaped_alternation() -> None:
     request = CompletionRequest.model_validate(
         {"model": "m", "prompt": "p", "guided_choice": ["a.b", "c|d", "(e)"]})
     assert _structured(request) == ("regex", r"(a\.b|c\|d|\(e\))")
+
+
+@pytest.mark.parametrize(("body", "param"), [
+    ({"prompt": "a\ud800b"}, "prompt"), ({"prompt": ["ok", "\udfff"]}, "prompt"),
+    ({"prompt": "ok", "stop": ["\ud800"]}, "stop")])
+def test_lone_surrogates_are_named_not_sent_to_the_tokenizer(body: dict[str, object],
+                                                             param: str) -> None:
+    from ovserve.errors import InvalidInput
+    from ovserve.transport.openai.serving import _check_text
+
+    with pytest.raises(InvalidInput) as info:
+        _check_text(CompletionRequest.model_validate({"model": "m", **body}))
+    assert info.value.param == param

@@ -92,7 +92,12 @@ def tensor_from_values(
     if datatype == BYTES:
         if not all(isinstance(v, str | bytes) for v in flat):
             raise InvalidInput(f"servable {servable}: input {name!r}: BYTES data must be strings")
-        return Tensor(name, encode_bytes(flat), shape=shape, datatype=BYTES)
+        try:
+            raw = encode_bytes(flat)
+        except UnicodeEncodeError as exc:  # a lone surrogate ("\ud800") is not text
+            raise InvalidInput(f"servable {servable}: input {name!r}: BYTES data is not valid "
+                               f"Unicode at position {exc.start} of an element") from exc
+        return Tensor(name, raw, shape=shape, datatype=BYTES)
     try:
         if datatype == "BOOL" and not all(isinstance(v, bool) for v in flat):
             raise TypeError("BOOL data must be true/false")

@@ -167,6 +167,27 @@ def _structured(req: SamplingFields) -> tuple[Literal["json_schema", "regex"], s
     return next(iter(asked.values()), None)
 
 
+def _check_text(req: CompletionRequest | ChatCompletionRequest) -> None:
+    """Text a tokenizer can take: a lone surrogate ("\ud800", valid JSON, not Unicode text) is
+    a 400 naming the field, not a tokenizer's C++ error."""
+    if isinstance(req, ChatCompletionRequest):
+        texts = [(f"messages.{i}.content", m.text()) for i, m in enumerate(req.messages)]
+    else:
+        prompts = req.prompt if isinstance(req.prompt, list) else [req.prompt]
+        texts = [("prompt", p) for p in prompts]
+    texts += [("stop", s) for s in ([req.stop] if isinstance(req.stop, str) else req.stop or [])]
+    for field, text in texts:
+        _unicode(field, text)
+
+
+def _unicode(field: str, text: str) -> None:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise InvalidInput(f"{field}: not valid Unicode text (a lone surrogate at position "
+                           f"{exc.start})", field.split(".")[0]) from exc
+
+
 def _unsupported(req: BaseModel) -> None:
     """A field ovserve does not implement but that would change the answer is a 400 naming
     it, never silently ignored; unknown fields without such an effect are only logged."""
@@ -385,6 +406,8 @@ class OpenAIServing:
                 raise InvalidInput("input: give at least one text", "input")
             if not all(isinstance(t, str) for t in texts):
                 raise InvalidInput("input: token arrays are not supported; send text", "input")
+            for text in texts:
+                _unicode("input", str(text))
             servable = self._embedder(req.model)
             result = await servable.embed([str(t) for t in texts])
             dims = result.vectors.shape[1]
@@ -405,6 +428,7 @@ class OpenAIServing:
     def _prepare(self, req: CompletionRequest | ChatCompletionRequest) -> Generation:
         _unsupported(req)
         _log_unknown(req)
+        _check_text(req)
         include_usage = bool(req.stream_options and req.stream_options.include_usage)
         if isinstance(req, ChatCompletionRequest):
             kind: Kind = "chat"

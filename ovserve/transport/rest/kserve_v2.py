@@ -27,6 +27,8 @@ HEADER_LENGTH = "Inference-Header-Content-Length"
 def _parse_json(raw: bytes) -> Any:
     try:
         return json.loads(raw)
+    except RecursionError as exc:
+        raise InvalidInput("malformed JSON request body: nested too deeply") from exc
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         where = f" at line {exc.lineno} column {exc.colno}" if isinstance(
             exc, json.JSONDecodeError) else ""
