@@ -118,11 +118,28 @@ class RunningServer:
         await self.health.enter_graceful_shutdown()
         if self.uv is not None:
             self.uv.should_exit = True
-        await self.grpc_server.stop(self.settings.grace_seconds)
-        if self.uv_task is not None:
-            await self.uv_task
+        # just before the grace period runs out, whatever still generates is ended with an
+        # error each protocol reports (an SSE error event and [DONE], an in-band gRPC error, a
+        # 503) and its KV cache freed, rather than being cut off mid-stream
+        grace = self.settings.grace_seconds
+        cutoff = asyncio.create_task(self._end_requests_after(max(grace - min(1.0, grace / 10),
+                                                                  0.0)))
+        try:
+            await self.grpc_server.stop(grace)
+            if self.uv_task is not None:
+                await self.uv_task
+        finally:
+            cutoff.cancel()
         await self.registry.unload()
         log.info("stopped")
+
+    async def _end_requests_after(self, seconds: float) -> None:
+        await asyncio.sleep(seconds)
+        ended = self.engines.end_requests("the server is shutting down (its grace period ran "
+                                          "out)")
+        if ended:
+            log.warning("shutdown: grace period over, ended %d request(s) still generating",
+                        ended)
 
 
 async def start(settings: ServerSettings, engines: EngineRegistry | None = None

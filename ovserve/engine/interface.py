@@ -61,4 +61,7 @@ class Engine(Protocol):
 
     def stats(self) -> EngineStats: ...
 
+    def end_requests(self, reason: str) -> int:
+        """End every active request with EngineUnavailable(``reason``); free the engine."""
+
     def close(self) -> None: ...

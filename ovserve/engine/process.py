@@ -91,6 +91,7 @@ class EngineLoop:
         self.tokenizer = pipeline.get_tokenizer()
         self.conn = conn
         self.active: dict[int, _Slot] = {}
+        self.released = True  # False: requests were cancelled and no step has freed them
 
     def run(self) -> None:
         while True:
@@ -106,10 +107,14 @@ class EngineLoop:
                 if isinstance(message, Close):
                     for request_id in list(self.active):
                         self.active.pop(request_id).handle.cancel()
+                        self.released = False
+                    self._release()
                     return
                 self._handle(message, updates)
             if self.active:
                 updates += self._step()
+            elif not self.released:
+                self._release()
             if updates:
                 self.conn.send(Step(updates, self._cache_usage()))
 
@@ -132,7 +137,17 @@ class EngineLoop:
             slot = self.active.pop(message.request_id, None)
             if slot is not None:
                 slot.handle.cancel()
+                self.released = False
                 updates.append(Output(message.request_id, "", [], "abort", done=True))
+
+    def _release(self) -> None:
+        """One scheduler step with no request running: the pipeline frees the KV-cache blocks
+        of requests cancelled since (it only does so in a step)."""
+        self.released = True
+        try:
+            self.pipeline.step()
+        except Exception:
+            log.exception("engine: freeing cancelled requests failed")
 
     def _cache_usage(self) -> float:
         """The fraction of KV-cache blocks in use (openvino-genai reports a percentage)."""

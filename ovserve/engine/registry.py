@@ -137,6 +137,10 @@ class EngineRegistry:
             return [e.engine for e in self._entries.values()
                     if owner is None or owner in e.owners]
 
+    def end_requests(self, reason: str) -> int:
+        """End every LLM engine's active requests (a shutdown out of grace); how many."""
+        return sum(engine.end_requests(reason) for engine in self.engines())
+
     def ready(self, owner: str | None = None) -> bool:
         """Every engine (of ``owner``) can take requests."""
         return all(engine.ready for engine in self.engines(owner))

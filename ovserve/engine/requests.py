@@ -279,6 +279,16 @@ class EngineBase(ABC):
             handed.append((request, items))
         _hand_out(handed)
 
+    def end_requests(self, reason: str) -> int:
+        """End every active request now: each reader gets EngineUnavailable(``reason``) (a
+        stream reports it in-band) and the engine frees its KV cache. For a shutdown whose
+        grace period runs out. Returns how many."""
+        with self._lock:
+            ids = list(self._active)
+        for request_id in ids:
+            self._cancel(request_id)
+        return self._fail(ids, EngineUnavailable(f"engine {self.name}: {reason}"))
+
     def _fail_all(self, error: EngineError) -> int:
         """Fail every active request with ``error`` (the engine is gone); returns how many."""
         return self._fail(None, error)

@@ -126,3 +126,37 @@ def test_device_choice_reaches_every_engine(default_model_dir: Path) -> None:
     finally:
         assert tuned.terminate() == 0
     assert "'INFERENCE_NUM_THREADS': 1" in tuned.output()
+
+
+def test_streams_past_the_grace_period_end_with_an_error_event(default_model_dir: Path) -> None:
+    """SIGTERM with a stream that outlasts --grace_period: before the grace runs out the
+    stream gets an error event and [DONE] (not a cut connection), its KV cache is freed, and
+    the server exits 0 without tracebacks."""
+    import json
+
+    import httpx
+
+    server = start_server(REPO / "graphs/llm/config.json", "--grace_period", "3")
+    try:
+        body = {"model": "smollm2-135m-instruct", "prompt": "Once upon a time",
+                "max_tokens": 4000, "ignore_eos": True, "stream": True}
+        events: list[str] = []
+        with httpx.stream("POST", f"{server.rest_url}/v1/completions", json=body,
+                          timeout=60) as reply:
+            for line in reply.iter_lines():
+                if not line.startswith("data: "):
+                    continue
+                events.append(line[len("data: "):])
+                if len(events) == 1:
+                    server.process.terminate()
+        assert events[-1] == "[DONE]"
+        error = json.loads(events[-2])["error"]
+        assert error["type"] == "service_unavailable" and "shutting down" in error["message"]
+        assert server.terminate() == 0
+        assert "Traceback" not in server.log and "CancelledError" not in server.log
+        assert "leak" not in server.log.lower()  # OpenVINO reports KV blocks never freed
+        assert "ended 1 request(s) still generating" in server.log
+    finally:
+        if server.process.poll() is None:
+            server.process.kill()
+            server.process.communicate()
