@@ -180,3 +180,12 @@ def test_rest_surrogates_and_deep_nesting_are_400s(server: Server) -> None:
         assert reply.status_code in (400, 404), reply.text  # no LLM here: 404 once it parses
         assert "Traceback" not in reply.text
     assert_healthy(server)
+
+
+def test_rest_too_many_or_too_large_headers_are_431(server: Server) -> None:
+    many = {f"x-h{i}": "v" for i in range(300)}
+    assert httpx.get(f"{server.rest_url}/v2/health/ready", headers=many).status_code == 431
+    large = {"x-big": "v" * (200 * 1024)}
+    reply = httpx.get(f"{server.rest_url}/v2/health/ready", headers=large)
+    assert reply.status_code == 431 and "at most 100 headers" in reply.json()["error"]
+    assert_healthy(server)

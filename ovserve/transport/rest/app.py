@@ -23,11 +23,15 @@ from ovserve.transport.rest.kserve_v2 import build_router
 from ovserve.transport.rest.rag import build_router as build_rag_router
 
 DEFAULT_MAX_BODY_BYTES = 64 * 1024 * 1024
+MAX_HEADERS = 100  # as nginx's and Node's defaults keep headers small
+MAX_HEADER_BYTES = 64 * 1024
 WEB = Path(__file__).resolve().parent / "web"
 
 
-class BodyLimit:
-    """413 for a body over the limit, whatever its framing: a declared Content-Length over it
+class RequestLimits:
+    """431 for more than MAX_HEADERS headers or MAX_HEADER_BYTES of them (uvicorn's httptools
+    parser sets no limit); 413 for a body over the limit, whatever its framing: a declared
+    Content-Length over it
     is refused before any byte is read; a chunked body fails as soon as its running total
     crosses it (``BodyTooLarge`` from ``receive``, answered by the error handlers). Pure ASGI,
     so handlers keep the receive channel for disconnects."""
@@ -42,6 +46,15 @@ class BodyLimit:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
+            return
+        headers = scope.get("headers", [])
+        size = sum(len(k) + len(v) for k, v in headers)
+        if len(headers) > MAX_HEADERS or size > MAX_HEADER_BYTES:
+            response = JSONResponse(
+                {"error": f"request headers: {len(headers)} headers of {size} bytes; at most "
+                          f"{MAX_HEADERS} headers of {MAX_HEADER_BYTES} bytes"},
+                status_code=431)
+            await response(scope, receive, send)
             return
         length = Headers(scope=scope).get("content-length")
         if length is not None and length.isdigit() and int(length) > self.max_body_bytes:
@@ -66,7 +79,7 @@ def build_app(plane: DataPlane, *, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES)
     registry, metrics, state = plane.registry, plane.metrics, plane.state
     app = FastAPI(title="ovserve", version=__version__, docs_url=None, redoc_url=None)
     errors.install(app)
-    app.add_middleware(BodyLimit, max_body_bytes=max_body_bytes)
+    app.add_middleware(RequestLimits, max_body_bytes=max_body_bytes)
 
     @app.get("/metrics")
     async def prometheus() -> Response:
