@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import httpx
 import numpy as np
 import tritonclient.http as httpclient
@@ -74,3 +75,27 @@ def test_versions_other_than_1_are_not_found(server: Server) -> None:
         assert reply.status_code == 404, path
         assert "has no version" in reply.json()["error"]
 
+
+
+def test_openapi_describes_kserve_infer(server: Server) -> None:
+    spec = httpx.get(f"{server.rest_url}/openapi.json").json()
+    post = spec["paths"]["/v2/models/{model}/infer"]["post"]
+    body = post["requestBody"]["content"]
+    assert body["application/json"]["schema"]["$ref"] == "#/components/schemas/InferRequestBody"
+    assert "application/octet-stream" in body
+    assert post["responses"]["200"]["content"]["application/json"]["schema"]["$ref"].endswith(
+        "InferResponseBody")
+    assert {"400", "404", "413", "500", "503"} <= set(post["responses"])
+    schemas = spec["components"]["schemas"]
+    assert {"InferRequestBody", "RequestInput", "InferResponseBody", "KServeError"} <= set(schemas)
+
+    def refs(node: object) -> list[str]:
+        if isinstance(node, dict):
+            own = [node["$ref"]] if isinstance(node.get("$ref"), str) else []
+            return own + [r for v in node.values() for r in refs(v)]
+        if isinstance(node, list):
+            return [r for v in node for r in refs(v)]
+        return []
+
+    dangling = [r for r in refs(spec) if r.split("/")[-1] not in schemas]
+    assert dangling == []

@@ -18,7 +18,7 @@ from ovserve.errors import BodyTooLarge
 from ovserve.transport.kserve import DataPlane
 from ovserve.transport.openai.router import build_router as build_openai_router
 from ovserve.transport.openai.serving import OpenAIServing
-from ovserve.transport.rest import errors
+from ovserve.transport.rest import errors, kserve_schemas
 from ovserve.transport.rest.kserve_v2 import build_router
 from ovserve.transport.rest.rag import build_router as build_rag_router
 
@@ -117,8 +117,10 @@ def build_app(plane: DataPlane, *, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES)
             for path in schema.get("paths", {}).values():
                 for operation in path.values():
                     operation.get("responses", {}).pop("422", None)
+            components = schema.setdefault("components", {}).setdefault("schemas", {})
             for name in ("HTTPValidationError", "ValidationError"):
-                schema.get("components", {}).get("schemas", {}).pop(name, None)
+                components.pop(name, None)
+            components.update(kserve_schemas.component_schemas())  # the infer request body
             app.openapi_schema = schema
         return app.openapi_schema
 

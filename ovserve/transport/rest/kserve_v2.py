@@ -20,6 +20,11 @@ from ovserve.transport.kserve import (
 )
 from ovserve.transport.kserve.types import ModelMetadata
 from ovserve.transport.rest.disconnect import cancel_on_disconnect
+from ovserve.transport.rest.kserve_schemas import (
+    InferResponseBody,
+    KServeError,
+    request_body_schema,
+)
 
 HEADER_LENGTH = "Inference-Header-Content-Length"
 
@@ -143,8 +148,7 @@ def encode_metadata(meta: ModelMetadata) -> dict[str, Any]:
 
 
 ERRORS: dict[int | str, dict[str, Any]] = {
-    status: {"description": 'KServe\'s error body: {"error": "<message>"}'}
-    for status in (400, 404, 413, 500, 503)}
+    status: {"model": KServeError} for status in (400, 404, 413, 500, 503)}
 
 
 def build_router(plane: DataPlane) -> APIRouter:
@@ -177,8 +181,11 @@ def build_router(plane: DataPlane) -> APIRouter:
             body["error"] = reason
         return JSONResponse(body, status_code=200 if ready else 503)
 
-    @router.post("/v2/models/{model}/infer")
-    @router.post("/v2/models/{model}/versions/{version}/infer")
+    infer_doc: dict[str, Any] = {"response_model": InferResponseBody,
+                                 "openapi_extra": {"requestBody": request_body_schema()}}
+
+    @router.post("/v2/models/{model}/infer", **infer_doc)
+    @router.post("/v2/models/{model}/versions/{version}/infer", **infer_doc)
     async def infer(model: str, request: Request, version: str | None = None) -> Response:
         length = request.headers.get(HEADER_LENGTH)
         if length is not None and not length.isdigit():
