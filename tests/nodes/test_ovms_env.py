@@ -20,31 +20,9 @@ import tritonclient.grpc as grpcclient
 from tests.graphs import python_node, write_graph, write_handler
 from tests.transport.server import Server, start_server
 
-HANDLER = '''
+# What both handlers share, as OVMS's demos start: the model compiled once in initialize
+LOAD = '''
 import struct
-from optimum.intel import OVModelForCausalLM
-from transformers import AutoTokenizer
-from ovserve.protocol.tensor import decode_bytes
-
-MODEL = {model!r}
-
-class OvmsPythonModel:
-    def initialize(self, kwargs):
-        self.model = OVModelForCausalLM.from_pretrained(MODEL, compile=True)
-        self.tokenizer = AutoTokenizer.from_pretrained(MODEL)
-
-    def execute(self, inputs):
-        prompt = decode_bytes(inputs[0])[0].decode()
-        model = self.model.clone()  # as OVMS's demo handlers do, once per request
-        ids = self.tokenizer(prompt, return_tensors="pt")
-        out = model.generate(**ids, max_new_tokens=8, min_new_tokens=8, do_sample=False)
-        new = out[0, ids["input_ids"].shape[1]:].tolist()
-        return [Tensor("tokens", struct.pack("<8q", *new), shape=[8], datatype="INT64")]
-'''
-
-# OVMS's streaming demo handler: a clone per request, generate() in a thread feeding a
-# TextIteratorStreamer, each piece yielded as it comes (a generator over a LOOPBACK edge)
-STREAM_HANDLER = '''
 import threading
 from optimum.intel import OVModelForCausalLM
 from pyovms import Tensor
@@ -57,7 +35,21 @@ class OvmsPythonModel:
     def initialize(self, kwargs):
         self.model = OVModelForCausalLM.from_pretrained(MODEL, compile=True)
         self.tokenizer = AutoTokenizer.from_pretrained(MODEL)
+'''
 
+HANDLER = LOAD + '''
+    def execute(self, inputs):
+        prompt = decode_bytes(inputs[0])[0].decode()
+        model = self.model.clone()  # as OVMS's demo handlers do, once per request
+        ids = self.tokenizer(prompt, return_tensors="pt")
+        out = model.generate(**ids, max_new_tokens=8, min_new_tokens=8, do_sample=False)
+        new = out[0, ids["input_ids"].shape[1]:].tolist()
+        return [Tensor("tokens", struct.pack("<8q", *new), shape=[8], datatype="INT64")]
+'''
+
+# OVMS's streaming demo handler: a clone per request, generate() in a thread feeding a
+# TextIteratorStreamer, each piece yielded as it comes (a generator over a LOOPBACK edge)
+STREAM_HANDLER = LOAD + '''
     def execute(self, inputs):
         prompt = decode_bytes(inputs[0])[0].decode()
         model = self.model.clone()
