@@ -189,3 +189,12 @@ def test_rest_too_many_or_too_large_headers_are_431(server: Server) -> None:
     reply = httpx.get(f"{server.rest_url}/v2/health/ready", headers=large)
     assert reply.status_code == 431 and "at most 100 headers" in reply.json()["error"]
     assert_healthy(server)
+
+
+def test_rest_timestamp_must_be_an_integer(server: Server) -> None:
+    for value in ("soon", -1, 1.5, True):
+        reply = httpx.post(f"{server.rest_url}/v2/models/echo/infer", json={
+            "inputs": [text(["a"])], "parameters": {"OVMS_MP_TIMESTAMP": value}})
+        assert reply.status_code == 400, value
+        assert "OVMS_MP_TIMESTAMP must be a non-negative integer" in reply.json()["error"]
+    assert_healthy(server)

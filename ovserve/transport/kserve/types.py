@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from ovserve.errors import OvserveError
+from ovserve.errors import InvalidInput, OvserveError
 from ovserve.protocol.tensor import Tensor
 
 #: Request parameter that sets a packet's timestamp; responses carry it too.
@@ -36,7 +36,12 @@ class InferRequest:
     @property
     def timestamp(self) -> int | None:
         value = self.parameters.get(TIMESTAMP_PARAMETER)
-        return value if isinstance(value, int) and not isinstance(value, bool) else None
+        if value is None:
+            return None
+        if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+            raise InvalidInput(f"parameter {TIMESTAMP_PARAMETER} must be a non-negative "
+                               f"integer, got {value!r}"[:200])
+        return value
 
     def side_packets(self) -> dict[str, Any]:
         """Request parameters that become graph side packets (OVMS_MP_TIMESTAMP excluded)."""

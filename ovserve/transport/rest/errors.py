@@ -77,7 +77,8 @@ async def _validation(request: Request, exc: Exception) -> JSONResponse:
 
 async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
     ref = uuid.uuid4().hex[:12]
-    log.error("%s %s failed (error id %s)", request.method, request.url.path, ref, exc_info=exc)
+    # %r: a path from a client never writes raw newlines into the log
+    log.error("%s %r failed (error id %s)", request.method, request.url.path, ref, exc_info=exc)
     message = f"internal error (error id {ref})"
     if is_openai(request):
         return JSONResponse(openai_body(message, "server_error"), status_code=500)
