@@ -219,8 +219,10 @@ class OpenVINOEngine(EngineBase):
             fields["logprobs"] = 1  # the sampled token's (openvino-genai has no alternatives)
         if params.structured is not None:
             if self.catalog is not None:  # its grammar would not fit the widened vocabulary
-                raise Unsupported("response_format: structured output is not available on a "
-                                  "model that serves LoRA adapters")
+                raise Unsupported("structured output (response_format, guided_json, "
+                                  "guided_regex, guided_choice, structured_outputs) is not "
+                                  "available on a model that serves LoRA adapters; serve the "
+                                  "model without --lora_dir for it")
             kind, value = params.structured
             fields[kind] = value
         try:  # fail here, as a bad request, not later in the engine process
