@@ -32,6 +32,7 @@ from typing import Any
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from benchmarks.honesty import LoadProbe, trust_section, verdict  # noqa: E402
 from benchmarks.loadgen import (  # noqa: E402
     GrpcStreamTarget,
     LevelResult,
@@ -158,9 +159,13 @@ def plot(levels: list[LevelResult], out: Path) -> list[str]:
     return files
 
 
-async def measure(args: argparse.Namespace, systems: list[System]) -> list[LevelResult]:
+async def measure(args: argparse.Namespace, systems: list[System]
+                  ) -> tuple[list[LevelResult], list[dict[str, Any]]]:
+    """Every level of every system, and each level's trust verdict (load, steal, raw spread)."""
     levels = []
+    verdicts = []
     for concurrency in args.concurrency:
+        probe = LoadProbe()
         rounds: dict[str, list[LevelResult]] = {}
         for round_ in range(max(s.rounds for s in systems)):
             for system in systems:
@@ -173,11 +178,17 @@ async def measure(args: argparse.Namespace, systems: list[System]) -> list[Level
                       f"{result.ttft['p50'] * 1e3:5.0f} ms  errors {result.errors}", flush=True)
                 rounds.setdefault(system.target.name, []).append(result)
         levels += [merge(results) for results in rounds.values()]
+        raw_rounds = [r.tokens_per_second for r in rounds.get(RAW, [])]
+        verdicts.append(verdict(concurrency, raw_rounds, probe.finish()))
+        flagged = verdicts[-1]
+        print(f"c={concurrency}: " + ("trustworthy" if flagged["trustworthy"] else
+                                      "NOT trustworthy: " + "; ".join(flagged["problems"])),
+              flush=True)
     for system in systems:
         close = getattr(system.target, "close", None)
         if close is not None:
             await close()
-    return levels
+    return levels, verdicts
 
 
 def start_systems(args: argparse.Namespace, logs: Path) -> tuple[list[System], list[Process],
@@ -237,6 +248,7 @@ def write_report(report: dict[str, Any], levels: list[LevelResult], out: Path) -
              "interleaved, pooled; llama.cpp and the seed's approach: one round.", "",
              "Machine: " + ", ".join(f"{k} {v}" for k, v in report["machine"].items()), "",
              *[f"- {note}" for note in report["notes"]], "",
+             *trust_section(report.get("trust", [])),
              "## Throughput relative to the raw engine", "", ratio_table(levels), "",
              "## All measurements", "", summary_table(levels), "", "## Targets", ""]
     for check in report["targets"]:
@@ -264,9 +276,11 @@ def main() -> int:
     parser.add_argument("--model", type=Path, default=REPO / "models" / MODEL_ID)
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 4, 8, 16, 32])
     parser.add_argument("--max-tokens", type=int, default=128)
-    parser.add_argument("--min-requests", type=int, default=8)
+    parser.add_argument("--min-requests", type=int, default=32,
+                        help="requests per round and level, at least (default 32)")
     parser.add_argument("--rounds", type=int, default=3,
-                        help="rounds of the raw engine and ovserve per level (default 3)")
+                        help="rounds of the raw engine and ovserve per level (default 3, the "
+                        "least that shows whether the raw engine was steady)")
     parser.add_argument("--systems", nargs="+", choices=list(SYSTEMS), default=list(SYSTEMS))
     parser.add_argument("--llamacpp-python", type=Path,
                         default=REPO / ".venv-llamacpp" / "bin" / "python")
@@ -274,6 +288,9 @@ def main() -> int:
     parser.add_argument("--report-only", action="store_true",
                         help="re-render serving.md and the plots from serving.json")
     args = parser.parse_args()
+    if args.rounds < 3 and "raw" in args.systems:
+        print("note: fewer than 3 rounds cannot show whether the raw engine was steady",
+              file=sys.stderr)
 
     if args.report_only:
         report, levels = report_from_json(args.out)
@@ -282,14 +299,14 @@ def main() -> int:
     started = time.time()
     systems, processes, notes = start_systems(args, args.out / "raw")
     try:
-        levels = asyncio.run(measure(args, systems))
+        levels, trust = asyncio.run(measure(args, systems))
     finally:
         for process in processes:
             process.stop()
     report = {"date": time.strftime("%Y-%m-%d %H:%M", time.localtime(started)),
               "minutes": round((time.time() - started) / 60, 1), "machine": machine(),
               "model": MODEL_ID, "max_tokens": args.max_tokens, "rounds": args.rounds,
-              "min_requests": args.min_requests, "notes": notes,
+              "min_requests": args.min_requests, "notes": notes, "trust": trust,
               "levels": [r.as_dict() for r in levels], "targets": targets_check(levels)}
     print(write_report(report, levels, args.out))
     return 0

@@ -1,0 +1,30 @@
+"""The benchmark's trust verdicts: raw-engine spread, load before a level, CPU steal."""
+
+from __future__ import annotations
+
+from benchmarks.honesty import Load, LoadProbe, spread, trust_section, verdict
+
+
+def test_spread() -> None:
+    assert spread([100.0]) == 0.0
+    assert round(spread([90.0, 100.0, 110.0]), 3) == 0.2
+
+
+def test_a_quiet_steady_level_is_trustworthy() -> None:
+    quiet = Load(load_before=(0.1, 0.2, 0.3), load_after=(0.9, 0.5, 0.4), steal=0.0)
+    result = verdict(8, [500.0, 510.0, 505.0], quiet, cores=2)
+    assert result["trustworthy"] and result["problems"] == []
+
+
+def test_noisy_loaded_or_stolen_levels_are_flagged() -> None:
+    loaded = Load(load_before=(1.4, 1.2, 1.0), steal=0.05)
+    result = verdict(8, [214.0, 539.0, 649.0], loaded, cores=2)
+    assert not result["trustworthy"]
+    text = " ".join(result["problems"])
+    assert "raw engine varied" in text and "load average 1.40" in text and "steal" in text
+    assert any("NOT trustworthy" in line for line in trust_section([result]))
+
+
+def test_the_probe_measures_a_level() -> None:
+    load = LoadProbe().finish()
+    assert len(load.load_before) == 3 and 0.0 <= load.steal <= 1.0 and load.seconds >= 0
