@@ -112,7 +112,13 @@ $(LLAMACPP_VENV)/.installed: requirements/llamacpp.txt
 	    --disable-pip-version-check -r requirements/llamacpp.txt
 	touch $@
 
-bench: $(MODEL_DIR)/ovserve_model.json $(LLAMACPP_VENV)/.installed
+XLLAMACPP_VENV := .venv-xllamacpp
+$(XLLAMACPP_VENV)/.installed: requirements/xllamacpp.txt
+	$(PYTHON) -m venv $(XLLAMACPP_VENV)
+	$(XLLAMACPP_VENV)/bin/pip install --quiet --disable-pip-version-check -r requirements/xllamacpp.txt
+	touch $@
+
+bench: $(MODEL_DIR)/ovserve_model.json $(LLAMACPP_VENV)/.installed $(XLLAMACPP_VENV)/.installed
 	$(BIN)/pip install --quiet --disable-pip-version-check -c requirements/constraints.txt \
 	    -r requirements/bench.txt
 	$(BIN)/python benchmarks/run.py $(BENCH_ARGS)

@@ -60,16 +60,20 @@ def spread(values: list[float]) -> float:
 
 
 def verdict(concurrency: int, raw_rounds: list[float], load: Load,
-            cores: int | None = None) -> dict[str, Any]:
-    """Whether one level's figures can be trusted, and why not."""
+            before_run: tuple[float, float, float], cores: int | None = None
+            ) -> dict[str, Any]:
+    """Whether one level's figures can be trusted, and why not. ``before_run``: the load
+    average before the benchmark started (later levels see the benchmark's own load, so the
+    machine's other load is judged there; during the run, steal and the raw engine's spread
+    say whether something else took the CPU)."""
     cores = cores or os.cpu_count() or 1
     problems = []
     raw_spread = spread(raw_rounds)
     if raw_spread > MAX_RAW_SPREAD:
         problems.append(f"the raw engine varied {raw_spread:.0%} between rounds "
                         f"({', '.join(f'{v:.0f}' for v in raw_rounds)} tok/s)")
-    if load.load_before[0] / cores > MAX_LOAD_PER_CORE:
-        problems.append(f"load average {load.load_before[0]:.2f} on {cores} cores before it")
+    if before_run[0] / cores > MAX_LOAD_PER_CORE:
+        problems.append(f"load average {before_run[0]:.2f} on {cores} cores before the run")
     if load.steal > MAX_STEAL:
         problems.append(f"{load.steal:.1%} CPU steal during it")
     return {"concurrency": concurrency, "trustworthy": not problems, "problems": problems,
@@ -80,8 +84,8 @@ def trust_section(verdicts: list[dict[str, Any]]) -> list[str]:
     """Markdown lines saying which levels' figures are trustworthy."""
     lines = ["## Which figures to trust", "",
              f"A level is trustworthy when the raw engine varied by at most "
-             f"{MAX_RAW_SPREAD:.0%} between rounds, the 1-minute load average before it was at "
-             f"most {MAX_LOAD_PER_CORE} per core and CPU steal during it at most "
+             f"{MAX_RAW_SPREAD:.0%} between rounds, the 1-minute load average before the run "
+             f"was at most {MAX_LOAD_PER_CORE} per core and CPU steal during the level at most "
              f"{MAX_STEAL:.0%}.", ""]
     for v in verdicts:
         load = v["load"]

@@ -153,8 +153,11 @@ class OpenAIChatTarget:
     and aiohttp's C parser costs less CPU per streamed chunk."""
 
     def __init__(self, name: str, base_url: str, model: str,
-                 extra: dict[str, Any] | None = None) -> None:
+                 extra: dict[str, Any] | None = None, keepalive: bool = True) -> None:
         self.name = name
+        # False: a new connection per request (a server that drops idle keep-alive
+        # connections would otherwise fail the requests that reuse them)
+        self.keepalive = keepalive
         self.model = model
         self.url = base_url.rstrip("/") + "/chat/completions"
         self.extra = extra or {}  # more request fields, e.g. {"ignore_eos": True}
@@ -168,7 +171,7 @@ class OpenAIChatTarget:
         if self._session is None:
             self._session = aiohttp.ClientSession(
                 timeout=aiohttp.ClientTimeout(total=600),
-                connector=aiohttp.TCPConnector(limit=256))
+                connector=aiohttp.TCPConnector(limit=256, force_close=not self.keepalive))
         return self._session
 
     async def request(self, prompt: str, max_tokens: int) -> RequestResult:
@@ -293,6 +296,7 @@ class RawEngineTarget:
             for request_id, prompt, max_tokens, started, loop, future in pending:
                 config = self.ov_genai.GenerationConfig(max_new_tokens=max_tokens)
                 config.eos_token_id = self.eos
+                config.ignore_eos = True  # every system generates exactly max_tokens
                 handle = self.pipeline.add_request(request_id, prompt, config)
                 active[request_id] = (handle, RequestResult(started=started), loop, future)
             self.pipeline.step()

@@ -43,12 +43,19 @@ from benchmarks.loadgen import (  # noqa: E402
     run_level,
     summary_table,
 )
-from benchmarks.servers import Process, start_llamacpp, start_ovserve  # noqa: E402
+from benchmarks.servers import (  # noqa: E402
+    Process,
+    start_llamacpp,
+    start_ovserve,
+    start_xllamacpp,
+)
 
 MODEL_ID = "smollm2-135m-instruct"
 RAW, SSE, GRPC = "raw openvino-genai", "ovserve OpenAI SSE", "ovserve gRPC stream"
 LLAMA, SEED = "llama-cpp-python server", "seed approach (optimum-intel per request)"
-SYSTEMS = {"raw": RAW, "sse": SSE, "grpc": GRPC, "llamacpp": LLAMA, "seed": SEED}
+XLLAMA = "llama.cpp server (xllamacpp, 8 slots)"
+SYSTEMS = {"raw": RAW, "sse": SSE, "grpc": GRPC, "xllamacpp": XLLAMA, "llamacpp": LLAMA,
+           "seed": SEED}
 
 
 @dataclass
@@ -98,6 +105,14 @@ def targets_check(levels: list[LevelResult]) -> list[dict[str, Any]]:
         delta = (at1 - raw1) * 1e3 if raw1 is not None and at1 is not None else None
         check(f"{system}: TTFT p50 at concurrency 1 within 15 ms of raw (ms above raw)", delta,
               None if delta is None else delta <= 15)
+        x1, x8, at1_tps = tps(XLLAMA, 1), tps(XLLAMA, 8), tps(system, 1)
+        note = "" if x1 or x8 else "xllamacpp not in this run"
+        ratio = at1_tps / x1 if at1_tps and x1 else None
+        check(f"{system}: throughput at concurrency 1 >= llama.cpp's server (xllamacpp)", ratio,
+              None if ratio is None else ratio >= 1.0, note)
+        ratio = at8 / x8 if at8 and x8 else None
+        check(f"{system}: throughput at concurrency 8 >= 3 x llama.cpp's server (xllamacpp)",
+              ratio, None if ratio is None else ratio >= 3.0, note)
         llama8 = tps(LLAMA, 8)
         ratio = at8 / llama8 if at8 and llama8 else None
         check(f"{system}: throughput at concurrency 8 >= 5 x llama-cpp-python server", ratio,
@@ -164,6 +179,7 @@ async def measure(args: argparse.Namespace, systems: list[System]
     """Every level of every system, and each level's trust verdict (load, steal, raw spread)."""
     levels = []
     verdicts = []
+    before_run = LoadProbe().load.load_before  # the machine before the benchmark loaded it
     for concurrency in args.concurrency:
         probe = LoadProbe()
         rounds: dict[str, list[LevelResult]] = {}
@@ -179,7 +195,7 @@ async def measure(args: argparse.Namespace, systems: list[System]
                 rounds.setdefault(system.target.name, []).append(result)
         levels += [merge(results) for results in rounds.values()]
         raw_rounds = [r.tokens_per_second for r in rounds.get(RAW, [])]
-        verdicts.append(verdict(concurrency, raw_rounds, probe.finish()))
+        verdicts.append(verdict(concurrency, raw_rounds, probe.finish(), before_run))
         flagged = verdicts[-1]
         print(f"c={concurrency}: " + ("trustworthy" if flagged["trustworthy"] else
                                       "NOT trustworthy: " + "; ".join(flagged["problems"])),
@@ -196,7 +212,9 @@ def start_systems(args: argparse.Namespace, logs: Path) -> tuple[list[System], l
     from ovserve.toolchain.catalog import BUILTIN_MODELS
     from ovserve.toolchain.gguf_source import fetch_gguf
 
-    env = {"OVSERVE_MAX_TOKENS": str(args.max_tokens), "OVSERVE_MODEL_PATH": str(args.model)}
+    # every system generates exactly max_tokens (ignore_eos), so tokens/s compare like for like
+    env = {"OVSERVE_MAX_TOKENS": str(args.max_tokens), "OVSERVE_MODEL_PATH": str(args.model),
+           "OVSERVE_IGNORE_EOS": "1"}
     systems: list[System] = []
     processes: list[Process] = []
     notes: list[str] = []
@@ -208,10 +226,27 @@ def start_systems(args: argparse.Namespace, logs: Path) -> tuple[list[System], l
                                env)
         processes.append(server)
         if "sse" in wanted:
-            systems.append(System(OpenAIChatTarget(SSE, f"{server.rest_url}/v1", MODEL_ID),
-                                  args.rounds))
+            systems.append(System(OpenAIChatTarget(SSE, f"{server.rest_url}/v1", MODEL_ID,
+                                                   extra={"ignore_eos": True}), args.rounds))
         if "grpc" in wanted:
             systems.append(System(GrpcStreamTarget(GRPC, server.grpc_url), args.rounds))
+    if "xllamacpp" in wanted:
+        if args.xllamacpp_python.is_file():
+            gguf = fetch_gguf(BUILTIN_MODELS[MODEL_ID])
+            server = start_xllamacpp(args.xllamacpp_python, gguf, logs / "xllamacpp.log",
+                                     threads=os.cpu_count() or 2)
+            processes.append(server)
+            # llama.cpp's server takes ignore_eos too: every system generates max_tokens
+            systems.append(System(OpenAIChatTarget(XLLAMA, f"{server.rest_url}/v1", MODEL_ID,
+                                                   extra={"ignore_eos": True}, keepalive=False),
+                                  args.rounds))
+            notes.append(f"llama.cpp's own server (xllamacpp) on {gguf.name}, 8 parallel "
+                         f"slots, continuous batching, {os.cpu_count()} threads; a new "
+                         "connection per request (its HTTP server drops idle keep-alive "
+                         "connections, which the client would otherwise reuse and fail on)")
+        else:
+            notes.append(f"xllamacpp not measured: {args.xllamacpp_python} does not exist "
+                         "(`make bench` builds it)")
     if "llamacpp" in wanted:
         if args.llamacpp_python.is_file():
             gguf = fetch_gguf(BUILTIN_MODELS[MODEL_ID])
@@ -245,7 +280,8 @@ def write_report(report: dict[str, Any], levels: list[LevelResult], out: Path) -
              f"from), {report['max_tokens']} output tokens per request, distinct prompts, "
              f"greedy, closed loop, at least {report['min_requests']} and 2 x concurrency "
              f"requests per round; raw engine and ovserve: {report['rounds']} rounds per level, "
-             "interleaved, pooled; llama.cpp and the seed's approach: one round.", "",
+             "interleaved, pooled (xllamacpp too); llama-cpp-python and the seed's approach: one "
+             "round.", "",
              "Machine: " + ", ".join(f"{k} {v}" for k, v in report["machine"].items()), "",
              *[f"- {note}" for note in report["notes"]], "",
              *trust_section(report.get("trust", [])),
@@ -284,6 +320,8 @@ def main() -> int:
     parser.add_argument("--systems", nargs="+", choices=list(SYSTEMS), default=list(SYSTEMS))
     parser.add_argument("--llamacpp-python", type=Path,
                         default=REPO / ".venv-llamacpp" / "bin" / "python")
+    parser.add_argument("--xllamacpp-python", type=Path,
+                        default=REPO / ".venv-xllamacpp" / "bin" / "python")
     parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results")
     parser.add_argument("--report-only", action="store_true",
                         help="re-render serving.md and the plots from serving.json")

@@ -91,3 +91,15 @@ def start_llamacpp(python: Path, gguf: Path, log: Path, threads: int) -> Process
         # by default a new request cuts off the one being streamed; queue them instead
         "--interrupt_requests", "False"], log)
     return Process("llama.cpp", process, log, port).wait_ready("/v1/models")
+
+
+def start_xllamacpp(python: Path, gguf: Path, log: Path, threads: int,
+                    parallel: int = 8) -> Process:
+    """llama.cpp's own server with continuous batching (xllamacpp) on the GGUF: ``parallel``
+    slots, ``threads`` threads (benchmarks/xllamacpp_server.py, in its own venv)."""
+    port = free_port()
+    process = _spawn("xllamacpp", [
+        str(python), str(Path(__file__).resolve().parent / "xllamacpp_server.py"),
+        "--model", str(gguf), "--port", str(port), "--parallel", str(parallel),
+        "--threads", str(threads)], log)
+    return Process("xllamacpp", process, log, port).wait_ready("/v1/models")

@@ -12,16 +12,17 @@ def test_spread() -> None:
 
 def test_a_quiet_steady_level_is_trustworthy() -> None:
     quiet = Load(load_before=(0.1, 0.2, 0.3), load_after=(0.9, 0.5, 0.4), steal=0.0)
-    result = verdict(8, [500.0, 510.0, 505.0], quiet, cores=2)
+    result = verdict(8, [500.0, 510.0, 505.0], quiet, (0.1, 0.1, 0.1), cores=2)
     assert result["trustworthy"] and result["problems"] == []
 
 
 def test_noisy_loaded_or_stolen_levels_are_flagged() -> None:
     loaded = Load(load_before=(1.4, 1.2, 1.0), steal=0.05)
-    result = verdict(8, [214.0, 539.0, 649.0], loaded, cores=2)
+    result = verdict(8, [214.0, 539.0, 649.0], loaded, (1.4, 1.2, 1.0), cores=2)
     assert not result["trustworthy"]
     text = " ".join(result["problems"])
     assert "raw engine varied" in text and "load average 1.40" in text and "steal" in text
+    assert "before the run" in text
     assert any("NOT trustworthy" in line for line in trust_section([result]))
 
 
