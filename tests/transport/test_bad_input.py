@@ -198,3 +198,15 @@ def test_rest_timestamp_must_be_an_integer(server: Server) -> None:
         assert reply.status_code == 400, value
         assert "OVMS_MP_TIMESTAMP must be a non-negative integer" in reply.json()["error"]
     assert_healthy(server)
+
+
+def test_grpc_garbage_message_is_invalid_argument(server: Server) -> None:
+    with grpc.insecure_channel(server.grpc_url) as channel:
+        raw = channel.unary_unary("/inference.GRPCInferenceService/ModelInfer",
+                                  request_serializer=None, response_deserializer=None)
+        with pytest.raises(grpc.RpcError) as info:
+            raw(b"\xff\xff\xff\xff garbage", timeout=30)
+    assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "does not parse as protobuf" in (info.value.details() or "")
+    assert "Traceback" not in (info.value.details() or "")
+    assert_healthy(server)

@@ -1,6 +1,7 @@
 """The error table applied to every gRPC method once, by an interceptor: an ovserve error
 becomes its status code and message; anything else is logged with its traceback and the
-client gets INTERNAL with an id to find it in the log (never the exception's text)."""
+client gets INTERNAL with an id to find it in the log (never the exception's text). A request
+message that does not parse is INVALID_ARGUMENT."""
 
 from __future__ import annotations
 
@@ -25,9 +26,45 @@ async def _abort(context: grpc.aio.ServicerContext, method: str, exc: Exception)
     await context.abort(grpc.StatusCode.INTERNAL, f"internal error (error id {ref})")
 
 
+class _Malformed:
+    """What a request message that does not parse becomes (grpc would log a traceback and
+    answer a bare error): the behavior answers INVALID_ARGUMENT instead."""
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+
+
+def _deserializer(parse: Callable[[bytes], Any] | None) -> Callable[[bytes], Any] | None:
+    if parse is None:
+        return None
+
+    def deserialize(data: bytes) -> Any:
+        try:
+            return parse(data)
+        except Exception as exc:
+            return _Malformed(f"the request message does not parse as protobuf: "
+                              f"{type(exc).__name__}")
+
+    return deserialize
+
+
+async def _reject(context: grpc.aio.ServicerContext, request: _Malformed) -> None:
+    await context.abort(grpc.StatusCode.INVALID_ARGUMENT, request.reason)
+
+
+async def _checked(requests: AsyncIterator[Any], context: grpc.aio.ServicerContext
+                   ) -> AsyncIterator[Any]:
+    async for request in requests:
+        if isinstance(request, _Malformed):
+            await _reject(context, request)
+        yield request
+
+
 def _unary(method: str, behavior: Callable[[Any, Any], Awaitable[Any]]
            ) -> Callable[[Any, Any], Awaitable[Any]]:
     async def wrapped(request: Any, context: grpc.aio.ServicerContext) -> Any:
+        if isinstance(request, _Malformed):
+            await _reject(context, request)
         try:
             return await behavior(request, context)
         except grpc.aio.AbortError:
@@ -43,7 +80,7 @@ def _streaming(method: str, behavior: Callable[[Any, Any], AsyncIterator[Any]]
                ) -> Callable[[Any, Any], AsyncIterator[Any]]:
     async def wrapped(requests: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
         try:
-            async for response in behavior(requests, context):
+            async for response in behavior(_checked(requests, context), context):
                 yield response
         except grpc.aio.AbortError:
             raise
@@ -65,10 +102,10 @@ class ErrorInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
         method = handler_call_details.method
         if handler.unary_unary is not None:
             return grpc.unary_unary_rpc_method_handler(
-                _unary(method, handler.unary_unary), handler.request_deserializer,
-                handler.response_serializer)
+                _unary(method, handler.unary_unary),
+                _deserializer(handler.request_deserializer), handler.response_serializer)
         if handler.stream_stream is not None:
             return grpc.stream_stream_rpc_method_handler(
-                _streaming(method, handler.stream_stream), handler.request_deserializer,
-                handler.response_serializer)
+                _streaming(method, handler.stream_stream),
+                _deserializer(handler.request_deserializer), handler.response_serializer)
         return handler
