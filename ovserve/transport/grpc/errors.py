@@ -5,6 +5,7 @@ message that does not parse is INVALID_ARGUMENT."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -60,18 +61,25 @@ async def _checked(requests: AsyncIterator[Any], context: grpc.aio.ServicerConte
         yield request
 
 
+@contextlib.asynccontextmanager
+async def _mapped(context: grpc.aio.ServicerContext, method: str) -> AsyncIterator[None]:
+    """Errors of the block through the table (or logged with an id); aborts pass through."""
+    try:
+        yield
+    except grpc.aio.AbortError:
+        raise
+    except Exception as exc:
+        await _abort(context, method, exc)
+        raise
+
+
 def _unary(method: str, behavior: Callable[[Any, Any], Awaitable[Any]]
            ) -> Callable[[Any, Any], Awaitable[Any]]:
     async def wrapped(request: Any, context: grpc.aio.ServicerContext) -> Any:
         if isinstance(request, _Malformed):
             await _reject(context, request)
-        try:
+        async with _mapped(context, method):
             return await behavior(request, context)
-        except grpc.aio.AbortError:
-            raise
-        except Exception as exc:  # mapped through the table, or logged
-            await _abort(context, method, exc)
-            raise
 
     return wrapped
 
@@ -79,14 +87,9 @@ def _unary(method: str, behavior: Callable[[Any, Any], Awaitable[Any]]
 def _streaming(method: str, behavior: Callable[[Any, Any], AsyncIterator[Any]]
                ) -> Callable[[Any, Any], AsyncIterator[Any]]:
     async def wrapped(requests: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
-        try:
+        async with _mapped(context, method):
             async for response in behavior(_checked(requests, context), context):
                 yield response
-        except grpc.aio.AbortError:
-            raise
-        except Exception as exc:  # mapped through the table, or logged
-            await _abort(context, method, exc)
-            raise
 
     return wrapped
 
