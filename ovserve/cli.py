@@ -8,10 +8,12 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import logging
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -199,9 +201,17 @@ def main(argv: list[str] | None = None) -> int:
     return run_server(args, entries)
 
 
-def run_server(args: argparse.Namespace, entries: list[GraphEntry]) -> int:
-    import asyncio
+def event_loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
+    """uvloop's event loop when it is installed (as uvicorn and vLLM use it): it spends less
+    CPU per streamed chunk, and that CPU is taken from the engine on a small machine."""
+    try:
+        import uvloop
+    except ImportError:
+        return None
+    return uvloop.new_event_loop
 
+
+def run_server(args: argparse.Namespace, entries: list[GraphEntry]) -> int:
     from ovserve.app import ServerSettings, StartupError, serve
 
     settings = ServerSettings(
@@ -211,7 +221,8 @@ def run_server(args: argparse.Namespace, entries: list[GraphEntry]) -> int:
         devices=DeviceChoice(args.device, args.plugin_config),
     )
     try:
-        asyncio.run(serve(settings))
+        with asyncio.Runner(loop_factory=event_loop_factory()) as runner:
+            runner.run(serve(settings))
     except StartupError as exc:
         print(f"ovserve: {exc}", file=sys.stderr)
         return 1
