@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -139,8 +139,9 @@ class _LLMRun(NodeRun):
             calc.context.executor, engine.prepare, prompt, params, calc.limits, request.adapter)
         generations = engine.submit_async(prepared, n=request.n)
         names = engine.token_texts if request.params.logprobs else None
-        choices = merged([self._chunks(i, g, request.sources, names)
-                          for i, g in enumerate(generations)])
+        streams = [self._chunks(i, g, request.sources, names) for i, g in enumerate(generations)]
+        # one choice: read it directly (the merging queue costs a task hop per token)
+        choices = streams[0] if len(streams) == 1 else merged(streams)
         try:
             async for chunk in choices:
                 yield chunk
@@ -153,7 +154,7 @@ class _LLMRun(NodeRun):
     async def _chunks(index: int, generation: Generation,
                       sources: tuple[dict[str, Any], ...] = (),
                       names: Callable[[list[int]], list[str]] | None = None
-                      ) -> AsyncIterator[GenerationChunk]:
+                      ) -> AsyncGenerator[GenerationChunk, None]:
         """One choice's chunks (the first carries the sources)."""
         async for delta in generation.adeltas():
             done = delta.finish_reason is not None
