@@ -20,6 +20,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+from benchmarks.cpu import CpuMeter, per_token_ms
+
 TOPICS = ["the Moon", "volcanoes", "honey bees", "the Roman Empire", "black holes", "penguins",
           "the printing press", "rainforests", "jazz", "glaciers", "chess", "the Nile",
           "electric cars", "coral reefs", "the telescope", "tea", "deserts", "bridges",
@@ -93,11 +95,13 @@ class LevelResult:
     itl: dict[str, float]
     e2e: dict[str, float]
     rounds: int = 1
+    #: CPU seconds per role during the level (benchmarks.cpu: server, engine, client)
+    cpu_seconds: dict[str, float] = field(default_factory=dict)
     results: list[RequestResult] = field(default_factory=list, repr=False)
 
     @classmethod
     def of(cls, system: str, concurrency: int, results: list[RequestResult], seconds: float,
-           rounds: int = 1) -> LevelResult:
+           rounds: int = 1, cpu_seconds: dict[str, float] | None = None) -> LevelResult:
         ok = [r for r in results if r.error is None]
         return cls(
             system=system, concurrency=concurrency, requests=len(results), seconds=seconds,
@@ -105,7 +109,12 @@ class LevelResult:
             ttft=percentiles([r.ttft for r in ok]),
             tpot=percentiles([t for r in ok if (t := r.tpot) is not None]),
             itl=percentiles([g for r in ok for g in r.gaps]),
-            e2e=percentiles([r.e2e for r in ok]), rounds=rounds, results=results)
+            e2e=percentiles([r.e2e for r in ok]), rounds=rounds, cpu_seconds=cpu_seconds or {},
+            results=results)
+
+    @property
+    def cpu_ms_per_token(self) -> dict[str, float]:
+        return per_token_ms(self.cpu_seconds, self.output_tokens)
 
     @property
     def tokens_per_second(self) -> float:
@@ -118,20 +127,28 @@ class LevelResult:
     def as_dict(self) -> dict[str, Any]:
         data = {k: v for k, v in asdict(self).items() if k != "results"}
         return {**data, "tokens_per_second": self.tokens_per_second,
+                "cpu_ms_per_token": self.cpu_ms_per_token,
                 "requests_per_second": self.requests_per_second,
                 "first_error": next((r.error for r in self.results if r.error), None)}
 
 
 def merge(rounds: list[LevelResult]) -> LevelResult:
     """Several rounds of one system at one level as one result: every request's latencies,
-    throughput over the rounds' summed time."""
+    throughput over the rounds' summed time, CPU summed."""
+    cpu: dict[str, float] = {}
+    for level in rounds:
+        for role, seconds in level.cpu_seconds.items():
+            cpu[role] = cpu.get(role, 0.0) + seconds
     return LevelResult.of(rounds[0].system, rounds[0].concurrency,
                           [r for level in rounds for r in level.results],
-                          sum(level.seconds for level in rounds), rounds=len(rounds))
+                          sum(level.seconds for level in rounds), rounds=len(rounds),
+                          cpu_seconds=cpu)
 
 
 async def run_level(target: Target, concurrency: int, requests: int, max_tokens: int,
-                    warmup: int = 2) -> LevelResult:
+                    warmup: int = 2, server_pid: int | None = None) -> LevelResult:
+    """One level; ``server_pid``: the serving process whose CPU (and its children's) is
+    recorded beside this process's."""
     for _ in range(warmup):
         await target.request(distinct_prompt(), 16)
     remaining = itertools.count()
@@ -141,9 +158,12 @@ async def run_level(target: Target, concurrency: int, requests: int, max_tokens:
         while next(remaining) < requests:
             results.append(await target.request(distinct_prompt(), max_tokens))
 
+    meter = CpuMeter(server_pid)
     started = time.perf_counter()
     await asyncio.gather(*(worker() for _ in range(concurrency)))
-    return LevelResult.of(target.name, concurrency, results, time.perf_counter() - started)
+    seconds = time.perf_counter() - started
+    return LevelResult.of(target.name, concurrency, results, seconds,
+                          cpu_seconds=meter.finish())
 
 
 class OpenAIChatTarget:

@@ -32,6 +32,7 @@ from typing import Any
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from benchmarks.cpu import ROLES  # noqa: E402
 from benchmarks.honesty import LoadProbe, trust_section, verdict  # noqa: E402
 from benchmarks.loadgen import (  # noqa: E402
     GrpcStreamTarget,
@@ -62,6 +63,7 @@ SYSTEMS = {"raw": RAW, "sse": SSE, "grpc": GRPC, "xllamacpp": XLLAMA, "llamacpp"
 class System:
     target: Target
     rounds: int
+    server: Process | None = None  # its CPU is recorded (None: the engine runs in here)
 
 
 def machine() -> dict[str, Any]:
@@ -142,6 +144,24 @@ def ratio_table(levels: list[LevelResult]) -> str:
     return "\n".join(rows)
 
 
+CPU_NOTE = ("CPU milliseconds per output token, user + system, all threads: the serving "
+            "process, its engine process (ovserve) and the load generator, which for the raw "
+            "engine is the engine itself. All of them share the same cores, so a server's and a "
+            "client's CPU per token is taken from the engine's time.")
+
+
+def cpu_table(levels: list[LevelResult]) -> str:
+    rows = ["| system | conc. | server | engine | client | total |", "|---|---|---|---|---|---|"]
+    for r in levels:
+        cpu = r.cpu_ms_per_token
+        if not cpu:
+            continue
+        cells = [f"{cpu[role]:.2f}" if role in cpu else "-" for role in ROLES]
+        rows.append(f"| {r.system} | {r.concurrency} | " + " | ".join(cells)
+                    + f" | {sum(cpu.values()):.2f} |")
+    return "\n".join(rows)
+
+
 def plot(levels: list[LevelResult], out: Path) -> list[str]:
     import matplotlib
 
@@ -188,7 +208,9 @@ async def measure(args: argparse.Namespace, systems: list[System]
                 if round_ >= system.rounds:
                     continue
                 requests = max(args.min_requests, 2 * concurrency)
-                result = await run_level(system.target, concurrency, requests, args.max_tokens)
+                pid = system.server.process.pid if system.server else None
+                result = await run_level(system.target, concurrency, requests, args.max_tokens,
+                                         server_pid=pid)
                 print(f"{system.target.name:>42} c={concurrency:<3} round {round_ + 1} "
                       f"{result.tokens_per_second:6.0f} tok/s  TTFT p50 "
                       f"{result.ttft['p50'] * 1e3:5.0f} ms  errors {result.errors}", flush=True)
@@ -227,9 +249,10 @@ def start_systems(args: argparse.Namespace, logs: Path) -> tuple[list[System], l
         processes.append(server)
         if "sse" in wanted:
             systems.append(System(OpenAIChatTarget(SSE, f"{server.rest_url}/v1", MODEL_ID,
-                                                   extra={"ignore_eos": True}), args.rounds))
+                                                   extra={"ignore_eos": True}),
+                                  args.rounds, server))
         if "grpc" in wanted:
-            systems.append(System(GrpcStreamTarget(GRPC, server.grpc_url), args.rounds))
+            systems.append(System(GrpcStreamTarget(GRPC, server.grpc_url), args.rounds, server))
     if "xllamacpp" in wanted:
         if args.xllamacpp_python.is_file():
             gguf = fetch_gguf(BUILTIN_MODELS[MODEL_ID])
@@ -239,7 +262,7 @@ def start_systems(args: argparse.Namespace, logs: Path) -> tuple[list[System], l
             # llama.cpp's server takes ignore_eos too: every system generates max_tokens
             systems.append(System(OpenAIChatTarget(XLLAMA, f"{server.rest_url}/v1", MODEL_ID,
                                                    extra={"ignore_eos": True}, keepalive=False),
-                                  args.rounds))
+                                  args.rounds, server))
             notes.append(f"llama.cpp's own server (xllamacpp) on {gguf.name}, 8 parallel "
                          f"slots, continuous batching, {os.cpu_count()} threads; a new "
                          "connection per request (its HTTP server drops idle keep-alive "
@@ -254,7 +277,7 @@ def start_systems(args: argparse.Namespace, logs: Path) -> tuple[list[System], l
                                     threads=os.cpu_count() or 2)
             processes.append(server)
             systems.append(System(OpenAIChatTarget(LLAMA, f"{server.rest_url}/v1", MODEL_ID),
-                                  1))
+                                  1, server))
             notes.append(f"llama-cpp-python server on {gguf.name} (the GGUF the model is "
                          f"built from), {os.cpu_count()} threads, one request at a time "
                          "(--interrupt_requests False: by default a new request cuts off the "
@@ -266,7 +289,7 @@ def start_systems(args: argparse.Namespace, logs: Path) -> tuple[list[System], l
         server = start_ovserve("seed approach", REPO / "benchmarks/seed_approach/config.json",
                                logs / "seed_approach.log", env)
         processes.append(server)
-        systems.append(System(GrpcStreamTarget(SEED, server.grpc_url), 1))
+        systems.append(System(GrpcStreamTarget(SEED, server.grpc_url), 1, server))
     return systems, processes, notes
 
 
@@ -286,7 +309,9 @@ def write_report(report: dict[str, Any], levels: list[LevelResult], out: Path) -
              *[f"- {note}" for note in report["notes"]], "",
              *trust_section(report.get("trust", [])),
              "## Throughput relative to the raw engine", "", ratio_table(levels), "",
-             "## All measurements", "", summary_table(levels), "", "## Targets", ""]
+             "## All measurements", "", summary_table(levels), "",
+             "## Where the CPU goes", "", CPU_NOTE, "", cpu_table(levels), "",
+             "## Targets", ""]
     for check in report["targets"]:
         state = {True: "met", False: "NOT met", None: "-"}[check["met"]]
         lines.append(f"- {check['target']}: {check['value']} ({state})"
