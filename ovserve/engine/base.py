@@ -46,6 +46,12 @@ class EngineConfig:
     #: None: no adapters (the model runs unmodified)
     lora: LoraOptions | None = None
 
+    @property
+    def prompt_lookup(self) -> bool:
+        """Prompt lookup decoding, asked for as OVMS does: ``"prompt_lookup": true`` in the
+        plugin_config (openvino-genai reads it when it builds the pipeline)."""
+        return self.plugin_config.get("prompt_lookup") is True
+
 
 @dataclass(slots=True)
 class Delta:

@@ -23,6 +23,10 @@ import numpy as np
 from ovserve.engine import devices
 from ovserve.errors import EngineError, EngineUnavailable, InvalidInput
 
+#: openvino-genai LLM pipeline properties that a server-wide --plugin_config may carry; the
+#: CPU plugin refuses them in an embedding model
+LLM_ONLY = frozenset({"prompt_lookup"})
+
 log = logging.getLogger(__name__)
 
 POOLING = ("CLS", "MEAN", "LAST")
@@ -75,7 +79,7 @@ class EmbeddingEngine:
         try:
             self.pipeline = ov_genai.TextEmbeddingPipeline(
                 str(config.models_path), config.device.upper(), pipeline_config,
-                **config.plugin_config)
+                **{k: v for k, v in config.plugin_config.items() if k not in LLM_ONLY})
             self.tokenizer = ov_genai.Tokenizer(str(config.models_path))
             self.dimensions = len(self.pipeline.embed_query("warm up"))
         except Exception as exc:

@@ -34,6 +34,10 @@ class SamplingParams:
     min_p: float | None = None  # drop tokens under min_p x the top token's probability
     stop_token_ids: tuple[int, ...] = ()  # these tokens end the generation too
     include_stop_str_in_output: bool = False  # keep the stop string that ended the text
+    #: prompt lookup decoding (an engine with plugin_config {"prompt_lookup": true}, as in
+    #: OVMS): tokens proposed after an n-gram match, and the longest n-gram looked for
+    num_assistant_tokens: int | None = None
+    max_ngram_size: int | None = None
 
 
 @dataclass(frozen=True)

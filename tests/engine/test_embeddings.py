@@ -71,3 +71,12 @@ def test_concurrent_requests_get_their_own_rows(engine: EmbeddingEngine) -> None
         for text, vector in zip(texts, result.vectors, strict=True):
             assert float(np.dot(vector, alone[text])) > 0.9999
     assert engine.total_requests >= 40 + len(TEXTS)
+
+
+def test_a_server_wide_llm_property_does_not_break_an_embedding_model(
+        embedding_model_dir: Path) -> None:
+    """--plugin_config '{"CPU": {"prompt_lookup": true}}' reaches every CPU engine; the CPU
+    plugin would refuse it in an embedding model."""
+    engine = EmbeddingEngine(EmbeddingConfig(embedding_model_dir,
+                                             plugin_config={"prompt_lookup": True}))
+    assert engine.dimensions == 384

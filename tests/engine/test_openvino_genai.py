@@ -222,3 +222,34 @@ def test_min_p_near_one_keeps_only_the_top_token(engine: OpenVINOEngine) -> None
     hot = run(engine, "Honey bees make", max_tokens=8, ignore_eos=True, temperature=1.5,
               seed=7, min_p=0.999)
     assert hot == greedy
+
+
+@pytest.mark.parametrize("temperature", [0.0, 0.8])
+def test_prompt_lookup_engine(default_model_dir: Path, temperature: float) -> None:
+    """plugin_config {"prompt_lookup": true} (OVMS's switch): every request gets prompt
+    lookup's fields (the request's, else the defaults), and generates what it is asked for."""
+    looking = OpenVINOEngine(EngineConfig(models_path=default_model_dir,
+                                          plugin_config={"prompt_lookup": True}))
+    try:
+        prepared = looking.prepare("Hi", SamplingParams(max_tokens=4))
+        assert prepared.fields["num_assistant_tokens"] == 1
+        assert prepared.fields["max_ngram_size"] == 3
+        asked = looking.prepare("Hi", SamplingParams(max_tokens=4, num_assistant_tokens=4,
+                                                     max_ngram_size=2))
+        assert (asked.fields["num_assistant_tokens"], asked.fields["max_ngram_size"]) == (4, 2)
+        for k in (1, 4):  # several tokens may come from one step: the count stays exact
+            _, tokens = run(looking, "Write a long essay about tea.", max_tokens=40,
+                            ignore_eos=True, temperature=temperature, seed=3,
+                            num_assistant_tokens=k)
+            assert tokens == 40
+    finally:
+        looking.close()
+
+
+def test_prompt_lookup_fields_need_a_prompt_lookup_engine(engine: OpenVINOEngine) -> None:
+    for name in ("num_assistant_tokens", "max_ngram_size"):
+        with pytest.raises(InvalidInput, match=f"{name}: only for a model served with prompt "
+                                               "lookup") as caught:
+            engine.prepare("Hi", SamplingParams(max_tokens=4, **{name: 2}))  # type: ignore[arg-type]
+        assert caught.value.param == name
+    assert "num_assistant_tokens" not in engine.prepare("Hi", SamplingParams()).fields

@@ -205,6 +205,10 @@ ERROR_CASES = [
      "max_tokens 5000 is over this model's limit of 4096"),
     ({"model": MODEL, "prompt": "word " * 8000, "max_tokens": 1000}, 400, None, None,
      "tokens and max_tokens is 1000: together over the model's context of 8192 tokens"),
+    ({"model": MODEL, "prompt": "x", "num_assistant_tokens": 2}, 400, "num_assistant_tokens",
+     None, "only for a model served with prompt lookup decoding"),
+    ({"model": MODEL, "prompt": "x", "max_ngram_size": 0}, 400, "max_ngram_size", None,
+     "max_ngram_size: Input should be greater than or equal to 1"),
 ]
 
 

@@ -80,6 +80,9 @@ class SamplingFields(BaseModel):
     guided_regex: str | None = None
     guided_choice: list[str] | None = None
     structured_outputs: StructuredOutputs | None = None
+    # OVMS's prompt lookup fields (a model served with plugin_config {"prompt_lookup": true})
+    num_assistant_tokens: int | None = Field(None, ge=1, le=64)
+    max_ngram_size: int | None = Field(None, ge=1, le=64)
 
 
 class CompletionRequest(SamplingFields):

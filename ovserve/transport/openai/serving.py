@@ -207,7 +207,8 @@ def sampling_params(req: SamplingFields, max_tokens: int | None) -> SamplingPara
         ignore_eos=req.ignore_eos, min_tokens=req.min_tokens, structured=_structured(req),
         logprobs=_logprobs(req), min_p=req.min_p,
         stop_token_ids=tuple(req.stop_token_ids or ()),
-        include_stop_str_in_output=req.include_stop_str_in_output)
+        include_stop_str_in_output=req.include_stop_str_in_output,
+        num_assistant_tokens=req.num_assistant_tokens, max_ngram_size=req.max_ngram_size)
 
 
 def _chat_logprobs(pairs: list[tuple[str, float]]) -> ChatLogprobs:
