@@ -53,10 +53,11 @@ from benchmarks.servers import (  # noqa: E402
 
 MODEL_ID = "smollm2-135m-instruct"
 RAW, SSE, GRPC = "raw openvino-genai", "ovserve OpenAI SSE", "ovserve gRPC stream"
+SSE_PL = "ovserve OpenAI SSE, prompt lookup"
 LLAMA, SEED = "llama-cpp-python server", "seed approach (optimum-intel per request)"
 XLLAMA = "llama.cpp server (xllamacpp, 8 slots)"
-SYSTEMS = {"raw": RAW, "sse": SSE, "grpc": GRPC, "xllamacpp": XLLAMA, "llamacpp": LLAMA,
-           "seed": SEED}
+SYSTEMS = {"raw": RAW, "sse": SSE, "sse-pl": SSE_PL, "grpc": GRPC, "xllamacpp": XLLAMA,
+           "llamacpp": LLAMA, "seed": SEED}
 
 
 @dataclass
@@ -99,7 +100,9 @@ def targets_check(levels: list[LevelResult]) -> list[dict[str, Any]]:
         checks.append({"target": target, "value": None if value is None else round(value, 3),
                        "met": met, **({"note": note} if note else {})})
 
-    for system in (SSE, GRPC):
+    for system in (SSE, GRPC, SSE_PL):
+        if tps(system, 1) is None and tps(system, 8) is None:
+            continue  # not in this run
         raw8, at8, raw1, at1 = tps(RAW, 8), tps(system, 8), ttft(RAW), ttft(system)
         ratio = at8 / raw8 if raw8 and at8 else None
         check(f"{system}: throughput at concurrency 8 >= 0.95 x raw", ratio,
@@ -253,6 +256,17 @@ def start_systems(args: argparse.Namespace, logs: Path) -> tuple[list[System], l
                                   args.rounds, server))
         if "grpc" in wanted:
             systems.append(System(GrpcStreamTarget(GRPC, server.grpc_url), args.rounds, server))
+    if "sse-pl" in wanted:  # the same server with prompt lookup decoding on every CPU engine
+        server = start_ovserve("ovserve-pl", REPO / "servables/config.json",
+                               logs / "ovserve-pl.log", env, "--plugin_config",
+                               json.dumps({"CPU": {"prompt_lookup": True}}))
+        processes.append(server)
+        systems.append(System(OpenAIChatTarget(SSE_PL, f"{server.rest_url}/v1", MODEL_ID,
+                                               extra={"ignore_eos": True}),
+                              args.rounds, server))
+        notes.append("prompt lookup: ovserve with --plugin_config "
+                     "'{\"CPU\": {\"prompt_lookup\": true}}' and the default "
+                     "num_assistant_tokens 1, max_ngram_size 3")
     if "xllamacpp" in wanted:
         if args.xllamacpp_python.is_file():
             gguf = fetch_gguf(BUILTIN_MODELS[MODEL_ID])
