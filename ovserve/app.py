@@ -27,6 +27,8 @@ from ovserve.errors import OvserveError
 from ovserve.nodes import BUILTIN_CALCULATORS
 from ovserve.serving.registry import Registry
 from ovserve.serving.server_config import GraphEntry
+from ovserve.transport.auth import ApiKey
+from ovserve.transport.grpc.auth import ApiKeyInterceptor
 from ovserve.transport.grpc.errors import ErrorInterceptor
 from ovserve.transport.grpc.servicer import InferenceServicer
 from ovserve.transport.kserve import DataPlane
@@ -54,6 +56,8 @@ class ServerSettings:
     devices: DeviceChoice = field(default_factory=DeviceChoice)
     #: LoRA adapters of every LLM whose graph sets none (--lora_dir, NIM_PEFT_SOURCE)
     lora: LoraOptions | None = None
+    #: requests must carry "Authorization: Bearer <api_key>" (--api_key, OVSERVE_API_KEY)
+    api_key: str | None = None
 
 
 def bind_socket(host: str, port: int, what: str) -> socket.socket:
@@ -76,13 +80,17 @@ def bind_socket(host: str, port: int, what: str) -> socket.socket:
 
 def build_grpc_server(
     plane: DataPlane, health_servicer: health.aio.HealthServicer, max_message_bytes: int,
+    api_key: str | None = None,
 ) -> grpc.aio.Server:
     options = [
         ("grpc.max_receive_message_length", max_message_bytes),
         ("grpc.max_send_message_length", max_message_bytes),
         ("grpc.so_reuseport", 0),
     ]
-    server = grpc.aio.server(options=options, interceptors=[ErrorInterceptor()])
+    interceptors: list[grpc.aio.ServerInterceptor] = [ErrorInterceptor()]
+    if api_key:  # checked first: a call without the key is refused before anything else
+        interceptors.insert(0, ApiKeyInterceptor(ApiKey(api_key)))
+    server = grpc.aio.server(options=options, interceptors=interceptors)
     service_pb2_grpc.add_GRPCInferenceServiceServicer_to_server(InferenceServicer(plane), server)
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     return server
@@ -153,7 +161,8 @@ async def start(settings: ServerSettings, engines: EngineRegistry | None = None
     state, metrics = ServerState(registry), Metrics(engines)
     health_servicer = health.aio.HealthServicer()
     plane = DataPlane(registry, metrics, state)
-    grpc_server = build_grpc_server(plane, health_servicer, settings.max_body_bytes)
+    grpc_server = build_grpc_server(plane, health_servicer, settings.max_body_bytes,
+                                    settings.api_key)
     # Probe the gRPC port ourselves: grpc core only logs a multi-line error when it fails.
     bind_socket(settings.host, settings.grpc_port, "gRPC").close()
     try:
@@ -179,7 +188,8 @@ async def start(settings: ServerSettings, engines: EngineRegistry | None = None
     uv: _Uvicorn | None = None
     uv_task: asyncio.Task[None] | None = None
     if rest_socket is not None:
-        app = build_app(plane, max_body_bytes=settings.max_body_bytes)
+        app = build_app(plane, max_body_bytes=settings.max_body_bytes,
+                        api_key=settings.api_key)
         # httptools: uvicorn's C HTTP parser (h11, the pure-Python fallback, costs more CPU
         # per streamed chunk, and that CPU is taken from the engine on small machines)
         config = uvicorn.Config(app, log_level="warning", lifespan="off", http="httptools",

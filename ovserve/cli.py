@@ -106,6 +106,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="OpenVINO properties per device, laid over the graphs' plugin_config for engines "
         "on that device, e.g. '{\"GPU\": {\"INFERENCE_PRECISION_HINT\": \"f16\"}, \"CPU\": "
         "{\"INFERENCE_NUM_THREADS\": 2}}' (default: $OVSERVE_PLUGIN_CONFIG)")
+    parser.add_argument(
+        "--api_key", default=os.environ.get("OVSERVE_API_KEY") or None,
+        help="require 'Authorization: Bearer <key>' on every HTTP request and gRPC call but "
+        "health, readiness and /metrics (default: $OVSERVE_API_KEY; none: open)")
     add_lora_args(parser)
     return parser
 
@@ -218,7 +222,7 @@ def run_server(args: argparse.Namespace, entries: list[GraphEntry]) -> int:
         entries=entries, host=args.host, grpc_port=args.port, rest_port=args.rest_port,
         grace_seconds=args.grace_period, max_body_bytes=args.max_request_bytes,
         generation_overrides=args.override_generation_config, lora=lora_options(args),
-        devices=DeviceChoice(args.device, args.plugin_config),
+        devices=DeviceChoice(args.device, args.plugin_config), api_key=args.api_key,
     )
     try:
         with asyncio.Runner(loop_factory=event_loop_factory()) as runner:

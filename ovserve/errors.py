@@ -60,6 +60,10 @@ class NodeError(OvserveError):
         super().__init__(f"node {node}: {message}")
 
 
+class Unauthenticated(OvserveError):
+    """The server has an API key and the request did not carry it."""
+
+
 class DependencyUnavailable(OvserveError):
     """A service a graph depends on (the vector store) cannot be reached."""
 

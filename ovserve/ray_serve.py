@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -63,7 +64,8 @@ def build_asgi_app(config_path: str | Path, *, lora_dirs: Sequence[str] = (),
                    max_loras: int = 8, device: str | None = None,
                    plugin_config: Mapping[str, Mapping[str, Any]] | None = None,
                    generation_overrides: Mapping[str, Any] | None = None,
-                   max_body_bytes: int = DEFAULT_MAX_BODY_BYTES) -> FastAPI:
+                   max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+                   api_key: str | None = None) -> FastAPI:
     """One replica's app: the servables of ``config_path`` loaded at startup (ASGI lifespan,
     which Ray Serve runs when the replica starts) and unloaded at shutdown."""
     lora = LoraOptions(dirs=tuple(Path(d) for d in lora_dirs), max_loras=max_loras) \
@@ -72,7 +74,8 @@ def build_asgi_app(config_path: str | Path, *, lora_dirs: Sequence[str] = (),
                              devices=DeviceChoice(device, dict(plugin_config or {})))
     registry = Registry(BUILTIN_CALCULATORS, engines)
     state = ServerState(registry)
-    app = build_app(DataPlane(registry, Metrics(engines), state), max_body_bytes=max_body_bytes)
+    app = build_app(DataPlane(registry, Metrics(engines), state), max_body_bytes=max_body_bytes,
+                    api_key=api_key or os.environ.get("OVSERVE_API_KEY") or None)
     entries = load_server_config(Path(config_path))
 
     @contextlib.asynccontextmanager
@@ -138,7 +141,8 @@ def app_builder(args: dict[str, str]) -> Any:
         serve run ovserve.ray_serve:app_builder config_path=graphs/llm/config.json num_replicas=2
 
     ``args``: config_path (required), num_replicas, min_replicas / max_replicas /
-    target_ongoing_requests (autoscaling instead of a fixed count), device, lora_dir."""
+    target_ongoing_requests (autoscaling instead of a fixed count), device, lora_dir, api_key
+    (else the replicas' OVSERVE_API_KEY)."""
     if "config_path" not in args:
         raise ValueError("config_path=... is required (an OVMS-style config.json)")
     options: dict[str, Any] = {}
@@ -153,4 +157,6 @@ def app_builder(args: dict[str, str]) -> Any:
         options["device"] = args["device"]
     if "lora_dir" in args:
         options["lora_dirs"] = [args["lora_dir"]]
+    if "api_key" in args:
+        options["api_key"] = args["api_key"]
     return ovserve_app(args["config_path"], **options)

@@ -17,6 +17,7 @@ from ovserve.errors import (
     OvserveError,
     ServableNotFound,
     ServableNotReady,
+    Unauthenticated,
     Unsupported,
 )
 
@@ -41,6 +42,7 @@ ERROR_TABLE: dict[type[OvserveError], ErrorShape] = {
     EngineError: ErrorShape(500, grpc.StatusCode.INTERNAL, "server_error"),
     EngineUnavailable: ErrorShape(503, grpc.StatusCode.UNAVAILABLE, "service_unavailable"),
     DependencyUnavailable: ErrorShape(503, grpc.StatusCode.UNAVAILABLE, "service_unavailable"),
+    Unauthenticated: ErrorShape(401, grpc.StatusCode.UNAUTHENTICATED, "invalid_request_error"),
 }
 FALLBACK = ErrorShape(500, grpc.StatusCode.INTERNAL, "server_error")
 

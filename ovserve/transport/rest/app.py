@@ -14,7 +14,9 @@ from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ovserve import __version__
-from ovserve.errors import BodyTooLarge
+from ovserve.errors import BodyTooLarge, Unauthenticated
+from ovserve.transport.auth import ApiKey, public_path
+from ovserve.transport.errors import shape_of
 from ovserve.transport.kserve import DataPlane
 from ovserve.transport.openai.router import build_router as build_openai_router
 from ovserve.transport.openai.serving import OpenAIServing
@@ -75,11 +77,40 @@ class RequestLimits:
         await self.app(scope, counted, send)
 
 
-def build_app(plane: DataPlane, *, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES) -> FastAPI:
+class ApiKeyCheck:
+    """401 for a request without the server's API key (``transport.auth``), in the error shape
+    of its path (OpenAI's envelope under /v1 and /v3). Probes, metrics and the page's files
+    pass without it."""
+
+    def __init__(self, app: ASGIApp, api_key: ApiKey) -> None:
+        self.app = app
+        self.api_key = api_key
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and not public_path(scope["path"]):
+            try:
+                self.api_key.check(Headers(scope=scope).get("authorization"))
+            except Unauthenticated as exc:
+                shape = shape_of(exc)
+                body = (errors.error_body(exc, shape)
+                        if scope["path"].startswith(errors.OPENAI_PREFIXES)
+                        else {"error": str(exc)})
+                response = JSONResponse(body, status_code=shape.http_status,
+                                        headers={"WWW-Authenticate": "Bearer"})
+                await response(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+
+def build_app(plane: DataPlane, *, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+              api_key: str | None = None) -> FastAPI:
+    """``api_key``: every request but probes and metrics must carry it (``transport.auth``)."""
     registry, metrics, state = plane.registry, plane.metrics, plane.state
     app = FastAPI(title="ovserve", version=__version__, docs_url=None, redoc_url=None)
     errors.install(app)
-    app.add_middleware(RequestLimits, max_body_bytes=max_body_bytes)
+    if api_key:
+        app.add_middleware(ApiKeyCheck, api_key=ApiKey(api_key))
+    app.add_middleware(RequestLimits, max_body_bytes=max_body_bytes)  # outermost: first
 
     @app.get("/metrics")
     async def prometheus() -> Response:

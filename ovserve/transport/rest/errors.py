@@ -18,7 +18,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from ovserve.errors import InvalidInput, OvserveError, ServableNotFound
+from ovserve.errors import InvalidInput, OvserveError, ServableNotFound, Unauthenticated
 from ovserve.transport.errors import ErrorShape, shape_of
 
 log = logging.getLogger(__name__)
@@ -40,6 +40,8 @@ def error_body(exc: OvserveError, shape: ErrorShape) -> dict[str, Any]:
     code = None
     if isinstance(exc, ServableNotFound):
         param, code = "model", "model_not_found"
+    elif isinstance(exc, Unauthenticated):
+        code = "invalid_api_key"  # as OpenAI answers a wrong key
     return openai_body(str(exc), shape.openai_type, param, code)
 
 

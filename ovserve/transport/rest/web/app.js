@@ -5,8 +5,27 @@
 const $ = (id) => document.getElementById(id);
 let ragModels = [];
 
+// A server started with --api_key answers 401 without it: ask once, keep it for this tab.
+async function authorized(path, options = {}) {
+  const send = () => {
+    const key = sessionStorage.getItem("ovserve-api-key");
+    const headers = { ...(options.headers || {}) };
+    if (key) headers.Authorization = `Bearer ${key}`;
+    return fetch(path, { ...options, headers });
+  };
+  let response = await send();
+  if (response.status === 401) {
+    const key = window.prompt("This server needs an API key:");
+    if (key) {
+      sessionStorage.setItem("ovserve-api-key", key);
+      response = await send();
+    }
+  }
+  return response;
+}
+
 async function api(path, options) {
-  const response = await fetch(path, options);
+  const response = await authorized(path, options);
   const body = await response.json().catch(() => ({}));
   if (!response.ok) {
     const message = (body.error && (body.error.message || body.error)) || response.statusText;
@@ -73,7 +92,7 @@ async function ask(event) {
   $("sources").innerHTML = "";
   $("ask-button").disabled = true;
   try {
-    const response = await fetch("/v1/chat/completions", {
+    const response = await authorized("/v1/chat/completions", {
       method: "POST", headers: { "Content-Type": "application/json" },
       body: JSON.stringify({ model: $("model").value, stream: true, max_tokens: 200,
                              messages: [{ role: "user", content: $("question").value }] }),
