@@ -52,6 +52,19 @@ class LoadProbe:
         return self.load
 
 
+def wait_until_quiet(seconds: float, cores: int | None = None,
+                     poll: float = 5.0) -> tuple[float, float, float]:
+    """Wait up to ``seconds`` for the 1-minute load average to fall to MAX_LOAD_PER_CORE;
+    returns the load average then (judged by ``verdict`` as the load before the run)."""
+    cores = cores or os.cpu_count() or 1
+    deadline = time.monotonic() + seconds
+    load = os.getloadavg()
+    while load[0] / cores > MAX_LOAD_PER_CORE and time.monotonic() < deadline:
+        time.sleep(min(poll, max(0.0, deadline - time.monotonic())))
+        load = os.getloadavg()
+    return load
+
+
 def spread(values: list[float]) -> float:
     """(max - min) / mean; 0 for fewer than two values."""
     if len(values) < 2 or not statistics.mean(values):

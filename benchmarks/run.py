@@ -33,7 +33,12 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from benchmarks.cpu import ROLES  # noqa: E402
-from benchmarks.honesty import LoadProbe, trust_section, verdict  # noqa: E402
+from benchmarks.honesty import (  # noqa: E402
+    LoadProbe,
+    trust_section,
+    verdict,
+    wait_until_quiet,
+)
 from benchmarks.loadgen import (  # noqa: E402
     GrpcStreamTarget,
     LevelResult,
@@ -197,12 +202,12 @@ def plot(levels: list[LevelResult], out: Path) -> list[str]:
     return files
 
 
-async def measure(args: argparse.Namespace, systems: list[System]
+async def measure(args: argparse.Namespace, systems: list[System],
+                  before_run: tuple[float, float, float]
                   ) -> tuple[list[LevelResult], list[dict[str, Any]]]:
     """Every level of every system, and each level's trust verdict (load, steal, raw spread)."""
     levels = []
     verdicts = []
-    before_run = LoadProbe().load.load_before  # the machine before the benchmark loaded it
     for concurrency in args.concurrency:
         probe = LoadProbe()
         rounds: dict[str, list[LevelResult]] = {}
@@ -362,6 +367,9 @@ def main() -> int:
     parser.add_argument("--xllamacpp-python", type=Path,
                         default=REPO / ".venv-xllamacpp" / "bin" / "python")
     parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results")
+    parser.add_argument("--quiet-wait", type=float, default=180,
+                        help="wait up to this many seconds for the load average to settle "
+                        "before starting (default 180)")
     parser.add_argument("--report-only", action="store_true",
                         help="re-render serving.md and the plots from serving.json")
     args = parser.parse_args()
@@ -373,10 +381,12 @@ def main() -> int:
         report, levels = report_from_json(args.out)
         print(write_report(report, levels, args.out))
         return 0
+    # the machine before the benchmark loads it (starting the servers is heavy work)
+    before_run = wait_until_quiet(args.quiet_wait)
     started = time.time()
     systems, processes, notes = start_systems(args, args.out / "raw")
     try:
-        levels, trust = asyncio.run(measure(args, systems))
+        levels, trust = asyncio.run(measure(args, systems, before_run))
     finally:
         for process in processes:
             process.stop()

@@ -2,7 +2,16 @@
 
 from __future__ import annotations
 
-from benchmarks.honesty import Load, LoadProbe, spread, trust_section, verdict
+import time
+
+from benchmarks.honesty import (
+    Load,
+    LoadProbe,
+    spread,
+    trust_section,
+    verdict,
+    wait_until_quiet,
+)
 
 
 def test_spread() -> None:
@@ -29,3 +38,10 @@ def test_noisy_loaded_or_stolen_levels_are_flagged() -> None:
 def test_the_probe_measures_a_level() -> None:
     load = LoadProbe().finish()
     assert len(load.load_before) == 3 and 0.0 <= load.steal <= 1.0 and load.seconds >= 0
+
+
+def test_waiting_for_a_quiet_machine_is_bounded() -> None:
+    started = time.monotonic()
+    load = wait_until_quiet(0.2, cores=1, poll=0.05)  # returns at once when quiet
+    assert time.monotonic() - started < 5
+    assert len(load) == 3 and all(v >= 0 for v in load)
