@@ -5,6 +5,7 @@ import struct
 from pathlib import Path
 
 from ovserve.engine import GenerationLimits, SamplingParams, shared_engine
+from ovserve.errors import InvalidInput
 from ovserve.protocol.tensor import bytes_tensor, decode_bytes
 from pyovms import Tensor
 
@@ -28,8 +29,16 @@ class Settings:
 
 
 def prompts_of(tensor):
-    """The strings of a BYTES tensor."""
-    return [item.decode() for item in decode_bytes(tensor)]
+    """The strings of a BYTES tensor (numbers or bytes that are not UTF-8 text are the
+    client's mistake: InvalidInput, answered 400 / INVALID_ARGUMENT naming the input)."""
+    prompts = []
+    for i, item in enumerate(decode_bytes(tensor)):
+        try:
+            prompts.append(item.decode())
+        except UnicodeDecodeError as exc:
+            raise InvalidInput(f"input {tensor.name!r}: element {i} is not UTF-8 text "
+                               f"(byte {exc.start})", tensor.name) from None
+    return prompts
 
 
 def submit(engine, settings, prompts_tensor):

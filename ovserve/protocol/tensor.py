@@ -13,6 +13,7 @@ import struct
 from collections.abc import Iterable, Sequence
 from typing import Any
 
+from ovserve.errors import InvalidInput
 from ovserve.protocol._buffer import ReadOnlyBuffer
 
 # KServe v2 datatype <-> struct format character.
@@ -89,7 +90,12 @@ def encode_bytes(items: Iterable[bytes | str]) -> bytes:
 
 
 def decode_bytes(data: Any) -> list[bytes]:
-    """Split a BYTES buffer into its elements; raise ``ValueError`` if it is malformed."""
+    """Split a BYTES buffer into its elements; raise ``ValueError`` if it is malformed. A
+    ``Tensor`` of another datatype (a client sent numbers where a handler reads strings) is the
+    request's fault: ``InvalidInput`` naming the input."""
+    if isinstance(data, Tensor) and data.datatype != BYTES:
+        raise InvalidInput(f"input {data.name!r}: expected BYTES (strings), got {data.datatype}",
+                           data.name)
     raw = memoryview(data).cast("B")
     items: list[bytes] = []
     offset = 0

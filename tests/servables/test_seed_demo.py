@@ -161,6 +161,41 @@ def test_prompt_over_the_context_is_a_clear_error(stream_server: Server) -> None
     assert stream(stream_server, [QUESTION])[-1].as_numpy("end_signal") is not None
 
 
+def first_stream_error(server: Server, tensor: grpcclient.InferInput) -> Any:
+    """The error of the first response to ``tensor`` on a ModelStreamInfer stream."""
+    events: queue.Queue[tuple[Any, Any]] = queue.Queue()
+    client = grpcclient.InferenceServerClient(server.grpc_url)
+    client.start_stream(callback=lambda result, error: events.put((result, error)))
+    try:
+        client.async_stream_infer(model_name="python_model", inputs=[tensor])
+        return events.get(timeout=60)[1]
+    finally:
+        client.stop_stream()
+        client.close()
+
+
+def test_numbers_or_non_utf8_for_a_prompt_are_the_clients_error(stream_server: Server) -> None:
+    """FP32 data, or bytes that are not UTF-8, where the handler reads text: 400 /
+    INVALID_ARGUMENT naming the input (not the handler's 500), unary and on a stream."""
+    numbers = grpcclient.InferInput("pre_prompt", [2], "FP32")
+    numbers.set_data_from_numpy(np.array([1.5, 2.5], dtype=np.float32))
+    binary = grpcclient.InferInput("pre_prompt", [1], "BYTES")
+    binary.set_data_from_numpy(np.array([b"\xff\xfe not text"], dtype=np.object_))
+    client = grpcclient.InferenceServerClient(stream_server.grpc_url)
+    for tensor, message in ((numbers, "input 'pre_prompt': expected BYTES (strings), got FP32"),
+                            (binary, "input 'pre_prompt': element 0 is not UTF-8 text")):
+        with pytest.raises(InferenceServerException) as info:
+            client.infer("python_model", [tensor])
+        assert "StatusCode.INVALID_ARGUMENT" in str(info.value.status())
+        assert message in info.value.message()
+        error = first_stream_error(stream_server, tensor)
+        assert error is not None and message in str(error)
+    reply = httpx.post(f"{stream_server.rest_url}/v2/models/python_model/infer", json={
+        "inputs": [{"name": "pre_prompt", "shape": [1], "datatype": "FP32", "data": [1.0]}]})
+    assert reply.status_code == 400
+    assert "expected BYTES (strings), got FP32" in reply.json()["error"]
+
+
 def test_unary_servable(default_model_dir: object) -> None:
     server = start_server(REPO / "servables/servable_unary/config.json",
                           env={"OVSERVE_MAX_TOKENS": "48", "OVSERVE_IGNORE_EOS": "1"})
