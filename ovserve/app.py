@@ -34,6 +34,7 @@ from ovserve.transport.grpc.servicer import InferenceServicer
 from ovserve.transport.kserve import DataPlane
 from ovserve.transport.metrics import Metrics
 from ovserve.transport.rest.app import DEFAULT_MAX_BODY_BYTES, build_app
+from ovserve.transport.rest.http_protocol import DEFAULT_HEADER_TIMEOUT, HeaderDeadlineProtocol
 from ovserve.transport.state import ServerState
 
 log = logging.getLogger("ovserve")
@@ -58,6 +59,8 @@ class ServerSettings:
     lora: LoraOptions | None = None
     #: requests must carry "Authorization: Bearer <api_key>" (--api_key, OVSERVE_API_KEY)
     api_key: str | None = None
+    #: seconds a client gets to send a request's line and headers (slow ones are closed)
+    header_timeout: float = DEFAULT_HEADER_TIMEOUT
 
 
 def bind_socket(host: str, port: int, what: str) -> socket.socket:
@@ -191,8 +194,11 @@ async def start(settings: ServerSettings, engines: EngineRegistry | None = None
         app = build_app(plane, max_body_bytes=settings.max_body_bytes,
                         api_key=settings.api_key)
         # httptools: uvicorn's C HTTP parser (h11, the pure-Python fallback, costs more CPU
-        # per streamed chunk, and that CPU is taken from the engine on small machines)
-        config = uvicorn.Config(app, log_level="warning", lifespan="off", http="httptools",
+        # per streamed chunk, and that CPU is taken from the engine on small machines), with
+        # a deadline for request heads and no chunked coding for HTTP/1.0 clients
+        protocol = type("HttpProtocol", (HeaderDeadlineProtocol,),
+                        {"header_timeout": settings.header_timeout})
+        config = uvicorn.Config(app, log_level="warning", lifespan="off", http=protocol,
                                 timeout_graceful_shutdown=int(settings.grace_seconds))
         uv = _Uvicorn(config)
         uv_task = asyncio.create_task(uv.serve(sockets=[rest_socket]))

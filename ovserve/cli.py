@@ -96,6 +96,9 @@ def build_parser() -> argparse.ArgumentParser:
         "requests still override it")
     parser.add_argument("--max_request_bytes", type=int, default=64 * 1024 * 1024,
                         help="largest request body / gRPC message (default 64 MiB)")
+    parser.add_argument("--header_timeout", type=float, default=30.0,
+                        help="seconds an HTTP client gets to send a request's line and headers; "
+                        "slower connections are closed (default 30)")
     parser.add_argument(
         "--device", default=os.environ.get("OVSERVE_DEVICE") or None,
         help="run every model here, whatever its graph says: CPU, GPU, GPU.1, NPU, AUTO, "
@@ -223,6 +226,7 @@ def run_server(args: argparse.Namespace, entries: list[GraphEntry]) -> int:
         grace_seconds=args.grace_period, max_body_bytes=args.max_request_bytes,
         generation_overrides=args.override_generation_config, lora=lora_options(args),
         devices=DeviceChoice(args.device, args.plugin_config), api_key=args.api_key,
+        header_timeout=args.header_timeout,
     )
     try:
         with asyncio.Runner(loop_factory=event_loop_factory()) as runner:

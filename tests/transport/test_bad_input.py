@@ -3,7 +3,10 @@ serving after every one of them."""
 
 from __future__ import annotations
 
+import socket
+import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import grpc
 import httpx
@@ -11,7 +14,7 @@ import pytest
 from tritonclient.grpc import service_pb2, service_pb2_grpc
 
 from ovserve.protocol.tensor import encode_bytes
-from tests.transport.server import Server
+from tests.transport.server import Server, start_server, write_config
 
 
 def text(data: list[str], **overrides: object) -> dict[str, object]:
@@ -210,3 +213,26 @@ def test_grpc_garbage_message_is_invalid_argument(server: Server) -> None:
     assert "does not parse as protobuf" in (info.value.details() or "")
     assert "Traceback" not in (info.value.details() or "")
     assert_healthy(server)
+
+
+def test_slow_or_silent_request_heads_are_closed(tmp_path: Path) -> None:
+    """A connection that does not finish its request line and headers within --header_timeout
+    is closed (slowloris); complete requests on other connections are served meanwhile."""
+    server = start_server(write_config(tmp_path), "--header_timeout", "1")
+    try:
+        port = int(server.rest_url.rsplit(":", 1)[1])
+        held = []
+        for i in range(20):
+            sock = socket.create_connection(("127.0.0.1", port), timeout=10)
+            if i % 2:  # half trickle a partial head, half send nothing
+                sock.sendall(b"GET /v2/health/ready HTTP/1.1\r\nHost: x\r\nX-Slow: 1")
+            held.append(sock)
+        assert httpx.get(f"{server.rest_url}/v2/health/ready").status_code == 200
+        deadline = time.monotonic() + 10
+        for sock in held:
+            sock.settimeout(max(0.1, deadline - time.monotonic()))
+            assert sock.recv(1024) == b""  # closed by the server
+            sock.close()
+        assert_healthy(server)
+    finally:
+        assert server.terminate() == 0
