@@ -7,7 +7,7 @@ Unknown request fields are allowed (and logged), as vLLM and OVMS do.
 
 from __future__ import annotations
 
-from typing import Any, ClassVar, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import (
     BaseModel,
@@ -15,6 +15,7 @@ from pydantic import (
     Field,
     SerializerFunctionWrapHandler,
     StrictBool,
+    field_validator,
     model_serializer,
 )
 
@@ -45,7 +46,7 @@ class StructuredOutputs(BaseModel):
     model_config = ConfigDict(extra="allow")
     json_: dict[str, Any] | str | None = Field(None, alias="json")
     regex: str | None = None
-    choice: list[str] | None = None
+    choice: list[str] | None = Field(None, min_length=1)
 
 
 class SamplingFields(BaseModel):
@@ -78,7 +79,7 @@ class SamplingFields(BaseModel):
     # vLLM's structured output fields (older guided_* and newer structured_outputs)
     guided_json: dict[str, Any] | str | None = None
     guided_regex: str | None = None
-    guided_choice: list[str] | None = None
+    guided_choice: list[str] | None = Field(None, min_length=1)
     structured_outputs: StructuredOutputs | None = None
     # OVMS's prompt lookup fields (a model served with plugin_config {"prompt_lookup": true})
     num_assistant_tokens: int | None = Field(None, ge=1, le=64)
@@ -120,19 +121,35 @@ class EmbeddingsRequest(BaseModel):
     model_config = ConfigDict(extra="allow")
 
     model: str
-    input: str | list[str] | list[int] | list[list[int]]
+    # token arrays (OpenAI's other forms) are a 400 naming input
+    input: str | Annotated[list[str], Field(min_length=1)]
+
+    @field_validator("input", mode="before")
+    @classmethod
+    def _text_only(cls, value: Any) -> Any:
+        if isinstance(value, list) and any(isinstance(v, int | list) for v in value):
+            raise ValueError("token arrays are not supported; send text")
+        if value == []:
+            raise ValueError("give at least one text")
+        return value
     encoding_format: Literal["float", "base64"] = "float"
     dimensions: int | None = Field(None, ge=1)
     user: str | None = None
 
 
-class LoadLoraAdapterRequest(BaseModel):
-    """vLLM's ``/v1/load_lora_adapter`` and ``/v1/unload_lora_adapter``."""
+class UnloadLoraAdapterRequest(BaseModel):
+    """vLLM's ``/v1/unload_lora_adapter``."""
 
     model_config = ConfigDict(extra="allow")
     lora_name: str = Field(min_length=1)
-    lora_path: str | None = None
+    lora_path: str | None = None  # vLLM's clients send it; unused
     model: str | None = None  # the base model, when several LLMs are served
+
+
+class LoadLoraAdapterRequest(UnloadLoraAdapterRequest):
+    """vLLM's ``/v1/load_lora_adapter``: the adapter's PEFT folder on the server."""
+
+    lora_path: str = Field(min_length=1)
 
 
 # -- responses --------------------------------------------------------------------------------

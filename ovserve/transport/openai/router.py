@@ -32,13 +32,18 @@ from ovserve.transport.openai.protocol import (
     LoadLoraAdapterRequest,
     ModelCard,
     ModelList,
+    UnloadLoraAdapterRequest,
 )
 from ovserve.transport.openai.serving import OpenAIServing
 from ovserve.transport.rest.disconnect import cancel_on_disconnect
 from ovserve.transport.rest.errors import error_body
 
-ERRORS: dict[int | str, dict[str, Any]] = {
-    status: {"model": ErrorResponse} for status in (400, 404, 413, 500, 503)}
+STATUSES = (400, 401, 404, 413, 431, 500, 503)
+ERRORS: dict[int | str, dict[str, Any]] = {status: {"model": ErrorResponse} for status in STATUSES}
+#: the same for routes whose own answer is plain text (vLLM's adapter routes): errors stay JSON
+JSON_ERRORS: dict[int | str, dict[str, Any]] = {status: {
+    "description": "Error", "content": {"application/json": {
+        "schema": {"$ref": "#/components/schemas/ErrorResponse"}}}} for status in STATUSES}
 
 
 class NumpyJSONResponse(JSONResponse):
@@ -76,14 +81,16 @@ def build_router(serving: OpenAIServing) -> APIRouter:
     async def get_model(model_id: str) -> ModelCard:
         return serving.model(model_id)
 
-    @router.post("/load_lora_adapter", response_class=PlainTextResponse)
+    @router.post("/load_lora_adapter", response_class=PlainTextResponse,
+                 responses=JSON_ERRORS)
     async def load_lora_adapter(body: LoadLoraAdapterRequest) -> str:
         """vLLM's run-time adapter loading: 200 with a message, 400 if the name is taken or
         the adapter cannot be used."""
         return await serving.load_adapter(body)
 
-    @router.post("/unload_lora_adapter", response_class=PlainTextResponse)
-    async def unload_lora_adapter(body: LoadLoraAdapterRequest) -> str:
+    @router.post("/unload_lora_adapter", response_class=PlainTextResponse,
+                 responses=JSON_ERRORS)
+    async def unload_lora_adapter(body: UnloadLoraAdapterRequest) -> str:
         """vLLM's run-time adapter unloading: 404 for an unknown name; requests running on
         the adapter finish."""
         return serving.unload_adapter(body)

@@ -48,6 +48,7 @@ from ovserve.transport.openai.protocol import (
     ModelList,
     SamplingFields,
     TokenLogprob,
+    UnloadLoraAdapterRequest,
     Usage,
 )
 
@@ -354,6 +355,7 @@ class OpenAIServing:
     def _lora_engine(self, wanted: str | None) -> Engine:
         """The engine a load/unload request is for: the only LLM model with adapters, or
         the one its ``model`` field names."""
+        wanted = wanted or None  # "" names no model, as an absent field
         engines: dict[int, tuple[str, Engine]] = {}
         for servable in self._llm_servables():
             if wanted is not None and servable.name != wanted:
@@ -371,14 +373,12 @@ class OpenAIServing:
         return next(iter(engines.values()))[1]
 
     async def load_adapter(self, req: LoadLoraAdapterRequest) -> str:
-        if not req.lora_path:
-            raise InvalidInput("lora_path: a non-empty string is required", "lora_path")
         engine = self._lora_engine(req.model)
         await asyncio.get_running_loop().run_in_executor(
             None, engine.load_adapter, req.lora_name, Path(req.lora_path))
         return f"Success: LoRA adapter '{req.lora_name}' added successfully."
 
-    def unload_adapter(self, req: LoadLoraAdapterRequest) -> str:
+    def unload_adapter(self, req: UnloadLoraAdapterRequest) -> str:
         self._lora_engine(req.model).unload_adapter(req.lora_name)
         return f"Success: LoRA adapter '{req.lora_name}' removed successfully."
 

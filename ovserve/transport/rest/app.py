@@ -8,7 +8,7 @@ from typing import Any
 
 from fastapi import FastAPI, Response
 from fastapi.openapi.utils import get_openapi
-from fastapi.responses import JSONResponse, RedirectResponse
+from fastapi.responses import JSONResponse, PlainTextResponse, RedirectResponse
 from fastapi.staticfiles import StaticFiles
 from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -21,7 +21,7 @@ from ovserve.transport.kserve import DataPlane
 from ovserve.transport.openai.router import build_router as build_openai_router
 from ovserve.transport.openai.serving import OpenAIServing
 from ovserve.transport.rest import errors, kserve_schemas
-from ovserve.transport.rest.kserve_v2 import build_router
+from ovserve.transport.rest.kserve_v2 import PROBE, build_router
 from ovserve.transport.rest.rag import build_router as build_rag_router
 
 DEFAULT_MAX_BODY_BYTES = 64 * 1024 * 1024
@@ -112,18 +112,18 @@ def build_app(plane: DataPlane, *, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
         app.add_middleware(ApiKeyCheck, api_key=ApiKey(api_key))
     app.add_middleware(RequestLimits, max_body_bytes=max_body_bytes)  # outermost: first
 
-    @app.get("/metrics")
+    @app.get("/metrics", response_class=PlainTextResponse)
     async def prometheus() -> Response:
         return Response(metrics.render(), media_type="text/plain; version=0.0.4")
 
     # vLLM's probes (guidellm checks /health before a run; SageMaker-style /ping) and NIM's
-    @app.get("/health")
-    @app.get("/ping")
-    @app.get("/v1/health/ready")
+    @app.get("/health", response_class=Response, responses=PROBE)
+    @app.get("/ping", response_class=Response, responses=PROBE)
+    @app.get("/v1/health/ready", response_class=Response, responses=PROBE)
     async def health() -> Response:
         return Response(status_code=200 if state.ready else 503)
 
-    @app.get("/v1/health/live")
+    @app.get("/v1/health/live", response_class=Response, responses=PROBE)
     async def live() -> Response:
         return Response(status_code=200)
 

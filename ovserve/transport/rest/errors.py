@@ -10,6 +10,7 @@ log, never with the exception's text.
 from __future__ import annotations
 
 import logging
+import re
 import uuid
 from typing import Any
 
@@ -52,6 +53,15 @@ def error_response(request: Request, exc: OvserveError) -> JSONResponse:
     return JSONResponse(error_body(exc, shape), status_code=shape.http_status)
 
 
+_TYPE_TAG = re.compile(r"[A-Z]|.*\[|(str|int|float|bool|none|list|dict)$")
+
+
+def _union_member(part: object) -> bool:
+    """Whether a pydantic error location part names a member of a union (``str``,
+    ``list[str]``, a model's class name) rather than a field: the field is what to name."""
+    return isinstance(part, str) and _TYPE_TAG.match(part) is not None
+
+
 def validation_error(exc: RequestValidationError) -> InvalidInput:
     """FastAPI's first validation problem as an InvalidInput naming the field."""
     error = exc.errors()[0]
@@ -61,7 +71,7 @@ def validation_error(exc: RequestValidationError) -> InvalidInput:
     if tuple(error.get("loc", ())) == ("body",) and error.get("type") != "missing":
         return InvalidInput("the request body must be a JSON object (with Content-Type: "
                             "application/json)")
-    loc = [str(p) for p in error.get("loc", ()) if p != "body"]
+    loc = [str(p) for p in error.get("loc", ()) if p != "body" and not _union_member(p)]
     param = ".".join(loc) or None
     message = str(error.get("msg", "invalid request"))
     return InvalidInput(f"{param}: {message}" if param else message, param)

@@ -99,7 +99,7 @@ def decode_request(model: str, version: str | None, body: bytes,
     if not isinstance(outputs, list) or not all(
             isinstance(o, dict) and isinstance(o.get("name"), str) for o in outputs):
         raise InvalidInput("'outputs' must be a list of objects with a 'name'")
-    request_id = header.get("id", "")
+    request_id = header.get("id") or ""  # null: no id, as the schema allows
     if not isinstance(request_id, str):
         raise InvalidInput("'id' must be a string")
     return InferRequest(
@@ -148,7 +148,11 @@ def encode_metadata(meta: ModelMetadata) -> dict[str, Any]:
 
 
 ERRORS: dict[int | str, dict[str, Any]] = {
-    status: {"model": KServeError} for status in (400, 404, 413, 500, 503)}
+    status: {"model": KServeError} for status in (400, 401, 404, 413, 431, 500, 503)}
+#: a probe's answer is its status alone, with no body
+PROBE: dict[int | str, dict[str, Any]] = {
+    200: {"description": "yes (no body)", "content": None},
+    503: {"description": "no (no body)", "content": None}}
 
 
 def build_router(plane: DataPlane) -> APIRouter:
@@ -159,11 +163,11 @@ def build_router(plane: DataPlane) -> APIRouter:
         meta = plane.server_metadata()
         return {"name": meta.name, "version": meta.version, "extensions": list(meta.extensions)}
 
-    @router.get("/v2/health/live")
+    @router.get("/v2/health/live", response_class=Response, responses=PROBE)
     async def live() -> Response:
         return Response(status_code=200 if plane.live() else 503)
 
-    @router.get("/v2/health/ready")
+    @router.get("/v2/health/ready", response_class=Response, responses=PROBE)
     async def ready() -> Response:
         return Response(status_code=200 if plane.ready() else 503)
 

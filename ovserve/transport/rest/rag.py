@@ -18,12 +18,13 @@ from fastapi.responses import JSONResponse
 
 from ovserve.errors import InvalidInput
 from ovserve.serving.registry import Registry
+from ovserve.transport.openai.router import ERRORS
 
 MAX_DOCUMENT_BYTES = 32 * 1024 * 1024
 
 
 def build_router(registry: Registry) -> APIRouter:
-    router = APIRouter()
+    router = APIRouter(responses=ERRORS)  # under /v1 and /v3: OpenAI's error envelope
 
     @router.get("/rag/{model}/documents")
     async def documents(model: str) -> Response:
@@ -32,7 +33,10 @@ def build_router(registry: Registry) -> APIRouter:
                                 "chunks": sum(found.values())}
         return JSONResponse(body)
 
-    @router.put("/rag/{model}/documents/{name:path}")
+    @router.put("/rag/{model}/documents/{name:path}", openapi_extra={"requestBody": {
+        "required": True, "description": "the document's bytes (PDF, text, Markdown)",
+        "content": {"application/octet-stream": {"schema": {"type": "string",
+                                                            "format": "binary"}}}}})
     async def put_document(model: str, name: str, request: Request) -> Response:
         if not name.strip() or ".." in name.split("/"):
             raise InvalidInput(f"name: {name!r} is not a document name", "name")
