@@ -11,8 +11,11 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
+import grpc
 import httpx
+from tritonclient.grpc import service_pb2_grpc
 
 from tests.graphs import python_node, write_graph, write_handler
 
@@ -157,3 +160,14 @@ def start_server(
         time.sleep(0.1)
     server.terminate()
     raise RuntimeError("ovserve did not become ready within 60 s")
+
+
+def refused_infer(grpc_url: str, request: Any, timeout: float = 60) -> grpc.RpcError:
+    """The error a ModelInfer call of ``request`` ends with (it must fail)."""
+    with grpc.insecure_channel(grpc_url) as channel:
+        stub = service_pb2_grpc.GRPCInferenceServiceStub(channel)
+        try:
+            stub.ModelInfer(request, timeout=timeout)
+        except grpc.RpcError as exc:
+            return exc
+    raise AssertionError("the request was answered, not refused")

@@ -14,7 +14,7 @@ import pytest
 from tritonclient.grpc import service_pb2, service_pb2_grpc
 
 from ovserve.protocol.tensor import encode_bytes
-from tests.transport.server import Server, start_server, write_config
+from tests.transport.server import Server, refused_infer, start_server, write_config
 
 
 def text(data: list[str], **overrides: object) -> dict[str, object]:
@@ -149,12 +149,9 @@ GRPC_CASES = [
 def test_grpc_bad_input(
     server: Server, case: str, fields: dict[str, object], code: grpc.StatusCode, message: str
 ) -> None:
-    with grpc.insecure_channel(server.grpc_url) as channel:
-        stub = service_pb2_grpc.GRPCInferenceServiceStub(channel)
-        with pytest.raises(grpc.RpcError) as info:
-            stub.ModelInfer(grpc_request(**fields), timeout=30)
-    assert info.value.code() == code
-    assert message in (info.value.details() or "")
+    error = refused_infer(server.grpc_url, grpc_request(**fields), timeout=30)
+    assert error.code() == code
+    assert message in (error.details() or "")
     assert_healthy(server)
 
 
