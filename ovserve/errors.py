@@ -36,6 +36,10 @@ class BodyTooLarge(InvalidInput):
     """A request body is over the server's limit."""
 
 
+class HeadersTooLarge(InvalidInput):
+    """A request has more headers, or more bytes of them, than the server takes."""
+
+
 class AdapterError(InvalidInput):
     """A LoRA adapter cannot be loaded (bad files, another base model, over a limit)."""
 

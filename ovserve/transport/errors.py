@@ -12,6 +12,7 @@ from ovserve.errors import (
     EngineError,
     EngineUnavailable,
     GraphConfigError,
+    HeadersTooLarge,
     InvalidInput,
     NodeError,
     OvserveError,
@@ -34,6 +35,8 @@ class ErrorShape:
 ERROR_TABLE: dict[type[OvserveError], ErrorShape] = {
     InvalidInput: ErrorShape(400, grpc.StatusCode.INVALID_ARGUMENT, "invalid_request_error"),
     BodyTooLarge: ErrorShape(413, grpc.StatusCode.RESOURCE_EXHAUSTED, "invalid_request_error"),
+    HeadersTooLarge: ErrorShape(431, grpc.StatusCode.RESOURCE_EXHAUSTED,
+                                "invalid_request_error"),
     Unsupported: ErrorShape(400, grpc.StatusCode.INVALID_ARGUMENT, "invalid_request_error"),
     ServableNotFound: ErrorShape(404, grpc.StatusCode.NOT_FOUND, "not_found_error"),
     ServableNotReady: ErrorShape(503, grpc.StatusCode.UNAVAILABLE, "service_unavailable"),

@@ -6,7 +6,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from fastapi import FastAPI, Response
+from fastapi import FastAPI, Request, Response
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse, PlainTextResponse, RedirectResponse
 from fastapi.staticfiles import StaticFiles
@@ -14,9 +14,8 @@ from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ovserve import __version__
-from ovserve.errors import BodyTooLarge, Unauthenticated
+from ovserve.errors import BodyTooLarge, HeadersTooLarge, OvserveError, Unauthenticated
 from ovserve.transport.auth import ApiKey, public_path
-from ovserve.transport.errors import shape_of
 from ovserve.transport.kserve import DataPlane
 from ovserve.transport.openai.router import build_router as build_openai_router
 from ovserve.transport.openai.serving import OpenAIServing
@@ -28,6 +27,15 @@ DEFAULT_MAX_BODY_BYTES = 64 * 1024 * 1024
 MAX_HEADERS = 100  # as nginx's and Node's defaults keep headers small
 MAX_HEADER_BYTES = 64 * 1024
 WEB = Path(__file__).resolve().parent / "web"
+
+
+async def refuse(scope: Scope, receive: Receive, send: Send, exc: OvserveError,
+                 headers: dict[str, str] | None = None) -> None:
+    """Answer ``exc`` from a middleware, before any route: the error table's status and the
+    path's error shape, as the exception handlers would."""
+    response = errors.error_response(Request(scope), exc)
+    response.headers.update(headers or {})
+    await response(scope, receive, send)
 
 
 class RequestLimits:
@@ -52,16 +60,13 @@ class RequestLimits:
         headers = scope.get("headers", [])
         size = sum(len(k) + len(v) for k, v in headers)
         if len(headers) > MAX_HEADERS or size > MAX_HEADER_BYTES:
-            response = JSONResponse(
-                {"error": f"request headers: {len(headers)} headers of {size} bytes; at most "
-                          f"{MAX_HEADERS} headers of {MAX_HEADER_BYTES} bytes"},
-                status_code=431)
-            await response(scope, receive, send)
+            await refuse(scope, receive, send, HeadersTooLarge(
+                f"request headers: {len(headers)} headers of {size} bytes; at most "
+                f"{MAX_HEADERS} headers of {MAX_HEADER_BYTES} bytes"))
             return
         length = Headers(scope=scope).get("content-length")
         if length is not None and length.isdigit() and int(length) > self.max_body_bytes:
-            response = JSONResponse({"error": self._too_large(length)}, status_code=413)
-            await response(scope, receive, send)
+            await refuse(scope, receive, send, BodyTooLarge(self._too_large(length)))
             return
         seen = 0
 
@@ -91,13 +96,7 @@ class ApiKeyCheck:
             try:
                 self.api_key.check(Headers(scope=scope).get("authorization"))
             except Unauthenticated as exc:
-                shape = shape_of(exc)
-                body = (errors.error_body(exc, shape)
-                        if scope["path"].startswith(errors.OPENAI_PREFIXES)
-                        else {"error": str(exc)})
-                response = JSONResponse(body, status_code=shape.http_status,
-                                        headers={"WWW-Authenticate": "Bearer"})
-                await response(scope, receive, send)
+                await refuse(scope, receive, send, exc, {"WWW-Authenticate": "Bearer"})
                 return
         await self.app(scope, receive, send)
 
