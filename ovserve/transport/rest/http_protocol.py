@@ -64,10 +64,6 @@ class HeaderDeadlineProtocol(HttpToolsProtocol):
         if cycle is not None and self.scope.get("http_version") == "1.0":
             cycle.send = _close_delimited(cycle)  # type: ignore[method-assign]
 
-    def timeout_keep_alive_handler(self) -> None:
-        self._disarm()
-        super().timeout_keep_alive_handler()
-
 
 def _close_delimited(cycle: Any) -> Any:
     """``cycle.send`` for an HTTP/1.0 client: a response without Content-Length goes out
