@@ -99,7 +99,9 @@ def trust_section(verdicts: list[dict[str, Any]]) -> list[str]:
              f"A level is trustworthy when the raw engine varied by at most "
              f"{MAX_RAW_SPREAD:.0%} between rounds, the 1-minute load average before the run "
              f"was at most {MAX_LOAD_PER_CORE} per core and CPU steal during the level at most "
-             f"{MAX_STEAL:.0%}.", ""]
+             f"{MAX_STEAL:.0%}. Only a trustworthy level's figures count as results: a quiet "
+             "machine and a raw engine whose rounds agree; the others are shown, not claimed.",
+             ""]
     for v in verdicts:
         load = v["load"]
         state = "trustworthy" if v["trustworthy"] else "NOT trustworthy: " + "; ".join(
