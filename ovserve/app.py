@@ -33,7 +33,7 @@ from ovserve.transport.grpc.errors import ErrorInterceptor
 from ovserve.transport.grpc.servicer import InferenceServicer
 from ovserve.transport.kserve import DataPlane
 from ovserve.transport.metrics import Metrics
-from ovserve.transport.rest.app import DEFAULT_MAX_BODY_BYTES, build_app
+from ovserve.transport.rest.app import DEFAULT_BODY_TIMEOUT, DEFAULT_MAX_BODY_BYTES, build_app
 from ovserve.transport.rest.http_protocol import DEFAULT_HEADER_TIMEOUT, HeaderDeadlineProtocol
 from ovserve.transport.state import ServerState
 
@@ -61,6 +61,10 @@ class ServerSettings:
     api_key: str | None = None
     #: seconds a client gets to send a request's line and headers (slow ones are closed)
     header_timeout: float = DEFAULT_HEADER_TIMEOUT
+    #: seconds a request body may pause between reads (408 and the connection closed)
+    body_timeout: float = DEFAULT_BODY_TIMEOUT
+    #: every LLM engine in deterministic mode (--deterministic, engine.determinism)
+    deterministic: bool = False
 
 
 def bind_socket(host: str, port: int, what: str) -> socket.socket:
@@ -159,7 +163,8 @@ async def start(settings: ServerSettings, engines: EngineRegistry | None = None
     with openvino-genai engines unless given, e.g. one of fake engines in tests). Raises
     ``StartupError`` when a port cannot be used."""
     engines = engines if engines is not None else EngineRegistry(
-        overrides=settings.generation_overrides, lora=settings.lora, devices=settings.devices)
+        overrides=settings.generation_overrides, lora=settings.lora, devices=settings.devices,
+        deterministic=settings.deterministic)
     registry = Registry(BUILTIN_CALCULATORS, engines)  # hands engines down to the graphs
     state, metrics = ServerState(registry), Metrics(engines)
     health_servicer = health.aio.HealthServicer()
@@ -192,7 +197,7 @@ async def start(settings: ServerSettings, engines: EngineRegistry | None = None
     uv_task: asyncio.Task[None] | None = None
     if rest_socket is not None:
         app = build_app(plane, max_body_bytes=settings.max_body_bytes,
-                        api_key=settings.api_key)
+                        api_key=settings.api_key, body_timeout=settings.body_timeout)
         # httptools: uvicorn's C HTTP parser (h11, the pure-Python fallback, costs more CPU
         # per streamed chunk, and that CPU is taken from the engine on small machines), with
         # a deadline for request heads and no chunked coding for HTTP/1.0 clients

@@ -99,6 +99,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--header_timeout", type=float, default=30.0,
                         help="seconds an HTTP client gets to send a request's line and headers; "
                         "slower connections are closed (default 30)")
+    parser.add_argument("--body_timeout", type=float, default=30.0,
+                        help="seconds an HTTP request body may pause between reads (a body "
+                        "shorter than its Content-Length, a stalled upload): answered 408 and "
+                        "the connection closed (default 30, as nginx's client_body_timeout)")
     parser.add_argument(
         "--device", default=os.environ.get("OVSERVE_DEVICE") or None,
         help="run every model here, whatever its graph says: CPU, GPU, GPU.1, NPU, AUTO, "
@@ -109,6 +113,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="OpenVINO properties per device, laid over the graphs' plugin_config for engines "
         "on that device, e.g. '{\"GPU\": {\"INFERENCE_PRECISION_HINT\": \"f16\"}, \"CPU\": "
         "{\"INFERENCE_NUM_THREADS\": 2}}' (default: $OVSERVE_PLUGIN_CONFIG)")
+    parser.add_argument(
+        "--deterministic", action="store_true",
+        default=os.environ.get("OVSERVE_DETERMINISTIC", "").lower() in ("1", "true", "yes"),
+        help="reproducible output: a request's tokens do not depend on what else runs or is "
+        "cached (f32 kernels without dynamic quantization, no prefix cache, whole-prompt "
+        "prefill), at a cost in speed; every LLM, as 'deterministic: true' in a graph does "
+        "(default: $OVSERVE_DETERMINISTIC)")
     parser.add_argument(
         "--api_key", default=os.environ.get("OVSERVE_API_KEY") or None,
         help="require 'Authorization: Bearer <key>' on every HTTP request and gRPC call but "
@@ -226,7 +237,8 @@ def run_server(args: argparse.Namespace, entries: list[GraphEntry]) -> int:
         grace_seconds=args.grace_period, max_body_bytes=args.max_request_bytes,
         generation_overrides=args.override_generation_config, lora=lora_options(args),
         devices=DeviceChoice(args.device, args.plugin_config), api_key=args.api_key,
-        header_timeout=args.header_timeout,
+        header_timeout=args.header_timeout, body_timeout=args.body_timeout,
+        deterministic=args.deterministic,
     )
     try:
         with asyncio.Runner(loop_factory=event_loop_factory()) as runner:

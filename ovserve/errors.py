@@ -36,6 +36,10 @@ class BodyTooLarge(InvalidInput):
     """A request body is over the server's limit."""
 
 
+class BodyTimeout(InvalidInput):
+    """A request body stopped arriving (shorter than its Content-Length, or stalled)."""
+
+
 class HeadersTooLarge(InvalidInput):
     """A request has more headers, or more bytes of them, than the server takes."""
 

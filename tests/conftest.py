@@ -23,6 +23,20 @@ def generation_overrides() -> dict[str, Any]:
     return overrides
 
 
+def plugin_config(own: dict[str, Any] | None = None) -> dict[str, Any]:
+    """CPU properties for an engine a test builds itself: ``own`` with the CPU entry of
+    OVSERVE_PLUGIN_CONFIG laid over it, as the server lays --plugin_config over a graph's
+    (servers started by the tests read the variable themselves). Running the suite with e.g.
+    '{"CPU": {"INFERENCE_PRECISION_HINT": "f32"}}' checks that no verdict depends on the
+    CPU's default kernels (`make test-kernels`)."""
+    from ovserve.engine.devices import DeviceChoice
+
+    parsed = json.loads(os.environ.get("OVSERVE_PLUGIN_CONFIG") or "{}")
+    choice = DeviceChoice(None, {k.upper(): v for k, v in parsed.items()})
+    applied = choice.apply({"device": "CPU", "plugin_config": dict(own or {})})
+    return dict(applied.get("plugin_config") or {})
+
+
 @pytest.fixture(scope="session")
 def default_model_dir() -> Path:
     """The built-in model as `make test` prepares it (fails, never skips, when absent)."""

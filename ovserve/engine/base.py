@@ -41,6 +41,8 @@ class EngineConfig:
     max_num_batched_tokens: int = 2048
     cache_size_gb: float = 1.0
     enable_prefix_caching: bool = True
+    #: reproducible output whatever else runs (``engine.determinism``), at a cost in speed
+    deterministic: bool = False
     #: Laid over the model's generation_config.json (the server's --override_generation_config)
     generation_overrides: Mapping[str, Any] = field(default_factory=dict)
     #: None: no adapters (the model runs unmodified)

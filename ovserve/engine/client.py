@@ -20,9 +20,11 @@ import contextlib
 import json
 import logging
 import os
+import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from dataclasses import dataclass
@@ -30,7 +32,7 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
-from ovserve.engine import devices, process
+from ovserve.engine import determinism, devices, process
 from ovserve.engine.adapters import AdapterSource
 from ovserve.engine.base import EngineConfig, Prepared, SamplingParams
 from ovserve.engine.limits import GenerationLimits, Prompt, max_new_tokens, render_prompt
@@ -72,6 +74,7 @@ class _Worker:
     conn: Connection
     ready: Ready
     versions: dict[str, int]  # adapter -> version of the weights in its slot
+    workdir: str | None = None  # its LoRA model folder, removed when it is gone
 
     @property
     def adapters(self) -> list[str]:
@@ -126,10 +129,13 @@ class OpenVINOEngine(EngineBase):
             self.close()
             raise EngineError(f"engine {self.name}: the generation defaults are invalid "
                               f"(--override_generation_config?): {exc}") from exc
-        log.info("engine: loaded %s on %s%s in process %d (context %d tokens)",
+        properties = determinism.plugin_config(config.plugin_config, config.deterministic)
+        log.info("engine: loaded %s on %s%s%s in process %d (context %d tokens)",
                  config.models_path, config.device.upper(),
-                 f" with {dict(config.plugin_config)}" if config.plugin_config else "",
-                 self._worker.process.pid, self.context_length)
+                 f" with {properties}" if properties else "",
+                 ", deterministic (no prefix cache, whole-prompt prefill)"
+                 if config.deterministic else "", self._worker.process.pid,
+                 self.context_length)
 
     @property
     def pid(self) -> int:
@@ -404,9 +410,12 @@ class OpenVINOEngine(EngineBase):
                 [sys.executable, "-m", "ovserve.engine", str(theirs.fileno())],
                 pass_fds=(theirs.fileno(),), env=env)
         conn = Connection(ours.detach())
+        # made and removed here: a killed engine process cannot clean up after itself
+        workdir = tempfile.mkdtemp(prefix="ovserve-lora-") if weights else None
         reply: Any
         try:
-            conn.send(Start(self.config, logging.getLogger().getEffectiveLevel(), weights))
+            conn.send(Start(self.config, logging.getLogger().getEffectiveLevel(), weights,
+                            workdir))
             reply = (conn.recv() if conn.poll(LOAD_TIMEOUT_SECONDS)
                      else LoadFailed(f"no answer in {LOAD_TIMEOUT_SECONDS:.0f} s"))
         except (EOFError, OSError):
@@ -418,9 +427,10 @@ class OpenVINOEngine(EngineBase):
                 proc.kill()
                 proc.wait()
             conn.close()
+            _remove(workdir)
             reason = reply.reason if isinstance(reply, LoadFailed) else repr(reply)
             raise EngineError(f"engine {self.name}: {reason}")
-        worker = _Worker(proc, conn, reply, versions)
+        worker = _Worker(proc, conn, reply, versions, workdir)
         threading.Thread(target=self._receive, args=(worker,), name=f"engine-{self.name}",
                          daemon=True).start()
         return worker
@@ -449,6 +459,7 @@ class OpenVINOEngine(EngineBase):
         with contextlib.suppress(subprocess.TimeoutExpired):
             worker.process.wait(timeout=5)  # for its exit code
         reason = f"the engine process exited (code {worker.process.returncode})"
+        _remove(worker.workdir)
         with self._lock:
             current = worker is self._worker
             if not current:
@@ -510,6 +521,12 @@ class OpenVINOEngine(EngineBase):
             worker.process.kill()
             worker.process.wait()
 
+
+
+def _remove(folder: str | None) -> None:
+    """Remove an engine process's work folder (gone already: fine)."""
+    if folder is not None:
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def _on_slot(token_ids: list[int], fields: dict[str, Any], offset: int

@@ -48,6 +48,8 @@ def render_prompt(prompt: Prompt, params: SamplingParams, chat_template: str,
 def max_new_tokens(params: SamplingParams, limits: GenerationLimits, prompt_tokens: int,
                    context_length: int, model_default: int | None) -> int:
     """How many tokens this request may generate (see the module docstring)."""
+    if prompt_tokens == 0:  # the engine refuses it; the request is at fault, not the server
+        raise InvalidInput("the prompt is empty (it has no tokens); give some text", "prompt")
     room = context_length - prompt_tokens
     if room < 1:
         raise InvalidInput(f"the prompt has {prompt_tokens} tokens, over the model's "

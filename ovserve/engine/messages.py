@@ -23,6 +23,9 @@ class Start:
     log_level: int
     #: LoRA slots 1..n in order: (adapter name, weights); empty: the model runs unmodified
     adapters: list[tuple[str, LoraWeights]] = field(default_factory=list)
+    #: where the LoRA model is built (made and removed by the supervisor, so that an engine
+    #: process that is killed leaves nothing behind); None without adapters
+    workdir: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

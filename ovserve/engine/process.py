@@ -16,12 +16,12 @@ from __future__ import annotations
 
 import logging
 import signal
-import tempfile
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
+from ovserve.engine import determinism
 from ovserve.engine.lora_graph import build_model_dir
 from ovserve.engine.messages import Abort, Add, Close, LoadFailed, Output, Ready, Start, Step
 
@@ -40,7 +40,10 @@ def scheduler_config(config: Any) -> Any:
     scheduler.max_num_seqs = config.max_num_seqs
     scheduler.max_num_batched_tokens = config.max_num_batched_tokens
     scheduler.cache_size = max(1, round(config.cache_size_gb))  # whole GB
-    scheduler.enable_prefix_caching = config.enable_prefix_caching
+    # deterministic mode: a cached prefix or a prompt split by what else is scheduled would
+    # change the numbers (engine.determinism)
+    scheduler.enable_prefix_caching = config.enable_prefix_caching and not config.deterministic
+    scheduler.dynamic_split_fuse = not config.deterministic
     return scheduler
 
 
@@ -222,35 +225,35 @@ def _int64_array(rows: list[list[int]]) -> Any:
 
 
 def main(config: Any, conn: Connection, log_level: int,
-         adapters: list[tuple[str, Any]] | None = None) -> None:
+         adapters: list[tuple[str, Any]] | None = None, workdir: str | None = None) -> None:
     """The engine process's entry point (``config`` is an ``EngineConfig``; ``adapters`` the
-    LoRA slots, see ``engine.lora_graph``)."""
+    LoRA slots, see ``engine.lora_graph``, built in ``workdir``, which the supervisor owns)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the server's to handle
     logging.basicConfig(level=log_level,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    with tempfile.TemporaryDirectory(prefix="ovserve-lora-") as workdir:
-        try:
-            import openvino_genai as ov_genai
+    try:
+        import openvino_genai as ov_genai
 
-            models_path, vocab = config.models_path, 0
-            if adapters:
-                models_path = Path(workdir)
-                weights = [w for _, w in adapters]
-                vocab = build_model_dir(config.models_path, weights,
-                                        max(w.rank for w in weights), models_path)
-                log.info("engine: %d LoRA adapter(s) in slots: %s", len(adapters),
-                         ", ".join(name for name, _ in adapters))
-            pipeline = ov_genai.ContinuousBatchingPipeline(
-                str(models_path), scheduler_config(config), config.device.upper(),
-                dict(config.plugin_config))
-            defaults = pipeline.get_config()
-        except Exception as exc:
-            conn.send(LoadFailed(f"loading {config.models_path} on {config.device} failed: "
-                                 f"{error_reason(exc)}"))
-            return
-        slots = {name: k + 1 for k, (name, _) in enumerate(adapters or [])}
-        conn.send(Ready(defaults.eos_token_id, sorted(defaults.stop_token_ids), vocab, slots))
-        EngineLoop(pipeline, conn, vocab).run()
+        models_path, vocab = config.models_path, 0
+        if adapters:
+            assert workdir is not None, "LoRA slots need a work folder"
+            models_path = Path(workdir)
+            weights = [w for _, w in adapters]
+            vocab = build_model_dir(config.models_path, weights,
+                                    max(w.rank for w in weights), models_path)
+            log.info("engine: %d LoRA adapter(s) in slots: %s", len(adapters),
+                     ", ".join(name for name, _ in adapters))
+        pipeline = ov_genai.ContinuousBatchingPipeline(
+            str(models_path), scheduler_config(config), config.device.upper(),
+            determinism.plugin_config(config.plugin_config, config.deterministic))
+        defaults = pipeline.get_config()
+    except Exception as exc:
+        conn.send(LoadFailed(f"loading {config.models_path} on {config.device} failed: "
+                             f"{error_reason(exc)}"))
+        return
+    slots = {name: k + 1 for k, (name, _) in enumerate(adapters or [])}
+    conn.send(Ready(defaults.eos_token_id, sorted(defaults.stop_token_ids), vocab, slots))
+    EngineLoop(pipeline, conn, vocab).run()
 
 
 def run_from_fd(fd: int) -> None:
@@ -258,4 +261,4 @@ def run_from_fd(fd: int) -> None:
     connection = Connection(fd)
     start = connection.recv()
     assert isinstance(start, Start)
-    main(start.config, connection, start.log_level, start.adapters)
+    main(start.config, connection, start.log_level, start.adapters, start.workdir)

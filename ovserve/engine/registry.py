@@ -58,12 +58,14 @@ class EngineRegistry:
                  overrides: Mapping[str, Any] | None = None,
                  lora: LoraOptions | None = None,
                  embedding_factory: Callable[[EmbeddingConfig], EmbeddingEngine] =
-                 embedding_engine, devices: DeviceChoice | None = None) -> None:
+                 embedding_engine, devices: DeviceChoice | None = None,
+                 deterministic: bool = False) -> None:
         self.factory = factory
         self.devices = devices or DeviceChoice()  # --device / --plugin_config over the graphs
         self.embedding_factory = embedding_factory
         self.overrides = dict(overrides or {})  # generation defaults for every engine
         self.lora = lora  # LoRA adapters of every engine whose owners set none (--lora_dir)
+        self.deterministic = deterministic  # --deterministic: every LLM engine
         self._entries: dict[Path, _Entry] = {}
         self._embedding_entries: dict[Path, _Entry] = {}
         self._lock = threading.Lock()
@@ -73,6 +75,8 @@ class EngineRegistry:
         ``EngineConfig`` fields; only those given must agree with other owners'."""
         path = Path(models_path).resolve()
         options = self.devices.apply(options)
+        if self.deterministic:
+            options["deterministic"] = True
         with self._lock:
             entry = self._entries.get(path)
             if entry is None:

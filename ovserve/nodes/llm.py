@@ -81,7 +81,8 @@ class LLMCalculator(Calculator):
         options = self.options
         given: dict[str, Any] = {
             name: getattr(options, name) for name in (
-                "device", "max_num_seqs", "max_num_batched_tokens", "enable_prefix_caching")
+                "device", "max_num_seqs", "max_num_batched_tokens", "enable_prefix_caching",
+                "deterministic")
             if options.HasField(name)}
         if options.HasField("plugin_config"):
             given["plugin_config"] = json.loads(options.plugin_config or "{}")

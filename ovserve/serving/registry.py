@@ -73,8 +73,11 @@ class Registry:
         return self.get(name), None  # raises ServableNotFound
 
     def ready(self) -> bool:
-        """Every loaded servable's engines can take requests."""
-        return self.engines.ready()
+        """Every configured servable is loaded and its engines can take requests: KServe v2's
+        server readiness (all models ready), so a servable that failed to load keeps the
+        server not ready while the others serve."""
+        return (all(s.servable is not None for s in self.states.values())
+                and self.engines.ready())
 
     async def unload(self) -> None:
         for state in self.states.values():

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncGenerator, Iterable, Mapping
+from collections.abc import AsyncGenerator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -34,6 +34,14 @@ from ovserve.serving.server_config import GraphEntry
 
 log = logging.getLogger(__name__)
 
+
+#: Graph inputs that take requests of the OpenAI API, not KServe tensors, by tag: the
+#: payload they need and where clients send it.
+_REQUEST_INPUTS: dict[str, tuple[type, str]] = {
+    REQUEST_TAG: (GenerationRequest, "completion and chat requests (POST /v3/completions, "
+                  "/v3/chat/completions)"),
+    EMBED_REQUEST_TAG: (EmbeddingRequest, "embedding requests (POST /v3/embeddings)"),
+}
 
 #: Threads for blocking user code (Python handlers) per servable: generators of concurrent
 #: streams each hold a thread while they compute their next item.
@@ -194,10 +202,12 @@ class Servable:
             )
         return given
 
-    def check_inputs(self, given: Iterable[str]) -> None:
-        """The one check of a request's input names: every graph input, nothing else."""
+    def check_inputs(self, inputs: Mapping[str, Any]) -> None:
+        """The one check of a request's inputs: every graph input, nothing else, and KServe
+        tensors only where the graph takes tensors (an LLM or embeddings graph takes OpenAI
+        requests: a tensor there is the client's mistake, not a node failure)."""
         names = self.graph.input_names
-        given = list(given)
+        given = list(inputs)
         unknown = [n for n in given if n not in names]
         if unknown:
             raise InvalidInput(f"servable {self.name} has no input {unknown[0]!r} "
@@ -207,6 +217,13 @@ class Servable:
             raise InvalidInput(f"servable {self.name}: missing input {missing[0]!r}, it needs "
                                f"input(s) {', '.join(map(repr, missing))} "
                                f"(inputs: {', '.join(names)})")
+        for ref in self.graph.inputs:
+            wanted = _REQUEST_INPUTS.get(ref.tag)
+            if wanted is not None and not isinstance(inputs[ref.name], wanted[0]):
+                raise InvalidInput(
+                    f"servable {self.name}: input {ref.name!r} takes {wanted[1]}, not "
+                    "tensors; send them to the OpenAI API with model "
+                    f"{self.name!r}", ref.name)
 
     def stream(self, *, side_packets: Mapping[str, Any] | None = None,
                adapter: str | None = None) -> GraphRun:

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import grpc
 
 from ovserve.errors import (
+    BodyTimeout,
     BodyTooLarge,
     DependencyUnavailable,
     EngineError,
@@ -34,6 +35,7 @@ class ErrorShape:
 # INVALID_ARGUMENT here, which tells clients to fix a request that was fine.
 ERROR_TABLE: dict[type[OvserveError], ErrorShape] = {
     InvalidInput: ErrorShape(400, grpc.StatusCode.INVALID_ARGUMENT, "invalid_request_error"),
+    BodyTimeout: ErrorShape(408, grpc.StatusCode.DEADLINE_EXCEEDED, "invalid_request_error"),
     BodyTooLarge: ErrorShape(413, grpc.StatusCode.RESOURCE_EXHAUSTED, "invalid_request_error"),
     HeadersTooLarge: ErrorShape(431, grpc.StatusCode.RESOURCE_EXHAUSTED,
                                 "invalid_request_error"),

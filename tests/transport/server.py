@@ -137,8 +137,12 @@ class Server(Endpoints):
 
 
 def start_server(
-    config: Path, *extra: str, grpc_port: int | None = None, env: dict[str, str] | None = None
+    config: Path, *extra: str, grpc_port: int | None = None, env: dict[str, str] | None = None,
+    all_ready: bool = True,
 ) -> Server:
+    """Start ovserve and wait until it is ready. ``all_ready=False`` for a configuration with
+    servables that fail to load: wait until it serves (live), and check that it is not ready
+    (KServe v2: the server is ready when every model is)."""
     grpc_port = grpc_port or free_port()
     rest_port = free_port()
     process = subprocess.Popen(
@@ -153,7 +157,13 @@ def start_server(
         if process.poll() is not None:
             raise RuntimeError(f"ovserve exited with {process.returncode}: {server.output()}")
         try:
-            if httpx.get(f"{server.rest_url}/v2/health/ready", timeout=1).status_code == 200:
+            if all_ready and httpx.get(f"{server.rest_url}/v2/health/ready",
+                                       timeout=1).status_code == 200:
+                return server
+            if not all_ready and httpx.get(f"{server.rest_url}/v2/health/live",
+                                           timeout=1).status_code == 200:
+                ready = httpx.get(f"{server.rest_url}/v2/health/ready", timeout=10)
+                assert ready.status_code == 503, "ready while a servable failed to load"
                 return server
         except httpx.HTTPError:
             pass

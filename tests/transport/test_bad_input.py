@@ -233,3 +233,42 @@ def test_slow_or_silent_request_heads_are_closed(tmp_path: Path) -> None:
         assert_healthy(server)
     finally:
         assert server.terminate() == 0
+
+
+def _short_body(port: int, path: str) -> bytes:
+    """POST a body shorter than its Content-Length; the whole answer (the server
+    must close the connection after it: the socket's 30 s timeout fails the test if not)."""
+    with socket.create_connection(("127.0.0.1", port), timeout=30) as sock:
+        sock.sendall(b"POST " + path.encode() + b" HTTP/1.1\r\nHost: x\r\n"
+                     b"Content-Type: application/json\r\nContent-Length: 40\r\n\r\n"
+                     b'{"model": "x", "prompt": "y"}')
+        data = b""
+        while chunk := sock.recv(65536):
+            data += chunk
+    return data
+
+
+def test_a_body_shorter_than_its_length_is_answered_408(tmp_path: Path) -> None:
+    """A body that stops arriving (shorter than its Content-Length) gets 408 in the path's
+    error shape after --body_timeout, and the connection is closed; a client that leaves in
+    the middle of its body leaves no traceback in the log."""
+    server = start_server(write_config(tmp_path), "--body_timeout", "1")
+    try:
+        port = int(server.rest_url.rsplit(":", 1)[1])
+        for path in ("/v2/models/echo/infer", "/v1/completions"):
+            data = _short_body(port, path)
+            head, _, body = data.partition(b"\r\n\r\n")
+            assert head.startswith(b"HTTP/1.1 408"), data
+            assert b"connection: close" in head.lower()
+            assert b"the request body stopped arriving: 29 bytes of 40 came" in body
+            if path.startswith("/v1"):
+                assert b'"type":"invalid_request_error"' in body  # OpenAI's envelope
+        for path in ("/v2/models/echo/infer", "/v1/completions"):
+            with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+                sock.sendall(b"POST " + path.encode() + b" HTTP/1.1\r\nHost: x\r\n"
+                             b"Content-Length: 100\r\n\r\n{\"inputs\"")
+                time.sleep(0.3)  # then the client goes away mid-body
+        assert_healthy(server)
+    finally:
+        assert server.terminate() == 0
+    assert "Traceback" not in server.log and " ERROR " not in server.log, server.log[-3000:]

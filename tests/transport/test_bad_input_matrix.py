@@ -19,6 +19,7 @@ from tests.conftest import REPO
 from tests.transport.server import Server, refused_infer, start_server
 
 LLM = "smollm2-135m-instruct"
+EMBEDDER = "all-minilm-l6-v2"
 SEED = "python_model"  # the seed's streaming servable: input pre_prompt (BYTES)
 
 
@@ -29,6 +30,8 @@ def served(default_model_dir: object) -> Iterator[Server]:
     yield server
     assert server.terminate() == 0
     assert "Traceback" not in server.log, server.log[-3000:]
+    # every case is the client's error: none is logged as the server's
+    assert " ERROR " not in server.log, server.log[-3000:]
 
 
 def assert_ready(server: Server) -> None:
@@ -80,6 +83,10 @@ REST: list[tuple[str, str, Any, int, str]] = [
      "exceeds the limit of 1048576 bytes"),
     ("prompt over the context", SEED, {"inputs": [prompt(data=["word " * 9000])]}, 400,
      "over the model's context"),
+    ("a tensor for an LLM graph", LLM, {"inputs": [prompt(name="input")]}, 400,
+     "input 'input' takes completion and chat requests"),
+    ("a tensor for an embeddings graph", EMBEDDER, {"inputs": [prompt(name="input")]}, 400,
+     "input 'input' takes embedding requests"),
 ]
 
 
@@ -135,6 +142,8 @@ GRPC: list[tuple[str, dict[str, Any], grpc.StatusCode, str]] = [
      "input 'pre_prompt': element 0 is not UTF-8 text"),
     ("over the message limit", {"raw": encode_bytes(["x" * (2 * 1024 * 1024)])},
      grpc.StatusCode.RESOURCE_EXHAUSTED, ""),
+    ("a tensor for an LLM graph", {"model": LLM, "name": "input"}, INVALID,
+     "input 'input' takes completion and chat requests"),
 ]
 
 
@@ -176,7 +185,9 @@ OUT_OF_RANGE = {"temperature": 3, "top_p": 0, "top_k": -2, "max_tokens": 0, "n":
                 "min_p": 1, "min_tokens": -1, "seed": -1, "top_logprobs": 21,
                 "num_assistant_tokens": 0, "max_ngram_size": 0}
 WRONG_TYPE = {"stream": "yes", "echo": 0, "ignore_eos": "no", "max_tokens": "many",
-              "stop_token_ids": "x", "stop": 5}
+              "stop_token_ids": "x", "stop": 5,
+              # numbers in strings are refused, as OpenAI's API does
+              "temperature": "0.5", "top_p": "1", "seed": "7", "n": "2", "min_tokens": 1.5}
 UNSUPPORTED = {"logit_bias": {"1": 5}, "tools": [{"type": "function"}],
                "functions": [{"name": "f"}], "tool_choice": "required",
                "use_beam_search": True, "prompt_logprobs": 1, "bad_words": ["x"],
@@ -194,6 +205,14 @@ OPENAI: list[tuple[str, str, dict[str, Any], int, str | None]] = [
       for name, value in UNSUPPORTED.items()],
     ("unknown model", "completions", {**COMPLETION, "model": "nope"}, 404, "model"),
     ("no prompt", "completions", {"model": LLM}, 400, "prompt"),
+    ("empty prompt", "completions", {**COMPLETION, "prompt": ""}, 400, "prompt"),
+    ("empty prompt, streamed", "completions", {**COMPLETION, "prompt": "", "stream": True},
+     400, "prompt"),
+    ("empty prompt in a list", "completions", {**COMPLETION, "prompt": [""]}, 400, "prompt"),
+    ("an empty prompt after another", "completions", {**COMPLETION, "prompt": ["a", ""]},
+     400, "prompt.1"),
+    ("prompt over the context, streamed", "completions",
+     {**COMPLETION, "prompt": "word " * 9000, "stream": True}, 400, "prompt"),
     ("alternatives asked for", "completions", {**COMPLETION, "logprobs": 2}, 400, "logprobs"),
     ("two constraints", "completions",
      {**COMPLETION, "guided_regex": "a+", "guided_choice": ["a"]}, 400, "guided_choice"),
@@ -222,6 +241,19 @@ def test_openai(served: Server, case: str, path: str, body: dict[str, Any], stat
     assert set(error) == {"message", "type", "param", "code"}
     assert param is not None and param in error["message"], error
     assert "Traceback" not in reply.text
+    assert_ready(served)
+
+
+@pytest.mark.parametrize("path", ["completions", "chat/completions", "embeddings"])
+def test_openai_empty_body_names_the_fields(served: Server, path: str) -> None:
+    """No body at all: a 400 naming the fields the request needs."""
+    reply = httpx.post(f"{served.rest_url}/v1/{path}", content=b"", timeout=60,
+                       headers={"Content-Type": "application/json"})
+    assert reply.status_code == 400, reply.text
+    error = reply.json()["error"]
+    assert error["param"] == "model" and "the request body is empty" in error["message"]
+    needed = {"completions": "prompt", "chat/completions": "messages", "embeddings": "input"}
+    assert needed[path] in error["message"]
     assert_ready(served)
 
 

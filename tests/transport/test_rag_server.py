@@ -9,11 +9,14 @@ import json
 from collections.abc import Iterator
 from pathlib import Path
 
+import grpc
 import httpx
 import numpy as np
 import openai
 import pytest
+import tritonclient.grpc as grpcclient
 import tritonclient.http as httpclient
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from tests.conftest import DEFAULT_MODEL_DIR, EMBEDDING_MODEL_DIR, REPO
 from tests.transport.server import Server, start_server
@@ -49,7 +52,7 @@ def server(default_model_dir: Path, embedding_model_dir: Path,
     config = root / "config.json"
     config.write_text(json.dumps({"model_config_list": [], "mediapipe_config_list": [
         {"name": n, "base_path": str(root / n)} for n in ("rag", "retriever", "unreachable")]}))
-    server = start_server(config)
+    server = start_server(config, all_ready=False)  # the unreachable store
     yield server
     assert server.terminate() == 0
 
@@ -133,3 +136,19 @@ def test_long_question_and_unreachable_store(server: Server, client: openai.Open
     assert response.status_code == 503  # the store's address is for the log, not clients
     assert "is not available (error id " in response.text and "127.0.0.1" not in response.text
     assert httpx.get(f"{server.rest_url}/v2/models/retriever/ready").status_code == 200
+
+
+def test_the_server_is_not_ready_while_a_servable_is_unavailable(server: Server) -> None:
+    """KServe v2: the server is ready when every model is. The unreachable store's servable
+    keeps REST, gRPC and the probes of vLLM and NIM not ready, while the others serve."""
+    for probe in ("/v2/health/ready", "/health", "/v1/health/ready"):
+        assert httpx.get(f"{server.rest_url}{probe}").status_code == 503, probe
+    assert httpx.get(f"{server.rest_url}/v2/health/live").status_code == 200
+    assert httpx.get(f"{server.rest_url}/v2/models/retriever/ready").status_code == 200
+    assert httpx.get(f"{server.rest_url}/v2/models/unreachable/ready").status_code == 503
+    client = grpcclient.InferenceServerClient(server.grpc_url)
+    assert client.is_server_live() and not client.is_server_ready()
+    assert client.is_model_ready("retriever") and not client.is_model_ready("unreachable")
+    with grpc.insecure_channel(server.grpc_url) as channel:
+        status = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest())
+    assert status.status == health_pb2.HealthCheckResponse.NOT_SERVING

@@ -5,7 +5,7 @@ from typing import ClassVar as _ClassVar, Optional as _Optional
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class LLMCalculatorOptions(_message.Message):
-    __slots__ = ("models_path", "max_num_batched_tokens", "cache_size", "block_size", "max_num_seqs", "dynamic_split_fuse", "device", "plugin_config", "best_of_limit", "max_tokens_limit", "enable_prefix_caching", "lora_dir", "lora_refresh_interval", "max_loras", "max_cpu_loras", "max_lora_rank")
+    __slots__ = ("models_path", "max_num_batched_tokens", "cache_size", "block_size", "max_num_seqs", "dynamic_split_fuse", "device", "plugin_config", "best_of_limit", "max_tokens_limit", "enable_prefix_caching", "lora_dir", "lora_refresh_interval", "max_loras", "max_cpu_loras", "max_lora_rank", "deterministic")
     MODELS_PATH_FIELD_NUMBER: _ClassVar[int]
     MAX_NUM_BATCHED_TOKENS_FIELD_NUMBER: _ClassVar[int]
     CACHE_SIZE_FIELD_NUMBER: _ClassVar[int]
@@ -22,6 +22,7 @@ class LLMCalculatorOptions(_message.Message):
     MAX_LORAS_FIELD_NUMBER: _ClassVar[int]
     MAX_CPU_LORAS_FIELD_NUMBER: _ClassVar[int]
     MAX_LORA_RANK_FIELD_NUMBER: _ClassVar[int]
+    DETERMINISTIC_FIELD_NUMBER: _ClassVar[int]
     models_path: str
     max_num_batched_tokens: int
     cache_size: int
@@ -38,4 +39,5 @@ class LLMCalculatorOptions(_message.Message):
     max_loras: int
     max_cpu_loras: int
     max_lora_rank: int
-    def __init__(self, models_path: _Optional[str] = ..., max_num_batched_tokens: _Optional[int] = ..., cache_size: _Optional[int] = ..., block_size: _Optional[int] = ..., max_num_seqs: _Optional[int] = ..., dynamic_split_fuse: _Optional[bool] = ..., device: _Optional[str] = ..., plugin_config: _Optional[str] = ..., best_of_limit: _Optional[int] = ..., max_tokens_limit: _Optional[int] = ..., enable_prefix_caching: _Optional[bool] = ..., lora_dir: _Optional[str] = ..., lora_refresh_interval: _Optional[float] = ..., max_loras: _Optional[int] = ..., max_cpu_loras: _Optional[int] = ..., max_lora_rank: _Optional[int] = ...) -> None: ...
+    deterministic: bool
+    def __init__(self, models_path: _Optional[str] = ..., max_num_batched_tokens: _Optional[int] = ..., cache_size: _Optional[int] = ..., block_size: _Optional[int] = ..., max_num_seqs: _Optional[int] = ..., dynamic_split_fuse: _Optional[bool] = ..., device: _Optional[str] = ..., plugin_config: _Optional[str] = ..., best_of_limit: _Optional[int] = ..., max_tokens_limit: _Optional[int] = ..., enable_prefix_caching: _Optional[bool] = ..., lora_dir: _Optional[str] = ..., lora_refresh_interval: _Optional[float] = ..., max_loras: _Optional[int] = ..., max_cpu_loras: _Optional[int] = ..., max_lora_rank: _Optional[int] = ..., deterministic: _Optional[bool] = ...) -> None: ...

@@ -21,12 +21,12 @@ from pydantic import (
 
 
 class StreamOptions(BaseModel):
-    model_config = ConfigDict(extra="allow")
+    model_config = ConfigDict(extra="allow", strict=True)
     include_usage: StrictBool = False
 
 
 class JsonSchemaFormat(BaseModel):
-    model_config = ConfigDict(extra="allow")
+    model_config = ConfigDict(extra="allow", strict=True)
     name: str = "response"
     schema_: dict[str, Any] = Field(default_factory=dict, alias="schema")
     strict: bool | None = None
@@ -35,7 +35,7 @@ class JsonSchemaFormat(BaseModel):
 class ResponseFormat(BaseModel):
     """OpenAI's ``response_format``: plain text, any JSON object, or JSON matching a schema."""
 
-    model_config = ConfigDict(extra="allow")
+    model_config = ConfigDict(extra="allow", strict=True)
     type: Literal["text", "json_object", "json_schema"]
     json_schema: JsonSchemaFormat | None = None
 
@@ -43,15 +43,16 @@ class ResponseFormat(BaseModel):
 class StructuredOutputs(BaseModel):
     """vLLM's ``structured_outputs``: one of a JSON schema, a regex or a list of choices."""
 
-    model_config = ConfigDict(extra="allow")
+    model_config = ConfigDict(extra="allow", strict=True)
     json_: dict[str, Any] | str | None = Field(None, alias="json")
     regex: str | None = None
     choice: list[str] | None = Field(None, min_length=1)
 
 
 class SamplingFields(BaseModel):
-    # booleans are true/false only ("yes" or 0 is a 400), numbers finite (no Infinity/NaN)
-    model_config = ConfigDict(extra="allow", allow_inf_nan=False)
+    # strict, as OpenAI's API: a number is a JSON number ("0.5" or true is a 400 naming the
+    # field), a boolean true/false ("yes" or 0 is a 400); numbers finite (no Infinity/NaN)
+    model_config = ConfigDict(extra="allow", allow_inf_nan=False, strict=True)
 
     model: str
     max_tokens: int | None = Field(None, ge=1)
@@ -94,13 +95,13 @@ class CompletionRequest(SamplingFields):
 
 
 class TextPart(BaseModel):
-    model_config = ConfigDict(extra="allow")
+    model_config = ConfigDict(extra="allow", strict=True)
     type: Literal["text"]
     text: str
 
 
 class ChatMessage(BaseModel):
-    model_config = ConfigDict(extra="allow")
+    model_config = ConfigDict(extra="allow", strict=True)
     role: Literal["system", "developer", "user", "assistant", "tool"]
     content: str | list[TextPart] | None = None
 
@@ -118,7 +119,7 @@ class ChatCompletionRequest(SamplingFields):
 class EmbeddingsRequest(BaseModel):
     """OpenAI's embeddings request (OVMS's /v3/embeddings takes the same)."""
 
-    model_config = ConfigDict(extra="allow")
+    model_config = ConfigDict(extra="allow", strict=True)
 
     model: str
     # token arrays (OpenAI's other forms) are a 400 naming input
@@ -140,7 +141,7 @@ class EmbeddingsRequest(BaseModel):
 class UnloadLoraAdapterRequest(BaseModel):
     """vLLM's ``/v1/unload_lora_adapter``."""
 
-    model_config = ConfigDict(extra="allow")
+    model_config = ConfigDict(extra="allow", strict=True)
     lora_name: str = Field(min_length=1)
     lora_path: str | None = None  # vLLM's clients send it; unused
     model: str | None = None  # the base model, when several LLMs are served

@@ -27,6 +27,7 @@ from ovserve.errors import InvalidInput, OvserveError, ServableNotFound
 from ovserve.protocol.generation import GenerationChunk, GenerationRequest, SamplingParams
 from ovserve.serving.registry import Registry
 from ovserve.serving.servable import Servable
+from ovserve.transport.errors import shape_of
 from ovserve.transport.metrics import Metrics, Tracked
 from ovserve.transport.openai.protocol import (
     AssistantMessage,
@@ -175,6 +176,10 @@ def _check_text(req: CompletionRequest | ChatCompletionRequest) -> None:
         texts = [(f"messages.{i}.content", m.text()) for i, m in enumerate(req.messages)]
     else:
         prompts = req.prompt if isinstance(req.prompt, list) else [req.prompt]
+        for i, prompt in enumerate(prompts):
+            if not prompt:  # no tokens: nothing for the model to continue
+                where = f"prompt.{i}" if isinstance(req.prompt, list) else "prompt"
+                raise InvalidInput(f"{where}: the prompt is empty; give some text", "prompt")
         texts = [("prompt", p) for p in prompts]
     texts += [("stop", s) for s in ([req.stop] if isinstance(req.stop, str) else req.stop or [])]
     for field, text in texts:
@@ -571,7 +576,9 @@ class OpenAIServing:
                 yield chunk_of([], usage=usage.body())
         except OvserveError as exc:
             tracked.fail(exc)
-            log.error("stream of %s failed: %s", generation.servable.name, exc)
+            # the client's mistake (a 4xx) is not the server's error
+            level = logging.ERROR if shape_of(exc).http_status >= 500 else logging.INFO
+            log.log(level, "stream of %s failed: %s", generation.servable.name, exc)
             raise
         finally:
             tracked.finish()

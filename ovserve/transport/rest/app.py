@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from pathlib import Path
 from typing import Any
@@ -14,7 +15,13 @@ from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ovserve import __version__
-from ovserve.errors import BodyTooLarge, HeadersTooLarge, OvserveError, Unauthenticated
+from ovserve.errors import (
+    BodyTimeout,
+    BodyTooLarge,
+    HeadersTooLarge,
+    OvserveError,
+    Unauthenticated,
+)
 from ovserve.transport.auth import ApiKey, public_path
 from ovserve.transport.kserve import DataPlane
 from ovserve.transport.openai.router import build_router as build_openai_router
@@ -24,6 +31,7 @@ from ovserve.transport.rest.kserve_v2 import PROBE, build_router
 from ovserve.transport.rest.rag import build_router as build_rag_router
 
 DEFAULT_MAX_BODY_BYTES = 64 * 1024 * 1024
+DEFAULT_BODY_TIMEOUT = 30.0  # seconds a body may pause between reads (nginx: 60)
 MAX_HEADERS = 100  # as nginx's and Node's defaults keep headers small
 MAX_HEADER_BYTES = 64 * 1024
 WEB = Path(__file__).resolve().parent / "web"
@@ -43,12 +51,17 @@ class RequestLimits:
     parser sets no limit); 413 for a body over the limit, whatever its framing: a declared
     Content-Length over it
     is refused before any byte is read; a chunked body fails as soon as its running total
-    crosses it (``BodyTooLarge`` from ``receive``, answered by the error handlers). Pure ASGI,
-    so handlers keep the receive channel for disconnects."""
+    crosses it (``BodyTooLarge`` from ``receive``, answered by the error handlers). 408 for a
+    body that stops arriving for ``body_timeout`` seconds (shorter than its Content-Length, a
+    stalled upload: ``BodyTimeout``, answered with ``Connection: close``), as nginx's
+    client_body_timeout; uvicorn waits for it forever. Pure ASGI, so handlers keep the receive
+    channel for disconnects."""
 
-    def __init__(self, app: ASGIApp, max_body_bytes: int) -> None:
+    def __init__(self, app: ASGIApp, max_body_bytes: int,
+                 body_timeout: float = DEFAULT_BODY_TIMEOUT) -> None:
         self.app = app
         self.max_body_bytes = max_body_bytes
+        self.body_timeout = body_timeout
 
     def _too_large(self, size: str) -> str:
         return f"request body of {size} bytes exceeds the limit of {self.max_body_bytes} bytes"
@@ -68,13 +81,21 @@ class RequestLimits:
         if length is not None and length.isdigit() and int(length) > self.max_body_bytes:
             await refuse(scope, receive, send, BodyTooLarge(self._too_large(length)))
             return
-        seen = 0
+        seen, complete = 0, False
 
         async def counted() -> Message:
-            nonlocal seen
-            message = await receive()
+            nonlocal seen, complete
+            if complete:  # only the disconnect is left to wait for, as long as it takes
+                return await receive()
+            try:
+                message = await asyncio.wait_for(receive(), self.body_timeout)
+            except TimeoutError:
+                declared = f" of {length}" if length is not None else ""
+                raise BodyTimeout(f"the request body stopped arriving: {seen} bytes{declared} "
+                                  f"came, then nothing for {self.body_timeout:g} s") from None
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
+                complete = not message.get("more_body", False)
                 if seen > self.max_body_bytes:
                     raise BodyTooLarge(self._too_large(f"more than {self.max_body_bytes}"))
             return message
@@ -102,14 +123,16 @@ class ApiKeyCheck:
 
 
 def build_app(plane: DataPlane, *, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
-              api_key: str | None = None) -> FastAPI:
+              api_key: str | None = None, body_timeout: float = DEFAULT_BODY_TIMEOUT
+              ) -> FastAPI:
     """``api_key``: every request but probes and metrics must carry it (``transport.auth``)."""
     registry, metrics, state = plane.registry, plane.metrics, plane.state
     app = FastAPI(title="ovserve", version=__version__, docs_url=None, redoc_url=None)
     errors.install(app)
     if api_key:
         app.add_middleware(ApiKeyCheck, api_key=ApiKey(api_key))
-    app.add_middleware(RequestLimits, max_body_bytes=max_body_bytes)  # outermost: first
+    app.add_middleware(RequestLimits, max_body_bytes=max_body_bytes,  # outermost: first
+                       body_timeout=body_timeout)
 
     @app.get("/metrics", response_class=PlainTextResponse)
     async def prometheus() -> Response:

@@ -16,10 +16,18 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
+from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
 
-from ovserve.errors import InvalidInput, OvserveError, ServableNotFound, Unauthenticated
+from ovserve.errors import (
+    BodyTimeout,
+    InvalidInput,
+    OvserveError,
+    ServableNotFound,
+    Unauthenticated,
+)
 from ovserve.transport.errors import ErrorShape, shape_of
 
 log = logging.getLogger(__name__)
@@ -48,9 +56,11 @@ def error_body(exc: OvserveError, shape: ErrorShape) -> dict[str, Any]:
 
 def error_response(request: Request, exc: OvserveError) -> JSONResponse:
     shape = shape_of(exc)
+    # what is left of a stalled body would be read as the next request: close the connection
+    headers = {"Connection": "close"} if isinstance(exc, BodyTimeout) else None
     if not is_openai(request):
-        return JSONResponse({"error": str(exc)}, status_code=shape.http_status)
-    return JSONResponse(error_body(exc, shape), status_code=shape.http_status)
+        return JSONResponse({"error": str(exc)}, status_code=shape.http_status, headers=headers)
+    return JSONResponse(error_body(exc, shape), status_code=shape.http_status, headers=headers)
 
 
 _TYPE_TAG = re.compile(r"[A-Z]|.*\[|(str|int|float|bool|none|list|dict)$")
@@ -62,9 +72,25 @@ def _union_member(part: object) -> bool:
     return isinstance(part, str) and _TYPE_TAG.match(part) is not None
 
 
-def validation_error(exc: RequestValidationError) -> InvalidInput:
+def _required_fields(request: Request) -> list[str]:
+    """The fields the route's body model requires (none known: [])."""
+    field = getattr(request.scope.get("route"), "body_field", None)
+    model = getattr(getattr(field, "field_info", None), "annotation", None)
+    if isinstance(model, type) and issubclass(model, BaseModel):
+        return [name for name, info in model.model_fields.items() if info.is_required()]
+    return []
+
+
+def validation_error(exc: RequestValidationError, request: Request | None = None
+                     ) -> InvalidInput:
     """FastAPI's first validation problem as an InvalidInput naming the field."""
     error = exc.errors()[0]
+    if tuple(error.get("loc", ())) == ("body",) and error.get("type") == "missing":
+        required = _required_fields(request) if request is not None else []
+        if required:  # no body at all: name what it must have
+            return InvalidInput(f"the request body is empty; send a JSON object with "
+                                f"{', '.join(required)}", required[0])
+        return InvalidInput("the request body is empty; send a JSON object")
     if error.get("type") == "json_invalid":
         detail = (error.get("ctx") or {}).get("error", "")
         return InvalidInput(f"the request body is not valid JSON: {detail}".rstrip(": "))
@@ -84,7 +110,14 @@ async def _ovserve(request: Request, exc: Exception) -> JSONResponse:
 
 async def _validation(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
-    return error_response(request, validation_error(exc))
+    return error_response(request, validation_error(exc, request))
+
+
+async def _gone(request: Request, exc: Exception) -> Response:
+    """The client left before its body was read: nobody to answer, nothing went wrong."""
+    log.info("%s %r: the client disconnected before sending its whole body", request.method,
+             request.url.path)
+    return Response(status_code=499)
 
 
 async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
@@ -97,12 +130,14 @@ async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
     return JSONResponse({"error": message}, status_code=500)
 
 
-async def _http(request: Request, exc: Exception) -> JSONResponse:
+async def _http(request: Request, exc: Exception) -> Response:
     """Starlette's own errors (404 route, 405 method) in the path's shape; FastAPI turns a
     failure while reading the body (``BodyTooLarge``) into one, its cause says which."""
     assert isinstance(exc, StarletteHTTPException)
     if isinstance(exc.__cause__, OvserveError):
         return error_response(request, exc.__cause__)
+    if isinstance(exc.__cause__, ClientDisconnect):  # FastAPI reading a body that never came
+        return await _gone(request, exc.__cause__)
     message = str(exc.detail)
     if is_openai(request):
         type_ = "invalid_request_error" if exc.status_code < 500 else "server_error"
@@ -115,4 +150,5 @@ def install(app: FastAPI) -> None:
     app.add_exception_handler(StarletteHTTPException, _http)
     app.add_exception_handler(OvserveError, _ovserve)
     app.add_exception_handler(RequestValidationError, _validation)
+    app.add_exception_handler(ClientDisconnect, _gone)
     app.add_exception_handler(Exception, _unexpected)
