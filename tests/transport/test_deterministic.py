@@ -12,13 +12,16 @@ from typing import Any
 
 import openai
 import pytest
+from openai import AsyncStream
+from openai.types.chat import ChatCompletionChunk, ChatCompletionMessageParam
 
 from tests.conftest import REPO
 from tests.transport.server import Server, start_server
 
 MODEL = "smollm2-135m-instruct"
 TOKENS = 48
-TARGET = [{"role": "user", "content": "Name three planets and one fact about each."}]
+TARGET: list[ChatCompletionMessageParam] = [
+    {"role": "user", "content": "Name three planets and one fact about each."}]
 OTHERS = ["What is the theory of relativity?", "Write a poem about bees.",
           "Explain photosynthesis to a child, with examples. " * 6, "List ten fruits.",
           "How do airplanes fly?", "Tell me a story about a dragon.", "Why is the sky blue?"]
@@ -51,8 +54,8 @@ async def answer(client: openai.AsyncOpenAI, **sampling: Any) -> str:
 
 
 async def streamed(client: openai.AsyncOpenAI, **sampling: Any) -> str:
-    stream = await client.chat.completions.create(messages=TARGET, stream=True,
-                                                  **forced(**sampling))
+    stream: AsyncStream[ChatCompletionChunk] = await client.chat.completions.create(
+        messages=TARGET, stream=True, **forced(**sampling))
     return "".join([c.choices[0].delta.content or "" async for c in stream if c.choices])
 
 
