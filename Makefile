@@ -15,7 +15,7 @@ REQS := requirements/constraints.txt requirements/serve.txt requirements/export.
         requirements/export-nodeps.txt requirements/dev.txt pyproject.toml setup.py \
         ovserve/protocol/_buffer.c
 
-.PHONY: serve test check install model protos bench clean-venv browser docker image
+.PHONY: serve test test-kernels check install model protos bench clean-venv browser docker image
 
 # python_model (the seed streaming servable: both seed clients and curl work) and the OpenAI API
 # on the built-in model as smollm2-135m-instruct, sharing one engine.
@@ -45,6 +45,13 @@ $(LORA_DIR)/parity/adapter_config.json: $(TASK_DIR)/train.jsonl | $(MODEL_DIR)/o
 test: $(MODEL_DIR)/ovserve_model.json $(EMBEDDING_DIR)/ovserve_model.json check browser \
       docker $(CLIENTS_VENV)/.installed
 	$(BIN)/pytest
+
+# The model-dependent tests under other kernels and numerics (f32, bf16, oneDNN capped at AVX2)
+# and with sampled generation defaults: no verdict may depend on them (scripts/test_kernels.sh;
+# SETTINGS="f32 avx2" and ROUNDS=3 choose; about 10 minutes per setting here).
+test-kernels: $(MODEL_DIR)/ovserve_model.json $(EMBEDDING_DIR)/ovserve_model.json check browser \
+              $(CLIENTS_VENV)/.installed
+	bash scripts/test_kernels.sh
 
 # The image test builds and runs the serving image: Debian's docker.io and debootstrap
 # (installed when we are root) and a running daemon (started when none answers).
