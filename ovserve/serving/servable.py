@@ -36,11 +36,10 @@ log = logging.getLogger(__name__)
 
 
 #: Graph inputs that take requests of the OpenAI API, not KServe tensors, by tag: the
-#: payload they need and where clients send it.
+#: payload they need and where clients send it (an embeddings graph takes both).
 _REQUEST_INPUTS: dict[str, tuple[type, str]] = {
     REQUEST_TAG: (GenerationRequest, "completion and chat requests (POST /v3/completions, "
                   "/v3/chat/completions)"),
-    EMBED_REQUEST_TAG: (EmbeddingRequest, "embedding requests (POST /v3/embeddings)"),
 }
 
 #: Threads for blocking user code (Python handlers) per servable: generators of concurrent
@@ -204,8 +203,8 @@ class Servable:
 
     def check_inputs(self, inputs: Mapping[str, Any]) -> None:
         """The one check of a request's inputs: every graph input, nothing else, and KServe
-        tensors only where the graph takes tensors (an LLM or embeddings graph takes OpenAI
-        requests: a tensor there is the client's mistake, not a node failure)."""
+        tensors only where the graph takes tensors (an LLM graph takes OpenAI requests: a
+        tensor there is the client's mistake, not a node failure)."""
         names = self.graph.input_names
         given = list(inputs)
         unknown = [n for n in given if n not in names]

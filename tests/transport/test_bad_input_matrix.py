@@ -19,7 +19,6 @@ from tests.conftest import REPO
 from tests.transport.server import Server, refused_infer, start_server
 
 LLM = "smollm2-135m-instruct"
-EMBEDDER = "all-minilm-l6-v2"
 SEED = "python_model"  # the seed's streaming servable: input pre_prompt (BYTES)
 
 
@@ -85,8 +84,6 @@ REST: list[tuple[str, str, Any, int, str]] = [
      "over the model's context"),
     ("a tensor for an LLM graph", LLM, {"inputs": [prompt(name="input")]}, 400,
      "input 'input' takes completion and chat requests"),
-    ("a tensor for an embeddings graph", EMBEDDER, {"inputs": [prompt(name="input")]}, 400,
-     "input 'input' takes embedding requests"),
 ]
 
 
