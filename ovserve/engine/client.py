@@ -513,13 +513,15 @@ class OpenVINOEngine(EngineBase):
             return
 
     def _stop_worker(self, worker: _Worker) -> None:
-        """Ask an engine process to stop; kill it if it does not within 30 s."""
+        """Ask an engine process to stop; kill it if it does not within 30 s. Its work folder
+        goes once it has exited (its receiver may not have noticed yet)."""
         self._send(worker, Close())
         try:
             worker.process.wait(timeout=30)
         except subprocess.TimeoutExpired:
             worker.process.kill()
             worker.process.wait()
+        _remove(worker.workdir)
 
 
 
