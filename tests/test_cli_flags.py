@@ -1,0 +1,27 @@
+"""Server flags and the environment variables that give their defaults."""
+
+from __future__ import annotations
+
+import argparse
+
+import pytest
+
+from ovserve.cli import build_parser
+
+
+def parse(*argv: str) -> argparse.Namespace:
+    return build_parser().parse_args(["--config_path", "c.json", *argv])
+
+
+def test_deterministic_from_the_flag_or_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("OVSERVE_DETERMINISTIC", raising=False)
+    assert parse().deterministic is False
+    assert parse("--deterministic").deterministic is True
+    monkeypatch.setenv("OVSERVE_DETERMINISTIC", "1")
+    assert parse().deterministic is True
+
+
+def test_body_and_header_timeouts() -> None:
+    args = parse("--body_timeout", "5", "--header_timeout", "7")
+    assert (args.body_timeout, args.header_timeout) == (5.0, 7.0)
+    assert parse().body_timeout == 30.0
