@@ -8,6 +8,7 @@ drains a stream on docker stop (SIGTERM) before exiting 0."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import threading
@@ -43,13 +44,23 @@ def image(default_model_dir: Path, embedding_model_dir: Path) -> str:
     return IMAGE
 
 
+# What the suite's runs vary (kernels, default sampling) reaches the container's server too
+PASSED_ENV = ("OVSERVE_PLUGIN_CONFIG", "OVSERVE_OVERRIDE_GENERATION_CONFIG")
+
+
+def passed_env() -> list[str]:
+    """``docker run`` options giving the container those of PASSED_ENV the host has set."""
+    return [part for name in PASSED_ENV if os.environ.get(name)
+            for part in ("-e", f"{name}={os.environ[name]}")]
+
+
 class Container:
     def __init__(self, image: str, *args: str, volumes: tuple[str, ...] = ()) -> None:
         self.name = f"ovserve-test-{uuid.uuid4().hex[:8]}"
         self.grpc_port, self.rest_port = free_port(), free_port()
         mounts = [part for v in volumes for part in ("-v", v)]
         sh("docker", "run", "-d", "--network", "host", "--name", self.name,
-           "-e", f"OVSERVE_REST_PORT={self.rest_port}", *mounts, image, *args,
+           "-e", f"OVSERVE_REST_PORT={self.rest_port}", *passed_env(), *mounts, image, *args,
            "--port", str(self.grpc_port), "--rest_port", str(self.rest_port))
         self.url = f"http://127.0.0.1:{self.rest_port}"
         deadline = time.monotonic() + 180

@@ -1,7 +1,14 @@
 """OVMS's LLM demo handlers call ``OVModelForCausalLM.clone()`` per request (OVMS's image ships
 an optimum-intel with it; PyPI's has none). Under ovserve such a handler runs unchanged: clones
 share the compiled model and keep their own KV cache, so concurrent requests each get exactly
-what they get alone."""
+what they get alone.
+
+The handlers pin f32 and one CPU stream (``OV_CONFIG``, on purpose instead of
+$OVSERVE_PLUGIN_CONFIG, which optimum-intel never reads anyway): every request is batch 1 with
+the same shapes alone or among others, and their steps interleave on the one stream, so equal
+greedy tokens check that the clones keep their KV caches apart, not the CPU's kernels. Should a
+kernel split its work otherwise under load, f32's rounding (about 1e-6) leaves greedy's choices
+alone where bf16's (about 1e-2, the default on some Xeons) could flip a near-tie."""
 
 from __future__ import annotations
 
@@ -30,10 +37,11 @@ from transformers import AutoTokenizer, TextIteratorStreamer
 from ovserve.protocol.tensor import bytes_tensor, decode_bytes
 
 MODEL = {model!r}
+OV_CONFIG = {{"INFERENCE_PRECISION_HINT": "f32", "NUM_STREAMS": "1"}}
 
 class OvmsPythonModel:
     def initialize(self, kwargs):
-        self.model = OVModelForCausalLM.from_pretrained(MODEL, compile=True)
+        self.model = OVModelForCausalLM.from_pretrained(MODEL, compile=True, ov_config=OV_CONFIG)
         self.tokenizer = AutoTokenizer.from_pretrained(MODEL)
 '''
 

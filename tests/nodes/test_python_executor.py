@@ -146,7 +146,9 @@ async def test_several_requests_on_one_stream(tmp_path: Path) -> None:
             assert isinstance(event, OutputPacket)
             seen.append(bytes(event.payload))
             if seen == [b"a:0", b"a:1", b"a:2"]:
-                await asyncio.sleep(0.05)  # let the generator finish before the next request
+                # the generator ends on the LOOPBACK packet after its last yield; the run is
+                # idle once it has, and only then is the stream free for the next request
+                await asyncio.wait_for(run.idle(), timeout=30)
                 run.send({"text": text("b")})
             if len(seen) == 6:
                 run.close_inputs()

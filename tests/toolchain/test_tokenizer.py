@@ -16,6 +16,7 @@ from transformers import AutoTokenizer
 from ovserve.toolchain.catalog import BUILTIN_MODELS, DEFAULT_MODEL
 from ovserve.toolchain.gguf_source import fetch_gguf
 from ovserve.toolchain.hf_from_gguf import read_tokenizer_info
+from tests.conftest import plugin_config
 
 SAMPLES = [
     "What is the theory of relativity?",
@@ -38,7 +39,7 @@ def gguf_path() -> Path:
 
 @pytest.fixture(scope="module")
 def gguf_tokenizer(gguf_path: Path) -> Any:
-    return ov_genai.LLMPipeline(str(gguf_path), "CPU").get_tokenizer()
+    return ov_genai.LLMPipeline(str(gguf_path), "CPU", **plugin_config()).get_tokenizer()
 
 
 def gguf_ids(tokenizer: Any, text: str) -> list[int]:
