@@ -39,20 +39,33 @@ def client(server: Server) -> Iterator[openai.OpenAI]:
         yield client
 
 
+def cosines(a: object, b: object) -> np.ndarray:
+    """Row by row: separate requests of the same texts agree to this, not to the last bit
+    (another batch shape, padding or bf16 kernels); texts of other meanings are far below."""
+    x, y = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+    result: np.ndarray = (x * y).sum(-1) / (np.linalg.norm(x, axis=-1)
+                                             * np.linalg.norm(y, axis=-1))
+    return result
+
+
 def test_openai_sdk_floats_and_base64_agree(client: openai.OpenAI, server: Server) -> None:
+    """Floats and base64 (little-endian float32, as the SDK decodes it) of the same texts:
+    exact within one response, the same vectors (cosine) across requests and batch shapes."""
     floats = client.embeddings.create(model=MODEL, input=TEXTS, encoding_format="float")
     assert floats.model == MODEL and [d.index for d in floats.data] == [0, 1]
     vectors = np.array([d.embedding for d in floats.data])
     assert vectors.shape == (2, 384)
     assert np.allclose(np.linalg.norm(vectors, axis=1), 1, atol=1e-4)
     assert floats.usage.prompt_tokens == floats.usage.total_tokens > 10
-    raw = httpx.post(f"{server.rest_url}/v3/embeddings", json={
-        "model": MODEL, "input": TEXTS, "encoding_format": "base64"}).json()
-    decoded = np.array([np.frombuffer(base64.b64decode(d["embedding"]), "<f4")
-                        for d in raw["data"]])
-    assert np.allclose(decoded, vectors, atol=1e-6)
-    one = client.embeddings.create(model=MODEL, input=TEXTS[0])  # the SDK's default: base64
-    assert np.allclose(one.data[0].embedding, vectors[0], atol=1e-6)
+    with openai.OpenAI(base_url=f"{server.rest_url}/v3", api_key="unused") as v3:
+        raw = v3.embeddings.with_raw_response.create(model=MODEL, input=TEXTS)  # base64
+    wire = np.array([np.frombuffer(base64.b64decode(d["embedding"]), "<f4")
+                     for d in raw.http_response.json()["data"]])
+    decoded = np.array([d.embedding for d in raw.parse().data])
+    assert wire.shape == (2, 384) and np.array_equal(decoded, wire)
+    assert cosines(wire, vectors).min() >= 0.999
+    one = client.embeddings.create(model=MODEL, input=TEXTS[0])  # alone, not in a batch
+    assert cosines(one.data[0].embedding, vectors[0]) >= 0.999
     # related texts are closer than unrelated ones
     query = client.embeddings.create(model=MODEL, input="Einstein's relativity")
     scores = vectors @ np.array(query.data[0].embedding)
@@ -87,10 +100,12 @@ def test_kserve_rest_and_grpc(server: Server, client: openai.OpenAI) -> None:
     inputs[0].set_data_from_numpy(texts)
     got = rest.infer(MODEL, inputs).as_numpy("output")
     rest.close()
-    assert got is not None and got.shape == (2, 384) and np.allclose(got, expected, atol=1e-5)
+    assert got is not None and got.shape == (2, 384)
+    assert cosines(got, expected).min() >= 0.999  # separate requests: see cosines
     grpc = grpcclient.InferenceServerClient(server.grpc_url)
     grpc_inputs = [grpcclient.InferInput("input", [2], "BYTES")]
     grpc_inputs[0].set_data_from_numpy(texts)
     got = grpc.infer(MODEL, grpc_inputs).as_numpy("output")
     grpc.close()
-    assert got is not None and np.allclose(got, expected, atol=1e-5)
+    assert got is not None and got.shape == (2, 384)
+    assert cosines(got, expected).min() >= 0.999

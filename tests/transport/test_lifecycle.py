@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import queue
 import subprocess
 import sys
@@ -12,7 +13,7 @@ from typing import Any
 import pytest
 import tritonclient.grpc as grpcclient
 
-from tests.conftest import REPO
+from tests.conftest import REPO, plugin_config
 from tests.transport.server import Server, start_server, write_config
 from tests.transport.test_grpc import text_input
 
@@ -99,7 +100,8 @@ def test_device_choice_reaches_every_engine(default_model_dir: Path) -> None:
     import httpx
     import openai
 
-    missing = start_server(REPO / "servables/config.json", "--device", "NPU")
+    missing = start_server(REPO / "servables/config.json", "--device", "NPU",
+                           all_ready=False)
     ids = []
     try:
         for model in ("smollm2-135m-instruct", "all-minilm-l6-v2", "python_model"):
@@ -116,8 +118,9 @@ def test_device_choice_reaches_every_engine(default_model_dir: Path) -> None:
         line = next(line for line in log.splitlines() if f"(error id {ident})" in line)
         assert "device 'NPU' is not present: NPU is missing; available: " in line
     config = REPO / "graphs/llm/config.json"
-    tuned = start_server(config, "--device", "CPU", "--plugin_config",
-                         '{"CPU": {"INFERENCE_NUM_THREADS": 1}}')
+    # the flag replaces $OVSERVE_PLUGIN_CONFIG: it carries the variable's CPU properties too
+    tuned = start_server(config, "--device", "CPU", "--plugin_config", json.dumps(
+        {"CPU": plugin_config({"INFERENCE_NUM_THREADS": 1})}))
     try:
         with openai.OpenAI(base_url=f"{tuned.rest_url}/v1", api_key="unused") as client:
             answer = client.completions.create(model="smollm2-135m-instruct", prompt="Hi",
@@ -128,18 +131,28 @@ def test_device_choice_reaches_every_engine(default_model_dir: Path) -> None:
     assert "'INFERENCE_NUM_THREADS': 1" in tuned.output()
 
 
-def test_streams_past_the_grace_period_end_with_an_error_event(default_model_dir: Path) -> None:
+def test_streams_past_the_grace_period_end_with_an_error_event(
+        default_model_dir: Path, tmp_path: Path) -> None:
     """SIGTERM with a stream that outlasts --grace_period: before the grace runs out the
     stream gets an error event and [DONE] (not a cut connection), its KV cache is freed, and
-    the server exits 0 without tracebacks."""
-    import json
-
+    the server exits 0 without tracebacks. The stream is 8000 forced tokens (the model's
+    context, over the graph's usual limit): ending within the 2.7 s before the cut-off would
+    take over 2900 tokens a second, far more than any CPU gives one stream."""
     import httpx
 
-    server = start_server(REPO / "graphs/llm/config.json", "--grace_period", "3")
+    graph = (REPO / "graphs/llm/graph.pbtxt").read_text()
+    graph = graph.replace('"../../models/smollm2-135m-instruct"', f'"{default_model_dir}"')
+    graph = graph.replace("max_tokens_limit: 4096", "max_tokens_limit: 8000")
+    assert str(default_model_dir) in graph and "max_tokens_limit: 8000" in graph
+    (tmp_path / "llm").mkdir()
+    (tmp_path / "llm" / "graph.pbtxt").write_text(graph)
+    config = tmp_path / "config.json"
+    config.write_text(json.dumps({"model_config_list": [], "mediapipe_config_list": [
+        {"name": "smollm2-135m-instruct", "base_path": "llm"}]}))
+    server = start_server(config, "--grace_period", "3")
     try:
         body = {"model": "smollm2-135m-instruct", "prompt": "Once upon a time",
-                "max_tokens": 4000, "ignore_eos": True, "stream": True}
+                "max_tokens": 8000, "ignore_eos": True, "stream": True}
         events: list[str] = []
         with httpx.stream("POST", f"{server.rest_url}/v1/completions", json=body,
                           timeout=60) as reply:
@@ -150,6 +163,8 @@ def test_streams_past_the_grace_period_end_with_an_error_event(default_model_dir
                 if len(events) == 1:
                     server.process.terminate()
         assert events[-1] == "[DONE]"
+        assert "error" in json.loads(events[-2]), (
+            f"the stream ended by itself ({len(events) - 2} events) within the grace period")
         error = json.loads(events[-2])["error"]
         assert error["type"] == "service_unavailable" and "shutting down" in error["message"]
         assert server.terminate() == 0

@@ -178,23 +178,33 @@ def test_load_use_unload_and_rescan_while_eight_streams_run(
         server: Server, client: openai.OpenAI, lora_root: Path, tmp_path: Path) -> None:
     results: list[object] = [None] * 8
     models = [MODEL, *ADAPTERS, MODEL, *ADAPTERS]
+    started = threading.Semaphore(0)  # released once per stream: its first chunk (or error)
 
     def run(index: int) -> None:
+        first = True
         try:
             usage = None
             stream = client.completions.create(
                 model=models[index], prompt=f"Story {index}:", max_tokens=120, stream=True,
                 stream_options={"include_usage": True}, extra_body=FORCED)
             for chunk in stream:
+                if first:
+                    first = False
+                    started.release()
                 usage = chunk.usage or usage
             results[index] = usage.completion_tokens if usage else None
         except Exception as exc:  # reported by the assertion below
             results[index] = exc
+        finally:
+            if first:
+                started.release()
 
     threads = [threading.Thread(target=run, args=(i,)) for i in range(8)]
     for thread in threads:
         thread.start()
-    time.sleep(1.0)  # all streams in flight
+    deadline = time.monotonic() + 120
+    for _ in threads:  # every stream generating before the adapters change
+        assert started.acquire(timeout=max(deadline - time.monotonic(), 0)), results
     extra = write_adapter(tmp_path / "live", seed=21)
     assert post(server, "load_lora_adapter", {"lora_name": "live",
                                               "lora_path": str(extra)}).status_code == 200
@@ -204,10 +214,11 @@ def test_load_use_unload_and_rescan_while_eight_streams_run(
     assert client.completions.create(model="dropped-in", prompt="Hi", max_tokens=4,
                                      extra_body=FORCED).usage.completion_tokens == 4  # type: ignore[union-attr]
     assert post(server, "unload_lora_adapter", {"lora_name": "gamma"}).status_code == 200
+    deadline = time.monotonic() + 300  # two engine restarts (new slot sets) on a busy box
     for thread in threads:
-        thread.join(120)
+        thread.join(max(deadline - time.monotonic(), 0))
     assert results == [120] * 8  # every stream finished, gamma's too, nothing failed
-    deadline = time.monotonic() + 10
+    deadline = time.monotonic() + 30
     while metric(server, "ovserve_engine_requests_active", f'model="{MODEL}"') and \
             time.monotonic() < deadline:
         time.sleep(0.1)
