@@ -3,6 +3,7 @@ forced lengths, and a killed engine process (its requests fail, it restarts)."""
 
 from __future__ import annotations
 
+import math
 import os
 import shutil
 import signal
@@ -12,10 +13,10 @@ from pathlib import Path
 
 import pytest
 
-from ovserve.engine import EngineConfig, GenerationLimits, SamplingParams, shared_engine
+from ovserve.engine import Delta, EngineConfig, GenerationLimits, SamplingParams, shared_engine
 from ovserve.engine.client import OpenVINOEngine
 from ovserve.errors import EngineError, EngineFailure, EngineUnavailable, InvalidInput
-from tests.conftest import generation_overrides
+from tests.conftest import generation_overrides, plugin_config
 
 
 def run(engine: OpenVINOEngine, prompt: str, **params: object) -> tuple[str, int]:
@@ -25,9 +26,26 @@ def run(engine: OpenVINOEngine, prompt: str, **params: object) -> tuple[str, int
     return text, generation.completion_tokens
 
 
+def run_tokens(engine: OpenVINOEngine, prompt: str, **params: object
+               ) -> tuple[list[Delta], int]:
+    """Every delta of one request, read to its end, and its token count."""
+    generation = engine.submit(engine.prepare(prompt, SamplingParams(**params)))  # type: ignore[arg-type]
+    deltas = list(generation.deltas())
+    return deltas, generation.completion_tokens
+
+
+def wait_idle(engine: OpenVINOEngine) -> None:
+    """Until no request is running (an aborted one leaves at the engine's next step)."""
+    deadline = time.monotonic() + 30
+    while engine.stats().active_requests:
+        assert time.monotonic() < deadline, "a request is still running"
+        time.sleep(0.02)
+
+
 @pytest.fixture(scope="module")
 def engine(default_model_dir: Path) -> Iterator[OpenVINOEngine]:
     engine = OpenVINOEngine(EngineConfig(models_path=default_model_dir,
+                                         plugin_config=plugin_config(),
                                          generation_overrides=generation_overrides()),
                             restart_delays=(0.1, 1.0))
     yield engine
@@ -37,18 +55,19 @@ def engine(default_model_dir: Path) -> Iterator[OpenVINOEngine]:
 def test_missing_device_lists_the_available_ones(default_model_dir: Path) -> None:
     with pytest.raises(EngineError, match=r"device 'NPU' is not present: NPU is missing; "
                                          r"available: .*CPU"):
-        OpenVINOEngine(EngineConfig(models_path=default_model_dir, device="NPU"))
+        OpenVINOEngine(EngineConfig(models_path=default_model_dir, device="NPU",
+                                    plugin_config=plugin_config()))
 
 
 def test_unprepared_model_is_named(tmp_path: Path) -> None:
     with pytest.raises(EngineError, match=r"has no openvino_model\.xml"):
-        OpenVINOEngine(EngineConfig(models_path=tmp_path))
+        OpenVINOEngine(EngineConfig(models_path=tmp_path, plugin_config=plugin_config()))
 
 
 def test_missing_tokenizer_is_named(tmp_path: Path) -> None:
     (tmp_path / "openvino_model.xml").write_text("<net/>")
     with pytest.raises(EngineError, match=r"has no openvino_tokenizer\.xml"):
-        OpenVINOEngine(EngineConfig(models_path=tmp_path))
+        OpenVINOEngine(EngineConfig(models_path=tmp_path, plugin_config=plugin_config()))
 
 
 def test_engine_process_that_cannot_load_the_model_says_why(default_model_dir: Path,
@@ -58,43 +77,49 @@ def test_engine_process_that_cannot_load_the_model_says_why(default_model_dir: P
         shutil.copy(default_model_dir / name, tmp_path / name)
     (tmp_path / "openvino_model.xml").write_text("<net>truncated")
     with pytest.raises(EngineError, match=r"engine .*: loading .* on CPU failed: "):
-        OpenVINOEngine(EngineConfig(models_path=tmp_path))
+        OpenVINOEngine(EngineConfig(models_path=tmp_path, plugin_config=plugin_config()))
 
 
 def test_batch_abort_stop_strings_and_context(engine: OpenVINOEngine) -> None:
     params = SamplingParams(max_tokens=24, ignore_eos=True)
     batch = engine.submit_batch([engine.prepare(p, params) for p in (
         "Count from one to twenty in words.", "Say hello.")])
-    texts = ["", ""]
+    counts = [0, 0]
     finish: list[str | None] = [None, None]
     for update in batch.updates():
         for i, delta in enumerate(update):
             if delta is not None:
-                texts[i] += delta.text
+                counts[i] += len(delta.token_ids)
                 finish[i] = delta.finish_reason or finish[i]
-    assert all(texts) and finish == ["length", "length"]
+    assert counts == [24, 24] and finish == ["length", "length"]
     assert batch.completion_tokens == [24, 24]
 
-    prompt = "What is the theory of relativity?"
-    # greedy (whatever the server's defaults): the same text comes again up to the stop string
-    full, _ = run(engine, prompt, max_tokens=40, ignore_eos=True, temperature=0)
-    stop = " ".join(full.split()[3:5])  # whatever the model said: a phrase from its middle
-    text, tokens = run(engine, prompt, max_tokens=40, ignore_eos=True, temperature=0,
-                       stop=(stop,))
-    assert stop not in text and text.rstrip() == full[:full.index(stop)].rstrip()
-    assert tokens < 40
+    # Stop strings, checked within each request (whatever the model says, at any temperature):
+    # "e" comes within 40 tokens of any English answer. openvino-genai ends the generation at
+    # the token that completes the first "e" and cuts at token granularity, so no "e" is in
+    # the tokens before the last one; the last one holds the first "e" (kept) or the text
+    # just before it (dropped).
+    for include in (False, True):
+        deltas, tokens = run_tokens(engine, "What is the theory of relativity?",
+                                    max_tokens=40, stop=("e",),
+                                    include_stop_str_in_output=include)
+        text = "".join(d.text for d in deltas)
+        ids = [t for d in deltas for t in d.token_ids]
+        assert deltas[-1].finish_reason == "stop" and tokens == len(ids) < 40, (text, include)
+        assert "e" not in "".join(engine.token_texts(ids[:-1])), (text, include)
+        if include:
+            assert "e" in engine.token_texts(ids[-1:])[0], text
 
     before = engine.stats().aborted_requests
     long = engine.submit(engine.prepare("Write a story.",
                                         SamplingParams(max_tokens=500, ignore_eos=True)))
-    deltas = long.deltas()
-    next(deltas)
-    deltas.close()  # the consumer went away
-    for _ in range(200):
-        stats = engine.stats()
-        if stats.active_requests == 0 and stats.aborted_requests == before + 1:
-            break
+    deltas_of_long = long.deltas()
+    next(deltas_of_long)
+    deltas_of_long.close()  # the consumer went away
+    deadline = time.monotonic() + 30
+    while engine.stats().aborted_requests != before + 1 and time.monotonic() < deadline:
         time.sleep(0.02)
+    wait_idle(engine)
     assert engine.stats().aborted_requests == before + 1
     assert engine.stats().active_requests == 0
     assert long.completion_tokens < 500
@@ -104,7 +129,7 @@ def test_batch_abort_stop_strings_and_context(engine: OpenVINOEngine) -> None:
 
 
 def test_shared_engine_outside_a_server_is_one_per_model(default_model_dir: Path) -> None:
-    engine = shared_engine(default_model_dir)
+    engine = shared_engine(default_model_dir, plugin_config=plugin_config())
     assert shared_engine(str(default_model_dir)) is engine
 
 
@@ -174,13 +199,16 @@ def test_killed_engine_process_fails_its_requests_and_restarts(engine: OpenVINOE
 
 
 def test_kv_cache_usage_is_a_fraction_while_generating(engine: OpenVINOEngine) -> None:
+    """2000 forced tokens: the request still runs when the stats are read, on any CPU."""
     generation = engine.submit(engine.prepare("Write a story.",
-                                              SamplingParams(max_tokens=64, ignore_eos=True)))
+                                              SamplingParams(max_tokens=2000, ignore_eos=True)))
     deltas = generation.deltas()
     for _ in range(4):
         next(deltas)
     usage = engine.stats().kv_cache_usage  # as of the last step, this request's blocks in it
-    deltas.close()
+    deltas.close()  # aborts it
+    wait_idle(engine)
+    assert generation.completion_tokens < 2000
     assert 0 < usage < 0.05  # a few blocks of a 1 GB cache, not a percentage
 
 
@@ -188,14 +216,15 @@ async def test_async_generations_of_one_prompt(engine: OpenVINOEngine) -> None:
     prepared = engine.prepare("Say hi.", SamplingParams(max_tokens=3, ignore_eos=True))
     first, second = engine.submit_async(prepared, n=2)
     for generation in (first, second):  # one prompt, two generations
-        text = "".join([d.text async for d in generation.adeltas()])
-        assert text and generation.completion_tokens == 3
+        ids = [t async for d in generation.adeltas() for t in d.token_ids]
+        assert len(ids) == 3 and generation.completion_tokens == 3
     with pytest.raises(InvalidInput, match="tokens, over the model's context of 8192 tokens"):
         engine.prepare("word " * 8300, SamplingParams())
 
 
 def test_closed_engine_refuses_requests(default_model_dir: Path) -> None:
-    engine = OpenVINOEngine(EngineConfig(models_path=default_model_dir))
+    engine = OpenVINOEngine(EngineConfig(models_path=default_model_dir,
+                                         plugin_config=plugin_config()))
     pid = engine.pid
     engine.close()
     with pytest.raises(EngineUnavailable, match="not running: shut down"):
@@ -205,23 +234,43 @@ def test_closed_engine_refuses_requests(default_model_dir: Path) -> None:
 
 
 def test_stop_token_ids_end_the_generation(engine: OpenVINOEngine) -> None:
-    """vLLM's stop_token_ids: the run stops at the first of them (greedy, so the same tokens
-    come as in a run without them). The stop token is one this run generates before it ends
-    by itself (ignore_eos would ignore stop_token_ids too), wherever the model ends."""
-    generation = engine.submit(engine.prepare("The Moon is", SamplingParams(max_tokens=8)))
-    ids = [t for d in generation.deltas() for t in d.token_ids]
-    stop = ids[(len(ids) - 1) // 2]
-    _, count = run(engine, "The Moon is", max_tokens=8, stop_token_ids=(stop,))
-    assert count in (ids.index(stop), ids.index(stop) + 1)
+    """vLLM's stop_token_ids: the run stops at the first of them, checked within one request
+    (whatever it says, at any temperature): the stop tokens are the commonest words and
+    punctuation, so any English answer has one long before 64 tokens (no ignore_eos: it would
+    ignore stop_token_ids too). The stop token is its last token, and none comes before it."""
+    common = set(engine.prepare(" the, and of a is.\n", SamplingParams(
+        max_tokens=1, apply_chat_template=False)).token_ids)
+    assert len(common) == 8  # one token each
+    deltas, count = run_tokens(engine, "The Moon is", max_tokens=64,
+                               stop_token_ids=tuple(common))
+    ids = [t for d in deltas for t in d.token_ids]
+    assert deltas[-1].finish_reason == "stop" and count == len(ids) < 64
+    assert [i for i, t in enumerate(ids) if t in common] == [len(ids) - 1], ids
 
 
 def test_min_p_near_one_keeps_only_the_top_token(engine: OpenVINOEngine) -> None:
-    """min_p 0.999 keeps only tokens about as likely as the top one: hot sampling turns
-    greedy."""
-    greedy = run(engine, "Honey bees make", max_tokens=8, ignore_eos=True)
-    hot = run(engine, "Honey bees make", max_tokens=8, ignore_eos=True, temperature=1.5,
-              seed=7, min_p=0.999)
-    assert hot == greedy
+    """min_p 0.999 keeps only tokens about as likely as the top one: hot sampling with any
+    seed turns greedy. Two tokens survive only where the top one has p <= 1/1.999, so a hot
+    run may leave the greedy one only at such a near-tie (the greedy run's logprob says, with
+    0.1 nats for the kernels' noise); nothing is compared after it (the contexts differ). A
+    plain prompt of a few tokens fills no prefix-cache block."""
+    assert engine.prepare("Hi", SamplingParams(min_p=0.999, temperature=1.5)
+                          ).fields["min_p"] == 0.999
+    common = {"max_tokens": 8, "ignore_eos": True, "apply_chat_template": False,
+              "logprobs": True}
+    greedy, _ = run_tokens(engine, "1, 2, 3, 4, 5,", temperature=0, **common)
+    ids = [t for d in greedy for t in d.token_ids]
+    logprobs = [p for d in greedy for p in d.logprobs]
+    assert len(ids) == len(logprobs) == 8
+    for seed in (1, 2, 3, 4):
+        hot, _ = run_tokens(engine, "1, 2, 3, 4, 5,", temperature=1.5, seed=seed,
+                            min_p=0.999, **common)
+        hot_ids = [t for d in hot for t in d.token_ids]
+        assert len(hot_ids) == 8
+        split = next((i for i, (a, b) in enumerate(zip(ids, hot_ids, strict=True))
+                      if a != b), None)
+        assert split is None or logprobs[split] <= math.log(0.5) + 0.1, (seed, split, ids,
+                                                                        hot_ids, logprobs)
 
 
 @pytest.mark.parametrize("temperature", [0.0, 0.8])
@@ -229,7 +278,8 @@ def test_prompt_lookup_engine(default_model_dir: Path, temperature: float) -> No
     """plugin_config {"prompt_lookup": true} (OVMS's switch): every request gets prompt
     lookup's fields (the request's, else the defaults), and generates what it is asked for."""
     looking = OpenVINOEngine(EngineConfig(models_path=default_model_dir,
-                                          plugin_config={"prompt_lookup": True}))
+                                          plugin_config=plugin_config({"prompt_lookup": True}),
+                                          generation_overrides=generation_overrides()))
     try:
         prepared = looking.prepare("Hi", SamplingParams(max_tokens=4))
         assert prepared.fields["num_assistant_tokens"] == 1
