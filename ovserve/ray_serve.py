@@ -18,6 +18,7 @@ recently served it (``serve.multiplexed``), which keeps an adapter's slot warm o
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import os
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
@@ -60,18 +61,35 @@ class _Multiplexed:
         await self.app(scope, receive, send)
 
 
+def _env_json(name: str) -> dict[str, Any]:
+    value = json.loads(os.environ.get(name) or "{}")
+    if not isinstance(value, dict):
+        raise ValueError(f"${name} must be a JSON object")
+    return value
+
+
 def build_asgi_app(config_path: str | Path, *, lora_dirs: Sequence[str] = (),
                    max_loras: int = 8, device: str | None = None,
                    plugin_config: Mapping[str, Mapping[str, Any]] | None = None,
                    generation_overrides: Mapping[str, Any] | None = None,
                    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
-                   api_key: str | None = None) -> FastAPI:
+                   api_key: str | None = None, deterministic: bool | None = None) -> FastAPI:
     """One replica's app: the servables of ``config_path`` loaded at startup (ASGI lifespan,
-    which Ray Serve runs when the replica starts) and unloaded at shutdown."""
+    which Ray Serve runs when the replica starts) and unloaded at shutdown. What is not given
+    comes from the environment variables the CLI reads (OVSERVE_PLUGIN_CONFIG,
+    OVSERVE_OVERRIDE_GENERATION_CONFIG, OVSERVE_DETERMINISTIC, OVSERVE_API_KEY)."""
     lora = LoraOptions(dirs=tuple(Path(d) for d in lora_dirs), max_loras=max_loras) \
         if lora_dirs else None
+    if plugin_config is None:
+        plugin_config = {k.upper(): v for k, v in _env_json("OVSERVE_PLUGIN_CONFIG").items()}
+    if generation_overrides is None:
+        generation_overrides = _env_json("OVSERVE_OVERRIDE_GENERATION_CONFIG")
+    if deterministic is None:
+        deterministic = os.environ.get("OVSERVE_DETERMINISTIC", "").lower() in ("1", "true",
+                                                                                 "yes")
     engines = EngineRegistry(overrides=generation_overrides, lora=lora,
-                             devices=DeviceChoice(device, dict(plugin_config or {})))
+                             devices=DeviceChoice(device, dict(plugin_config)),
+                             deterministic=deterministic)
     registry = Registry(BUILTIN_CALCULATORS, engines)
     state = ServerState(registry)
     app = build_app(DataPlane(registry, Metrics(engines), state), max_body_bytes=max_body_bytes,
