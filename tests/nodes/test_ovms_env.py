@@ -3,8 +3,8 @@ an optimum-intel with it; PyPI's has none). Under ovserve such a handler runs un
 share the compiled model and keep their own KV cache, so concurrent requests each get exactly
 what they get alone.
 
-The handlers pin f32 and one CPU stream (``OV_CONFIG``, on purpose instead of
-$OVSERVE_PLUGIN_CONFIG, which optimum-intel never reads anyway): every request is batch 1 with
+The handlers pin f32 and one CPU stream (``OV_CONFIG``, laid over $OVSERVE_PLUGIN_CONFIG's CPU
+entry, which optimum-intel would not read by itself): every request is batch 1 with
 the same shapes alone or among others, and their steps interleave on the one stream, so equal
 greedy tokens check that the clones keep their KV caches apart, not the CPU's kernels. Should a
 kernel split its work otherwise under load, f32's rounding (about 1e-6) leaves greedy's choices
@@ -24,6 +24,7 @@ import numpy as np
 import pytest
 import tritonclient.grpc as grpcclient
 
+from tests.conftest import plugin_config
 from tests.graphs import python_node, write_graph, write_handler
 from tests.transport.server import Server, start_server
 
@@ -37,7 +38,7 @@ from transformers import AutoTokenizer, TextIteratorStreamer
 from ovserve.protocol.tensor import bytes_tensor, decode_bytes
 
 MODEL = {model!r}
-OV_CONFIG = {{"INFERENCE_PRECISION_HINT": "f32", "NUM_STREAMS": "1"}}
+OV_CONFIG = {ov_config!r}
 
 class OvmsPythonModel:
     def initialize(self, kwargs):
@@ -61,7 +62,8 @@ STREAM_HANDLER = LOAD + '''
     def execute(self, inputs):
         prompt = decode_bytes(inputs[0])[0].decode()
         model = self.model.clone()
-        streamer = TextIteratorStreamer(self.tokenizer, skip_prompt=True)
+        # a timeout: should generate() fail in its thread, the handler raises instead of waiting
+        streamer = TextIteratorStreamer(self.tokenizer, skip_prompt=True, timeout=120)
         ids = self.tokenizer(prompt, return_tensors="pt")
         thread = threading.Thread(target=model.generate, kwargs=dict(
             **ids, streamer=streamer, max_new_tokens=12, min_new_tokens=12, do_sample=False))
@@ -79,10 +81,14 @@ PROMPTS = ["The Moon is", "Honey bees make", "The Roman Empire was", "Jazz music
 def server(default_model_dir: Path, tmp_path_factory: pytest.TempPathFactory
            ) -> Iterator[Server]:
     root = tmp_path_factory.mktemp("ovms_handler")
-    write_handler(root / "clone", HANDLER.format(model=str(default_model_dir)))
+    # f32 and one stream (module docstring) over $OVSERVE_PLUGIN_CONFIG's CPU entry
+    ov_config = {**plugin_config(), "INFERENCE_PRECISION_HINT": "f32", "NUM_STREAMS": "1"}
+    write_handler(root / "clone", HANDLER.format(model=str(default_model_dir),
+                                                 ov_config=ov_config))
     write_graph(root / "clone", ["prompt"], ["tokens"], [
         python_node("cloneNode", "model.py", ["IN:prompt"], ["OUT:tokens"])])
-    write_handler(root / "clone_stream", STREAM_HANDLER.format(model=str(default_model_dir)))
+    write_handler(root / "clone_stream", STREAM_HANDLER.format(model=str(default_model_dir),
+                                                               ov_config=ov_config))
     write_graph(root / "clone_stream", ["prompt"], ["piece", "end_signal"], [
         python_node("streamNode", "model.py", ["IN:prompt"],
                     ["OUT:piece", "OUT_END:end_signal"], loopback=True)])
