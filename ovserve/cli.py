@@ -90,7 +90,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="seconds in-flight requests get to finish on SIGTERM (default 30)")
     parser.add_argument(
         "--override_generation_config", type=_json_object,
-        default=os.environ.get("OVSERVE_OVERRIDE_GENERATION_CONFIG", "{}"),
+        default=os.environ.get("OVSERVE_OVERRIDE_GENERATION_CONFIG") or "{}",
         help="JSON object laid over every model's generation_config.json, e.g. "
         "'{\"temperature\": 0.8, \"seed\": 1}' (default: $OVSERVE_OVERRIDE_GENERATION_CONFIG); "
         "requests still override it")
@@ -109,7 +109,7 @@ def build_parser() -> argparse.ArgumentParser:
         "HETERO:GPU,CPU ... (default: $OVSERVE_DEVICE, else each graph's own device)")
     parser.add_argument(
         "--plugin_config", type=_device_properties,
-        default=os.environ.get("OVSERVE_PLUGIN_CONFIG", "{}"),
+        default=os.environ.get("OVSERVE_PLUGIN_CONFIG") or "{}",
         help="OpenVINO properties per device, laid over the graphs' plugin_config for engines "
         "on that device, e.g. '{\"GPU\": {\"INFERENCE_PRECISION_HINT\": \"f16\"}, \"CPU\": "
         "{\"INFERENCE_NUM_THREADS\": 2}}' (default: $OVSERVE_PLUGIN_CONFIG)")

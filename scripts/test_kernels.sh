@@ -38,7 +38,7 @@ failed=0
 for round in $(seq 1 "$ROUNDS"); do
     for setting in $SETTINGS; do
         case $setting in
-            default) run default OVSERVE_PLUGIN_CONFIG= ;;
+            default) run default -u OVSERVE_PLUGIN_CONFIG -u OVSERVE_OVERRIDE_GENERATION_CONFIG ;;
             f32) run f32 'OVSERVE_PLUGIN_CONFIG={"CPU": {"INFERENCE_PRECISION_HINT": "f32"}}' ;;
             bf16) run bf16 'OVSERVE_PLUGIN_CONFIG={"CPU": {"INFERENCE_PRECISION_HINT": "bf16"}}' ;;
             avx2) run avx2 ONEDNN_MAX_CPU_ISA=AVX2 'OVSERVE_PLUGIN_CONFIG={"CPU": {"INFERENCE_PRECISION_HINT": "f32", "DYNAMIC_QUANTIZATION_GROUP_SIZE": 0}}' ;;

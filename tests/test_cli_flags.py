@@ -25,3 +25,10 @@ def test_body_and_header_timeouts() -> None:
     args = parse("--body_timeout", "5", "--header_timeout", "7")
     assert (args.body_timeout, args.header_timeout) == (5.0, 7.0)
     assert parse().body_timeout == 30.0
+
+
+def test_an_empty_environment_variable_is_unset(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OVSERVE_PLUGIN_CONFIG", "")
+    monkeypatch.setenv("OVSERVE_OVERRIDE_GENERATION_CONFIG", "")
+    args = parse()
+    assert args.plugin_config == {} and args.override_generation_config == {}
