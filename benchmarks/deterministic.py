@@ -25,7 +25,6 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks.honesty import MAX_RAW_SPREAD, LoadProbe, spread, wait_until_quiet
-from ovserve.engine import determinism
 from ovserve.engine.base import EngineConfig
 from ovserve.engine.process import scheduler_config
 
@@ -45,9 +44,7 @@ def pipeline(deterministic: bool) -> Any:
     import openvino_genai as ov_genai
 
     config = EngineConfig(models_path=MODEL, deterministic=deterministic)
-    return ov_genai.ContinuousBatchingPipeline(
-        str(MODEL), scheduler_config(config), "CPU",
-        determinism.plugin_config(config.plugin_config, deterministic))
+    return ov_genai.ContinuousBatchingPipeline(str(MODEL), scheduler_config(config), "CPU", {})
 
 
 def tokens_per_second(pipe: Any, streams: int, tokens: int) -> float:

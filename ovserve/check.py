@@ -10,18 +10,23 @@ import asyncio
 import sys
 from typing import TextIO
 
+from ovserve.engine.devices import DeviceChoice
+from ovserve.engine.registry import EngineRegistry
 from ovserve.errors import GraphConfigError, OvserveError
 from ovserve.nodes import BUILTIN_CALCULATORS
 from ovserve.serving.servable import Servable
 from ovserve.serving.server_config import GraphEntry
 
 
-async def check_entries(entries: list[GraphEntry], out: TextIO) -> bool:
-    """Check each servable; print a line per servable and one per problem. True if all ok."""
+async def check_entries(entries: list[GraphEntry], out: TextIO,
+                        devices: DeviceChoice | None = None) -> bool:
+    """Check each servable; print a line per servable and one per problem. True if all ok.
+    ``devices``: the server's --device / --plugin_config, so models load as they would."""
     ok = True
     for entry in entries:
         try:
-            servable = await Servable.load(entry, BUILTIN_CALCULATORS, node_threads=4)
+            servable = await Servable.load(entry, BUILTIN_CALCULATORS, node_threads=4,
+                                           engines=EngineRegistry(devices=devices))
         except GraphConfigError as exc:
             ok = False
             print(f"  {entry.name}: {len(exc.problems)} problem(s) in {entry.graph_path}",
@@ -40,8 +45,9 @@ async def check_entries(entries: list[GraphEntry], out: TextIO) -> bool:
     return ok
 
 
-def run_check(entries: list[GraphEntry], source: str, out: TextIO = sys.stdout) -> int:
+def run_check(entries: list[GraphEntry], source: str, devices: DeviceChoice | None = None,
+              out: TextIO = sys.stdout) -> int:
     print(f"ovserve: checking {source}", file=out)
-    ok = asyncio.run(check_entries(entries, out))
+    ok = asyncio.run(check_entries(entries, out, devices))
     print(f"ovserve: configuration {'is ok' if ok else 'test failed'}", file=out)
     return 0 if ok else 1

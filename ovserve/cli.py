@@ -103,6 +103,25 @@ def build_parser() -> argparse.ArgumentParser:
                         help="seconds an HTTP request body may pause between reads (a body "
                         "shorter than its Content-Length, a stalled upload): answered 408 and "
                         "the connection closed (default 30, as nginx's client_body_timeout)")
+    add_device_args(parser)
+    parser.add_argument(
+        "--deterministic", action="store_true",
+        default=os.environ.get("OVSERVE_DETERMINISTIC", "").lower() in ("1", "true", "yes"),
+        help="reproducible output: a request's tokens do not depend on what else runs or is "
+        "cached (one sequence at a time, whole-prompt prefill, no prefix cache), at a cost in "
+        "throughput with several clients; every LLM, as 'deterministic: true' in a graph does "
+        "(default: $OVSERVE_DETERMINISTIC)")
+    parser.add_argument(
+        "--api_key", default=os.environ.get("OVSERVE_API_KEY") or None,
+        help="require 'Authorization: Bearer <key>' on every HTTP request and gRPC call but "
+        "health, readiness and /metrics (default: $OVSERVE_API_KEY; none: open)")
+    add_lora_args(parser)
+    return parser
+
+
+def add_device_args(parser: argparse.ArgumentParser) -> None:
+    """--device and --plugin_config: for serving, and for `ovserve check`, which loads the
+    models as the server would."""
     parser.add_argument(
         "--device", default=os.environ.get("OVSERVE_DEVICE") or None,
         help="run every model here, whatever its graph says: CPU, GPU, GPU.1, NPU, AUTO, "
@@ -113,19 +132,6 @@ def build_parser() -> argparse.ArgumentParser:
         help="OpenVINO properties per device, laid over the graphs' plugin_config for engines "
         "on that device, e.g. '{\"GPU\": {\"INFERENCE_PRECISION_HINT\": \"f16\"}, \"CPU\": "
         "{\"INFERENCE_NUM_THREADS\": 2}}' (default: $OVSERVE_PLUGIN_CONFIG)")
-    parser.add_argument(
-        "--deterministic", action="store_true",
-        default=os.environ.get("OVSERVE_DETERMINISTIC", "").lower() in ("1", "true", "yes"),
-        help="reproducible output: a request's tokens do not depend on what else runs or is "
-        "cached (f32 kernels without dynamic quantization, no prefix cache, whole-prompt "
-        "prefill), at a cost in speed; every LLM, as 'deterministic: true' in a graph does "
-        "(default: $OVSERVE_DETERMINISTIC)")
-    parser.add_argument(
-        "--api_key", default=os.environ.get("OVSERVE_API_KEY") or None,
-        help="require 'Authorization: Bearer <key>' on every HTTP request and gRPC call but "
-        "health, readiness and /metrics (default: $OVSERVE_API_KEY; none: open)")
-    add_lora_args(parser)
-    return parser
 
 
 def _lora_module(text: str) -> tuple[str, Path]:
@@ -194,6 +200,7 @@ def build_check_parser() -> argparse.ArgumentParser:
         description="Validate a config and its graphs (and run each handler's initialize), "
         "print every problem, exit non-zero if there is any.")
     add_source_args(parser)
+    add_device_args(parser)
     return parser
 
 
@@ -215,7 +222,7 @@ def main(argv: list[str] | None = None) -> int:
     if argv[:1] == ["check"]:
         from ovserve.check import run_check
 
-        return run_check(entries, source)
+        return run_check(entries, source, DeviceChoice(args.device, args.plugin_config))
     return run_server(args, entries)
 
 

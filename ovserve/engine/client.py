@@ -32,7 +32,7 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
-from ovserve.engine import determinism, devices, process
+from ovserve.engine import devices, process
 from ovserve.engine.adapters import AdapterSource
 from ovserve.engine.base import EngineConfig, Prepared, SamplingParams
 from ovserve.engine.limits import GenerationLimits, Prompt, max_new_tokens, render_prompt
@@ -129,11 +129,11 @@ class OpenVINOEngine(EngineBase):
             self.close()
             raise EngineError(f"engine {self.name}: the generation defaults are invalid "
                               f"(--override_generation_config?): {exc}") from exc
-        properties = determinism.plugin_config(config.plugin_config, config.deterministic)
         log.info("engine: loaded %s on %s%s%s in process %d (context %d tokens)",
                  config.models_path, config.device.upper(),
-                 f" with {properties}" if properties else "",
-                 ", deterministic (no prefix cache, whole-prompt prefill)"
+                 f" with {dict(config.plugin_config)}" if config.plugin_config else "",
+                 ", deterministic (one sequence at a time, whole-prompt prefill, no prefix "
+                 "cache)"
                  if config.deterministic else "", self._worker.process.pid,
                  self.context_length)
 

@@ -37,13 +37,15 @@ def scheduler_config(config: Any) -> Any:
     import openvino_genai as ov_genai
 
     scheduler = ov_genai.SchedulerConfig()
-    scheduler.max_num_seqs = config.max_num_seqs
+    # deterministic mode: one sequence at a time, no prefix cache (engine.determinism)
+    scheduler.max_num_seqs, scheduler.enable_prefix_caching = determinism.scheduling(
+        config.max_num_seqs, config.enable_prefix_caching, config.deterministic)
     scheduler.max_num_batched_tokens = config.max_num_batched_tokens
     scheduler.cache_size = max(1, round(config.cache_size_gb))  # whole GB
-    # deterministic mode: a cached prefix or a prompt split by what else is scheduled would
-    # change the numbers (engine.determinism)
-    scheduler.enable_prefix_caching = config.enable_prefix_caching and not config.deterministic
-    scheduler.dynamic_split_fuse = not config.deterministic
+    if config.deterministic:  # a step prefills or decodes, never both (engine.determinism)
+        scheduler.dynamic_split_fuse = False
+        scheduler.max_num_batched_tokens = max(config.max_num_batched_tokens,
+                                               determinism.MAX_PROMPT_TOKENS)
     return scheduler
 
 
@@ -245,7 +247,7 @@ def main(config: Any, conn: Connection, log_level: int,
                      ", ".join(name for name, _ in adapters))
         pipeline = ov_genai.ContinuousBatchingPipeline(
             str(models_path), scheduler_config(config), config.device.upper(),
-            determinism.plugin_config(config.plugin_config, config.deterministic))
+            dict(config.plugin_config))
         defaults = pipeline.get_config()
     except Exception as exc:
         conn.send(LoadFailed(f"loading {config.models_path} on {config.device} failed: "

@@ -1,35 +1,23 @@
-"""Deterministic mode's engine settings (engine.determinism): what it compiles and schedules."""
+"""Deterministic mode's engine settings (engine.determinism): how it schedules."""
 
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 
-import pytest
-
-from ovserve.engine import determinism
 from ovserve.engine.base import EngineConfig
 from ovserve.engine.process import scheduler_config
 from ovserve.engine.registry import EngineRegistry
 from tests.engine.test_registry import Factory
 
 
-def test_properties_are_laid_over_the_graphs(caplog: pytest.LogCaptureFixture) -> None:
-    given = {"INFERENCE_NUM_THREADS": 2, "INFERENCE_PRECISION_HINT": "bf16"}
-    assert determinism.plugin_config(given, False) == given
-    with caplog.at_level(logging.WARNING):
-        out = determinism.plugin_config(given, True)
-    assert out == {"INFERENCE_NUM_THREADS": 2, "INFERENCE_PRECISION_HINT": "f32",
-                   "DYNAMIC_QUANTIZATION_GROUP_SIZE": 0}
-    assert "INFERENCE_PRECISION_HINT='bf16' replaced by 'f32'" in caplog.text
-
-
-def test_no_prefix_cache_and_whole_prompts(tmp_path: Path) -> None:
-    plain = scheduler_config(EngineConfig(models_path=tmp_path))
-    assert plain.enable_prefix_caching and plain.dynamic_split_fuse
-    fixed = scheduler_config(EngineConfig(models_path=tmp_path,
-                                          deterministic=True))
-    assert not fixed.enable_prefix_caching and not fixed.dynamic_split_fuse
+def test_one_sequence_at_a_time_whole_prompts_and_no_prefix_cache(tmp_path: Path) -> None:
+    plain = scheduler_config(EngineConfig(models_path=tmp_path, plugin_config={"X": 1}))
+    assert plain.enable_prefix_caching and plain.max_num_seqs == 256
+    fixed = scheduler_config(EngineConfig(models_path=tmp_path, deterministic=True))
+    assert not fixed.enable_prefix_caching and fixed.max_num_seqs == 1
+    # a step prefills one whole prompt or decodes, never both
+    assert plain.dynamic_split_fuse and not fixed.dynamic_split_fuse
+    assert fixed.max_num_batched_tokens >= 131072
 
 
 def test_the_server_flag_reaches_every_llm_engine(tmp_path: Path) -> None:

@@ -45,5 +45,6 @@ def test_predicts_english_far_better_than_reversed_words(default_model_dir: Path
     reversed_words = " ".join(reversed(PARAGRAPH.split()))
     assert in_order < 3.5, in_order
     assert mean_nll(default_model_dir, reversed_words, properties) > in_order + 2.0
-    f32 = mean_nll(default_model_dir, PARAGRAPH, {"INFERENCE_PRECISION_HINT": "f32"})
+    f32 = mean_nll(default_model_dir, PARAGRAPH,
+                   {**properties, "INFERENCE_PRECISION_HINT": "f32"})
     assert abs(in_order - f32) < 0.15, (in_order, f32)
