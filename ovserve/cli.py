@@ -106,7 +106,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_device_args(parser)
     parser.add_argument(
         "--deterministic", action="store_true",
-        default=os.environ.get("OVSERVE_DETERMINISTIC", "").lower() in ("1", "true", "yes"),
+        default=env_flag("OVSERVE_DETERMINISTIC"),
         help="reproducible output: a request's tokens do not depend on what else runs or is "
         "cached (one sequence at a time, whole-prompt prefill, no prefix cache), at a cost in "
         "throughput with several clients; every LLM, as 'deterministic: true' in a graph does "
@@ -117,6 +117,11 @@ def build_parser() -> argparse.ArgumentParser:
         "health, readiness and /metrics (default: $OVSERVE_API_KEY; none: open)")
     add_lora_args(parser)
     return parser
+
+
+def env_flag(name: str) -> bool:
+    """An on/off environment variable: 1, true or yes (any case) is on."""
+    return os.environ.get(name, "").lower() in ("1", "true", "yes")
 
 
 def add_device_args(parser: argparse.ArgumentParser) -> None:

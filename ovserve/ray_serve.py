@@ -28,6 +28,7 @@ from typing import Any
 from fastapi import FastAPI
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from ovserve.cli import env_flag
 from ovserve.engine import EngineRegistry
 from ovserve.engine.base import LoraOptions
 from ovserve.engine.devices import DeviceChoice
@@ -85,8 +86,7 @@ def build_asgi_app(config_path: str | Path, *, lora_dirs: Sequence[str] = (),
     if generation_overrides is None:
         generation_overrides = _env_json("OVSERVE_OVERRIDE_GENERATION_CONFIG")
     if deterministic is None:
-        deterministic = os.environ.get("OVSERVE_DETERMINISTIC", "").lower() in ("1", "true",
-                                                                                 "yes")
+        deterministic = env_flag("OVSERVE_DETERMINISTIC")
     engines = EngineRegistry(overrides=generation_overrides, lora=lora,
                              devices=DeviceChoice(device, dict(plugin_config)),
                              deterministic=deterministic)

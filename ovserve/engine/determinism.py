@@ -26,16 +26,19 @@ What it promises: on one machine and one ovserve and OpenVINO version, the same 
 
 from __future__ import annotations
 
+from typing import Any
+
 #: sequences a deterministic engine runs at a time
 MAX_NUM_SEQS = 1
 #: tokens of one step without split-fuse: a whole prompt is prefilled in one step
 MAX_PROMPT_TOKENS = 131072
 
 
-def scheduling(max_num_seqs: int, enable_prefix_caching: bool, deterministic: bool
-               ) -> tuple[int, bool]:
-    """(max_num_seqs, enable_prefix_caching) an engine runs with."""
-    if deterministic:
-        return MAX_NUM_SEQS, False
-    return max_num_seqs, enable_prefix_caching
+def schedule(scheduler: Any) -> None:
+    """Make an ``openvino_genai.SchedulerConfig`` deterministic: one sequence at a time, a step
+    prefills one whole prompt or decodes, never both, and no prefix cache."""
+    scheduler.max_num_seqs = MAX_NUM_SEQS
+    scheduler.dynamic_split_fuse = False
+    scheduler.max_num_batched_tokens = max(scheduler.max_num_batched_tokens, MAX_PROMPT_TOKENS)
+    scheduler.enable_prefix_caching = False
 

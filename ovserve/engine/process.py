@@ -37,15 +37,12 @@ def scheduler_config(config: Any) -> Any:
     import openvino_genai as ov_genai
 
     scheduler = ov_genai.SchedulerConfig()
-    # deterministic mode: one sequence at a time, no prefix cache (engine.determinism)
-    scheduler.max_num_seqs, scheduler.enable_prefix_caching = determinism.scheduling(
-        config.max_num_seqs, config.enable_prefix_caching, config.deterministic)
+    scheduler.max_num_seqs = config.max_num_seqs
     scheduler.max_num_batched_tokens = config.max_num_batched_tokens
     scheduler.cache_size = max(1, round(config.cache_size_gb))  # whole GB
-    if config.deterministic:  # a step prefills or decodes, never both (engine.determinism)
-        scheduler.dynamic_split_fuse = False
-        scheduler.max_num_batched_tokens = max(config.max_num_batched_tokens,
-                                               determinism.MAX_PROMPT_TOKENS)
+    scheduler.enable_prefix_caching = config.enable_prefix_caching
+    if config.deterministic:
+        determinism.schedule(scheduler)
     return scheduler
 
 
