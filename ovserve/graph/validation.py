@@ -28,15 +28,12 @@ from ovserve.graph.spec import (
     GraphSpec,
     NodeSpec,
 )
-from ovserve.protocol.embeddings import EMBED_REQUEST_TAG, EMBED_RESPONSE_TAG
-from ovserve.protocol.generation import REQUEST_TAG, RESPONSE_TAG
+from ovserve.graph.stream_tags import KNOWN_PREFIXES, StreamKind, stream_kind
 
 LOOPBACK = "LOOPBACK"
-#: Graph-level stream tags and what they carry (OVMS names the packet type by tag prefix).
-GRAPH_STREAM_TAG_PREFIXES = ("OVMS_PY_TENSOR", REQUEST_TAG, RESPONSE_TAG, EMBED_REQUEST_TAG,
-                             EMBED_RESPONSE_TAG)
 #: Side packets ovserve provides itself; any other must be a graph input_side_packet.
 PROVIDED_SIDE_PACKET_TAGS = frozenset({"PYTHON_NODE_RESOURCES", "LLM_NODE_RESOURCES",
+                                       "LLM_NODE_EXECUTION_CONTEXTS",
                                        "EMBEDDINGS_NODE_RESOURCES"})
 
 
@@ -64,8 +61,16 @@ def _named_port(text: str, ports: list[str], where: str, problems: list[str]) ->
     return port
 
 
-def _graph_tag_ok(ref: StreamRef) -> bool:
-    return not ref.tag or ref.tag.startswith(GRAPH_STREAM_TAG_PREFIXES)
+def _graph_tag_problem(ref: StreamRef) -> str | None:
+    kind = stream_kind(ref.tag)
+    if kind is None:
+        return (f"graph stream {str(ref)!r}: unknown tag {ref.tag!r} (graph streams use "
+                f"{', '.join(KNOWN_PREFIXES)}, a tag starting with one of them, or no tag)")
+    if kind is StreamKind.KSERVE_MESSAGE:
+        return (f"graph stream {str(ref)!r}: {ref.tag} streams carry a {kind.value} to OVMS's "
+                "C++ calculators; no ovserve node takes one (use tensor streams, e.g. "
+                "OVMS_PY_TENSOR or OVTENSOR)")
+    return None
 
 
 def _sync_sets(
@@ -125,11 +130,9 @@ def build_graph(
     graph_outputs = _refs(list(config.output_stream), "graph", "output_stream", problems)
     graph_side = _refs(list(config.input_side_packet), "graph", "input_side_packet", problems)
     for ref in graph_inputs + graph_outputs:
-        if not _graph_tag_ok(ref):
-            problems.append(
-                f"graph stream {str(ref)!r}: unknown tag {ref.tag!r} (graph streams use "
-                f"{' or '.join(GRAPH_STREAM_TAG_PREFIXES)}* or no tag)"
-            )
+        problem = _graph_tag_problem(ref)
+        if problem:
+            problems.append(problem)
     if not graph_inputs:
         problems.append("graph: no input_stream; a servable needs at least one input")
     if not graph_outputs:

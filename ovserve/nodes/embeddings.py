@@ -110,8 +110,8 @@ class _EmbeddingsRun(NodeRun):
             out: Any = EmbeddingResult(result.vectors, result.tokens)
         elif isinstance(payload, Tensor):
             result = await engine.aembed(texts_of(payload))
-            out = Tensor("embeddings", result.vectors.tobytes(),
-                         shape=result.vectors.shape, datatype="FP32")
+            out = Tensor.from_data("embeddings", result.vectors.tobytes(),
+                                   result.vectors.shape, "FP32")
         else:
             raise NodeError(self.calc.node.name, f"expected texts, got {type(payload).__name__}")
         self.context.emit(self.calc.response_port, Packet(timestamp, out))

@@ -2,8 +2,10 @@
 
 Contract (as OVMS): one ``OvmsPythonModel`` per node, shared by all runs; ``initialize(kwargs)``
 once at load, ``finalize()`` at unload; ``execute(inputs)`` gets the node's input tensors sorted
-by tag (LOOPBACK excluded) and returns a list of tensors routed by ``Tensor.name``, or is a
-generator whose every yield goes out at the next timestamp, driven by the LOOPBACK back edge.
+by tag (LOOPBACK excluded; inputs without a packet at that timestamp left out) and returns a
+list of tensors routed by ``Tensor.name``, or any other iterator (a generator, usually) whose
+every item goes out at the next timestamp, driven by the LOOPBACK back edge. ``initialize``'s
+``input_names`` / ``output_names`` are every stream name of the node, LOOPBACK's included.
 
 Unlike OVMS: handlers are loaded by path (two ``model.py`` never collide), errors are reported
 at once, and the graph keeps serving after one. Extension: a handler may also define
@@ -22,8 +24,9 @@ import inspect
 import logging
 import sys
 import threading
+from collections.abc import Iterator
 from pathlib import Path
-from types import GeneratorType, ModuleType
+from types import ModuleType
 from typing import Any
 
 from ovserve.engine.registry import bound
@@ -97,7 +100,7 @@ class _Pump:
     already executing".
     """
 
-    def __init__(self, generator: GeneratorType[Any, Any, Any], calc: PythonExecutorCalculator,
+    def __init__(self, generator: Iterator[Any], calc: PythonExecutorCalculator,
                  ahead: int = 2, adapter: str | None = None) -> None:
         self.generator = generator
         self.loop = asyncio.get_running_loop()
@@ -124,7 +127,7 @@ class _Pump:
                 if entry[0] != "item":
                     return
         finally:
-            self.generator.close()
+            _close(self.generator)
 
     async def next(self) -> tuple[str, Any]:
         """("item", value), ("end", None) or ("error", exception)."""
@@ -199,10 +202,10 @@ class PythonExecutorCalculator(Calculator):
         initialize = getattr(self.model, "initialize", None)
         if initialize is None:
             return
-        kwargs = {
+        kwargs = {  # as OVMS's PythonNodeResources: every stream name, LOOPBACK's too
             "node_name": self.node.name,
-            "input_names": [r.name for r in self.node.inputs if r.tag != LOOPBACK],
-            "output_names": list(self.outputs),
+            "input_names": [r.name for r in self.node.inputs],
+            "output_names": [r.name for r in self.node.outputs],
             "base_path": str(self.path.parent),
         }
         try:
@@ -255,15 +258,15 @@ class _PythonNodeRun(NodeRun):
         except Exception as exc:
             log.error("node %s: execute raised", self.node, exc_info=exc)
             raise NodeError(self.node, f"execute raised {type(exc).__name__}: {exc}") from exc
-        if isinstance(result, GeneratorType):
+        if isinstance(result, Iterator):  # OVMS takes any iterator, a generator or not
             if not self.calc.has_loopback:
-                result.close()
+                _close(result)
                 raise NodeError(
                     self.node, "execute yields (a generator) but the node has no LOOPBACK "
                     "back edge in the graph; add LOOPBACK input and output streams to stream",
                 )
             if self.context.mode == "unary":
-                result.close()
+                _close(result)
                 raise Unsupported(
                     f"node {self.node} streams its results (execute yields); call this "
                     "servable with a stream (ModelStreamInfer), not a unary request"
@@ -323,6 +326,12 @@ class _PythonNodeRun(NodeRun):
         pump, self.pump = self.pump, None
         if pump is not None:
             await pump.close()
+
+
+def _close(iterator: Iterator[Any]) -> None:
+    close = getattr(iterator, "close", None)
+    if callable(close):
+        close()
 
 
 def _scoped_call(call_scope: CallScope, fn: Any) -> Any:

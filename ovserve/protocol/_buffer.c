@@ -1,6 +1,8 @@
 /*
  * ovserve.protocol._buffer.ReadOnlyBuffer: re-exports another object's memory through the buffer
- * protocol, read-only, with a format and shape of our choosing, without copying.
+ * protocol, read-only, without copying: either as it is (its own format, shape and strides, as
+ * OVMS's pyovms.Tensor does with a buffer a handler gives it), or with a format and shape of our
+ * choosing over C-contiguous memory (a tensor made from a request's raw bytes).
  *
  * Python 3.11 has no way to give a Python class the buffer protocol (PEP 688's __buffer__
  * arrived in 3.12), and OVMS handlers call bytes(t), np.array(t) and memoryview(t) on their
@@ -16,6 +18,7 @@ typedef struct {
     PyObject_HEAD
     Py_buffer source;       /* the wrapped object's buffer, held for our lifetime */
     int has_source;
+    int passthrough;        /* re-export the source's own format, shape and strides */
     char format[16];
     int ndim;
     Py_ssize_t itemsize;
@@ -27,14 +30,26 @@ static int
 ReadOnlyBuffer_init(ReadOnlyBuffer *self, PyObject *args, PyObject *kwds)
 {
     static char *kwlist[] = {"source", "format", "shape", NULL};
-    PyObject *source, *shape;
-    const char *format;
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "OsO", kwlist, &source, &format, &shape))
+    PyObject *source, *shape = Py_None;
+    const char *format = NULL;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "O|zO", kwlist, &source, &format, &shape))
         return -1;
     if (self->has_source) {
         PyBuffer_Release(&self->source);
         self->has_source = 0;
     }
+    if (format == NULL) {
+        if (shape != Py_None) {
+            PyErr_SetString(PyExc_TypeError, "shape needs a format");
+            return -1;
+        }
+        if (PyObject_GetBuffer(source, &self->source, PyBUF_RECORDS_RO) < 0)
+            return -1;
+        self->has_source = 1;
+        self->passthrough = 1;
+        return 0;
+    }
+    self->passthrough = 0;
     if (strlen(format) >= sizeof(self->format)) {
         PyErr_SetString(PyExc_ValueError, "format string too long");
         return -1;
@@ -101,6 +116,32 @@ ReadOnlyBuffer_getbuffer(ReadOnlyBuffer *self, Py_buffer *view, int flags)
         PyErr_SetString(PyExc_BufferError, "pyovms.Tensor is read-only");
         return -1;
     }
+    if (self->passthrough) {
+        Py_buffer *src = &self->source;
+        int contiguous = PyBuffer_IsContiguous(src, 'C');
+        if (!contiguous && (flags & PyBUF_STRIDES) != PyBUF_STRIDES) {
+            PyErr_SetString(PyExc_BufferError, "pyovms.Tensor: the buffer is not C-contiguous");
+            return -1;
+        }
+        view->obj = (PyObject *)self;
+        Py_INCREF(self);
+        view->buf = src->buf;
+        view->len = src->len;
+        view->readonly = 1;
+        view->itemsize = src->itemsize;
+        view->format = (flags & PyBUF_FORMAT) ? (src->format ? src->format : "B") : NULL;
+        view->ndim = src->ndim;
+        view->shape = (flags & PyBUF_ND) ? src->shape : NULL;
+        view->strides = ((flags & PyBUF_STRIDES) == PyBUF_STRIDES) ? src->strides : NULL;
+        view->suboffsets = NULL;
+        view->internal = NULL;
+        if (!(flags & PyBUF_ND)) {
+            view->ndim = 1;
+            view->itemsize = 1;
+            view->format = (flags & PyBUF_FORMAT) ? "B" : NULL;
+        }
+        return 0;
+    }
     view->obj = (PyObject *)self;
     Py_INCREF(self);
     view->buf = self->source.buf;
@@ -141,6 +182,19 @@ ReadOnlyBuffer_traverse(ReadOnlyBuffer *self, visitproc visit, void *arg)
     return 0;
 }
 
+static PyObject *
+ReadOnlyBuffer_ptr(ReadOnlyBuffer *self, void *closure)
+{
+    if (!self->has_source)
+        Py_RETURN_NONE;
+    return PyLong_FromVoidPtr(self->source.buf);
+}
+
+static PyGetSetDef ReadOnlyBuffer_getset[] = {
+    {"ptr", (getter)ReadOnlyBuffer_ptr, NULL, "Address of the first byte of the data.", NULL},
+    {NULL},
+};
+
 static PyBufferProcs ReadOnlyBuffer_as_buffer = {
     (getbufferproc)ReadOnlyBuffer_getbuffer,
     NULL,
@@ -157,6 +211,7 @@ static PyTypeObject ReadOnlyBufferType = {
     .tp_dealloc = (destructor)ReadOnlyBuffer_dealloc,
     .tp_traverse = (traverseproc)ReadOnlyBuffer_traverse,
     .tp_as_buffer = &ReadOnlyBuffer_as_buffer,
+    .tp_getset = ReadOnlyBuffer_getset,
 };
 
 static struct PyModuleDef module = {

@@ -1,9 +1,20 @@
 """The tensor type every layer passes around, its datatype table and the BYTES layout.
 
-``Tensor`` follows the OVMS ``pyovms.Tensor`` contract: ``Tensor(name, data, shape=None,
-datatype=None)`` wraps any buffer-protocol object without copying; ``shape`` and ``datatype``
-only override the reported attributes. A Tensor itself exposes a read-only buffer, so
-``bytes(t)``, ``np.array(t)`` and ``memoryview(t)`` work.
+``Tensor`` is OVMS's ``pyovms.Tensor`` (src/python/ovms_py_tensor.cpp):
+
+- ``Tensor(name, buffer, shape=None, datatype=None)`` (a handler's tensor) wraps any
+  buffer-protocol object without copying and re-exports it as it is: its own format, shape and
+  strides, whatever ``shape`` and ``datatype`` say. Those two only override the reported
+  attributes; by default ``datatype`` is the KServe name of the buffer's format, or the format
+  itself when it has none (numpy strings: ``"<5w"``).
+- ``Tensor.from_data(name, data, shape, datatype)`` (a tensor made from a request's raw bytes,
+  OVMS's ``_create_from_data``) exposes the bytes typed by ``datatype`` in ``shape`` when the
+  datatype is a numeric KServe type that fits them; BYTES and custom datatypes are a 1-D raw
+  byte buffer (format ``B``) while ``shape`` and ``datatype`` keep what the request said.
+
+Either way a Tensor exposes a read-only buffer (``bytes(t)``, ``np.array(t)``,
+``memoryview(t)``), ``data`` (that memoryview), ``size`` (bytes), ``ptr`` (the data's address)
+and ``ref_obj`` (the object whose memory it borrows).
 """
 
 from __future__ import annotations
@@ -23,7 +34,8 @@ DATATYPE_FORMATS: dict[str, str] = {
     "FP16": "e", "FP32": "f", "FP64": "d",
 }
 FORMAT_DATATYPES: dict[str, str] = {fmt: dt for dt, fmt in DATATYPE_FORMATS.items()}
-# On 64-bit Linux 'l'/'L' (what numpy reports for int64/uint64) are 8 bytes too.
+# On 64-bit Linux 'l'/'L' (what numpy reports for int64/uint64) are 8 bytes too. (OVMS maps
+# them to INT32/UINT32, which mislabels numpy's int64 arrays; ovserve maps them by size.)
 if struct.calcsize("l") == 8:
     FORMAT_DATATYPES.update({"l": "INT64", "L": "UINT64"})
 if struct.calcsize("N") == 8:
@@ -37,37 +49,59 @@ def datatype_of_format(fmt: str) -> str | None:
     return FORMAT_DATATYPES.get(fmt.lstrip("@=<>!"))
 
 
+_UNSET: Any = object()
+
+
 class Tensor(ReadOnlyBuffer):
     """A named tensor over a borrowed buffer (the OVMS ``pyovms.Tensor``)."""
 
     name: str
     datatype: str
     shape: tuple[int, ...]
+    ref_obj: Any
 
     def __init__(
         self,
         name: str,
-        data: Any,
+        buffer: Any = _UNSET,
         shape: Sequence[int] | None = None,
         datatype: str | None = None,
+        *,
+        data: Any = _UNSET,
     ) -> None:
-        view = memoryview(data)
-        if datatype is None:
-            datatype = datatype_of_format(view.format) or view.format
+        if buffer is _UNSET:  # OVMS's keyword is ``buffer``; its docs say ``data``
+            if data is _UNSET:
+                raise TypeError("Tensor() needs a buffer: Tensor(name, buffer)")
+            buffer = data
+        elif data is not _UNSET:
+            raise TypeError("Tensor() got both buffer and data")
+        super().__init__(buffer)
+        view = memoryview(self)
         self.name = name
-        self.datatype = datatype
-        self.shape = tuple(int(d) for d in (shape if shape is not None else view.shape or ()))
-        if not view.c_contiguous:  # only non-contiguous arrays are copied
-            data = view.tobytes()
+        self.ref_obj = buffer
+        self.shape = _shape(shape if shape is not None else view.shape or ())
+        self.datatype = datatype or datatype_of_format(view.format) or view.format
+
+    @classmethod
+    def from_data(cls, name: str, data: Any, shape: Sequence[int], datatype: str) -> Tensor:
+        """A tensor over raw bytes that a request (or ovserve) typed by ``datatype``."""
+        tensor = cls.__new__(cls)
+        nbytes = memoryview(data).nbytes
+        dims = _shape(shape)
         fmt = DATATYPE_FORMATS.get(datatype)
-        if fmt is not None and math.prod(self.shape) * ITEMSIZES[datatype] == view.nbytes:
-            super().__init__(data, fmt, self.shape)
-        else:  # BYTES, or a shape that does not describe the buffer: expose raw bytes
-            super().__init__(data, "B", (view.nbytes,))
+        if fmt is not None and math.prod(dims) * ITEMSIZES[datatype] == nbytes:
+            ReadOnlyBuffer.__init__(tensor, data, fmt, dims)
+        else:  # BYTES, a custom datatype, or a shape that does not describe the bytes
+            ReadOnlyBuffer.__init__(tensor, data, "B", (nbytes,))
+        tensor.name = name
+        tensor.ref_obj = data
+        tensor.shape = dims
+        tensor.datatype = datatype
+        return tensor
 
     @property
     def data(self) -> memoryview:
-        """The tensor's memory, read-only, typed by its datatype where that is numeric."""
+        """The tensor's memory, read-only, as its buffer describes it."""
         return memoryview(self)
 
     @property
@@ -77,6 +111,10 @@ class Tensor(ReadOnlyBuffer):
 
     def __repr__(self) -> str:
         return f"Tensor(name={self.name!r}, shape={self.shape}, datatype={self.datatype!r})"
+
+
+def _shape(dims: Iterable[Any]) -> tuple[int, ...]:
+    return tuple(int(d) for d in dims)
 
 
 def encode_bytes(items: Iterable[bytes | str]) -> bytes:
@@ -90,13 +128,15 @@ def encode_bytes(items: Iterable[bytes | str]) -> bytes:
 
 
 def decode_bytes(data: Any) -> list[bytes]:
-    """Split a BYTES buffer into its elements; raise ``ValueError`` if it is malformed. A
-    ``Tensor`` of another datatype (a client sent numbers where a handler reads strings) is the
-    request's fault: ``InvalidInput`` naming the input."""
-    if isinstance(data, Tensor) and data.datatype != BYTES:
-        raise InvalidInput(f"input {data.name!r}: expected BYTES (strings), got {data.datatype}",
-                           data.name)
-    raw = memoryview(data).cast("B")
+    """The elements of BYTES data. A ``Tensor`` is read as ``bytes_items`` reads it (its errors
+    are the request's: ``InvalidInput`` naming the input); any other buffer must hold
+    4-byte-length-prefixed elements, else ``ValueError``."""
+    if isinstance(data, Tensor):
+        return bytes_items(data)
+    return _split_prefixed(data if isinstance(data, bytes) else bytes(data))
+
+
+def _split_prefixed(raw: bytes) -> list[bytes]:
     items: list[bytes] = []
     offset = 0
     while offset < len(raw):
@@ -109,11 +149,43 @@ def decode_bytes(data: Any) -> list[bytes]:
                 f"BYTES element {len(items)} declares {length} bytes but only "
                 f"{len(raw) - offset} remain"
             )
-        items.append(bytes(raw[offset : offset + length]))
+        items.append(raw[offset : offset + length])
         offset += length
     return items
 
 
+def bytes_items(tensor: Tensor) -> list[bytes]:
+    """The elements of a BYTES tensor, read as OVMS clients send them:
+
+    - a buffer of 4-byte-length-prefixed elements (tritonclient's layout; gRPC
+      ``bytes_contents`` and REST JSON strings always arrive so) whose count is the shape's, or
+      whose shape is its byte count (OVMS's clients put a serialized tensor in
+      ``_raw_content`` with shape ``[len(raw)]``): those elements;
+    - otherwise, with shape ``[byte count]``, ``[1]`` or ``[]``: the whole buffer is one element
+      (OVMS's quickstart sends raw text so);
+    - anything else is the client's error, naming the input.
+    """
+    if tensor.datatype != BYTES:
+        raise InvalidInput(f"input {tensor.name!r}: expected BYTES (strings), got "
+                           f"{tensor.datatype}", tensor.name)
+    raw = bytes(tensor)
+    count = math.prod(tensor.shape)
+    try:
+        items = _split_prefixed(raw)
+    except ValueError as exc:
+        if tensor.shape in ((len(raw),), (1,), ()):
+            return [raw]
+        raise InvalidInput(
+            f"input {tensor.name!r}: BYTES content is neither length-prefixed elements ({exc}) "
+            f"nor one raw element (shape [{len(raw)}], [1] or [])", tensor.name) from exc
+    if len(items) == count or tensor.shape == (len(raw),):
+        return items
+    if tensor.shape in ((1,), ()):
+        return [raw]
+    raise InvalidInput(f"input {tensor.name!r}: BYTES content has {len(items)} length-prefixed "
+                       f"element(s) but shape {list(tensor.shape)} needs {count}", tensor.name)
+
+
 def bytes_tensor(name: str, items: Sequence[bytes | str]) -> Tensor:
     """A BYTES tensor of shape ``[len(items)]``."""
-    return Tensor(name, encode_bytes(items), shape=(len(items),), datatype=BYTES)
+    return Tensor.from_data(name, encode_bytes(items), (len(items),), BYTES)

@@ -25,11 +25,14 @@ from ovserve.graph.calculator import Calculator, LoadContext
 from ovserve.graph.config import parse_graph_file
 from ovserve.graph.executor import GraphRun, OutputPacket, RunError
 from ovserve.graph.spec import GraphSpec
+from ovserve.graph.stream_tags import StreamKind, stream_kind
 from ovserve.graph.validation import build_graph
 from ovserve.nodes.retriever import RetrieverCalculator
 from ovserve.protocol.embeddings import EMBED_REQUEST_TAG, EmbeddingRequest, EmbeddingResult
 from ovserve.protocol.generation import REQUEST_TAG, GenerationChunk, GenerationRequest
+from ovserve.protocol.tensor import Tensor
 from ovserve.rag.ingest import IngestReport, ingest_document
+from ovserve.serving.images import check_image
 from ovserve.serving.server_config import GraphEntry
 
 log = logging.getLogger(__name__)
@@ -201,10 +204,12 @@ class Servable:
             )
         return given
 
-    def check_inputs(self, inputs: Mapping[str, Any]) -> None:
-        """The one check of a request's inputs: every graph input, nothing else, and KServe
-        tensors only where the graph takes tensors (an LLM graph takes OpenAI requests: a
-        tensor there is the client's mistake, not a node failure)."""
+    def check_inputs(self, inputs: Mapping[str, Any], *, partial: bool = False) -> None:
+        """The one check of a request's inputs: every graph input (some of them, at least one,
+        for a stream's requests: ``partial``, as OVMS lets a stream send labels once and then
+        images alone), nothing else, and KServe tensors only where the graph takes tensors (an
+        LLM graph takes OpenAI requests: a tensor there is the client's mistake, not a node
+        failure); IMAGE inputs must be images."""
         names = self.graph.input_names
         given = list(inputs)
         unknown = [n for n in given if n not in names]
@@ -212,17 +217,22 @@ class Servable:
             raise InvalidInput(f"servable {self.name} has no input {unknown[0]!r} "
                                f"(inputs: {', '.join(names)})")
         missing = [n for n in names if n not in given]
-        if missing:
+        if missing and (not partial or not given):
             raise InvalidInput(f"servable {self.name}: missing input {missing[0]!r}, it needs "
                                f"input(s) {', '.join(map(repr, missing))} "
                                f"(inputs: {', '.join(names)})")
         for ref in self.graph.inputs:
+            if ref.name not in inputs:
+                continue
             wanted = _REQUEST_INPUTS.get(ref.tag)
             if wanted is not None and not isinstance(inputs[ref.name], wanted[0]):
                 raise InvalidInput(
                     f"servable {self.name}: input {ref.name!r} takes {wanted[1]}, not "
                     "tensors; send them to the OpenAI API with model "
                     f"{self.name!r}", ref.name)
+            payload = inputs[ref.name]
+            if stream_kind(ref.tag) is StreamKind.IMAGE and isinstance(payload, Tensor):
+                check_image(self.name, payload)
 
     def stream(self, *, side_packets: Mapping[str, Any] | None = None,
                adapter: str | None = None) -> GraphRun:

@@ -106,3 +106,24 @@ def test_unknown_stream_handler_and_sync_set_port(tmp_path: Path) -> None:
     found = problems(sync.replace("/workspace/model.py", "model.py"), tmp_path)
     assert any("sync_set names input 'LOOP:0', which the node does not have" in p
                for p in found), found
+
+
+@pytest.mark.parametrize("tag", ["OVMS_PY_TENSOR1", "OVTENSOR", "TENSOR_2", "TFTENSOR",
+                                 "TFLITE_TENSOR", "IMAGE", ""])
+def test_ovms_tensor_and_image_graph_tags_are_tensor_streams(tmp_path: Path, tag: str) -> None:
+    """OVMS names a graph stream's packet type by its tag's prefix (mediapipe_utils.cpp)."""
+    write_handler(tmp_path, VALID)
+    ref = f"{tag}:in" if tag else "in"
+    spec = build(f'input_stream: "{ref}"\noutput_stream: "OVTENSOR:out"\n'
+                 + python_node("a", "model.py", ["IN:in"], ["OUT:out"]), tmp_path)
+    assert spec.input_names == ["in"]
+
+
+@pytest.mark.parametrize("ref", ["REQUEST:in", "RESPONSE:out"])
+def test_kserve_message_streams_are_refused_clearly(tmp_path: Path, ref: str) -> None:
+    write_handler(tmp_path, VALID)
+    inputs, outputs = ("REQUEST:in", "out") if ref.startswith("REQUEST") else ("in", ref)
+    found = problems(f'input_stream: "{inputs}"\noutput_stream: "{outputs}"\n'
+                     + python_node("a", "model.py", ["IN:in"], ["OUT:out"]), tmp_path)
+    assert any("whole KServe request or response" in p and "no ovserve node takes" in p
+               for p in found), found

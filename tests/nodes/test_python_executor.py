@@ -8,13 +8,13 @@ from pathlib import Path
 
 import pytest
 
-from ovserve.errors import NodeError, ServableNotReady, Unsupported
+from ovserve.errors import InvalidInput, NodeError, ServableNotReady, Unsupported
 from ovserve.graph.executor import OutputPacket, RunError
 from ovserve.nodes import BUILTIN_CALCULATORS
 from ovserve.protocol.tensor import Tensor
 from ovserve.serving.registry import Registry
 from ovserve.serving.servable import Servable
-from tests.graphs import single_node_graph
+from tests.graphs import python_node, single_node_graph, write_graph, write_handler
 
 ECHO = """
 class OvmsPythonModel:
@@ -293,4 +293,80 @@ async def test_64_concurrent_streams_complete_in_order(tmp_path: Path) -> None:
 
     results = await asyncio.gather(*(one(i) for i in range(64)))
     assert results == [[f"{i}:{k}".encode() for k in range(3)] for i in range(64)]
+    await servable.unload()
+
+
+ITERATOR = """
+class OvmsPythonModel:
+    def execute(self, inputs):
+        text = bytes(inputs[0]).decode()
+        return iter([[Tensor("result", f"{text}:{i}".encode())] for i in range(2)])
+"""
+
+
+async def test_an_iterator_that_is_not_a_generator_streams(tmp_path: Path) -> None:
+    """OVMS takes any iterator from execute (py::isinstance<py::iterator>), not only
+    generators."""
+    servable = await load(tmp_path / "iter", ITERATOR, loopback=True)
+    async with servable.stream() as run:
+        run.send({"text": text("a")})
+        run.close_inputs()
+        events = [e async for e in run.events()]
+    assert [bytes(e.payload) for e in events if isinstance(e, OutputPacket)] == [b"a:0", b"a:1"]
+    assert not [e for e in events if isinstance(e, RunError)]
+    await servable.unload()
+
+
+async def test_initialize_names_include_the_loopback_stream(tmp_path: Path) -> None:
+    """OVMS's PythonNodeResources passes every stream name of the node, LOOPBACK's too."""
+    code = GENERATOR + """
+    def initialize(self, kwargs):
+        self.kwargs = kwargs
+"""
+    servable = await load(tmp_path / "gen", code, loopback=True)
+    model = servable.calculators["node"].model  # type: ignore[attr-defined]
+    assert model.kwargs["input_names"] == ["loopback", "text"]
+    assert model.kwargs["output_names"] == ["loopback", "result"]
+    await servable.unload()
+
+
+LABELS = """
+class OvmsPythonModel:
+    def initialize(self, kwargs):
+        self.labels = b""
+    def execute(self, inputs):
+        for tensor in inputs:
+            if tensor.name == "labels":
+                self.labels = bytes(tensor)
+        images = [t for t in inputs if t.name == "image"]
+        return [Tensor("result", bytes(t) + b" in " + self.labels) for t in images]
+"""
+
+
+@pytest.mark.parametrize("handler", ["ImmediateInputStreamHandler", "DefaultInputStreamHandler"])
+async def test_a_stream_sends_labels_once_then_images_alone(tmp_path: Path,
+                                                            handler: str) -> None:
+    """OVMS reference.md "Incomplete inputs": later requests of a stream carry a subset of the
+    graph's inputs; the handler sees only the inputs that came."""
+    folder = tmp_path / "labels"
+    write_handler(folder, LABELS)
+    entry = write_graph(folder, ["labels", "image"], ["result"], [python_node(
+        "node", "model.py", ["LABELS:labels", "IMAGE_IN:image"], ["OUTPUT:result"],
+        handler_name=handler)])
+    servable = await Servable.load(entry, BUILTIN_CALCULATORS)
+    first = {"labels": Tensor("labels", b"cat,dog"), "image": Tensor("image", b"img0")}
+    servable.check_inputs(first, partial=True)
+    later = {"image": Tensor("image", b"img1")}
+    servable.check_inputs(later, partial=True)
+    with pytest.raises(InvalidInput, match="missing input 'labels'"):
+        servable.check_inputs(later)  # a unary request still needs every input
+    with pytest.raises(InvalidInput, match="missing input"):
+        servable.check_inputs({}, partial=True)
+    async with servable.stream() as run:
+        run.send(first)
+        await asyncio.wait_for(run.idle(), timeout=30)
+        run.send(later)
+        run.close_inputs()
+        results = [bytes(e.payload) async for e in run.events() if isinstance(e, OutputPacket)]
+    assert results == [b"img0 in cat,dog", b"img1 in cat,dog"]
     await servable.unload()

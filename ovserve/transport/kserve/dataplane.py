@@ -168,7 +168,7 @@ class InferStream:
                 if request.model != self.model:
                     raise InvalidInput(f"this stream serves {self.model}; open a new stream "
                                        f"for {request.model}")
-                self.servable.check_inputs(request.inputs)
+                self.servable.check_inputs(request.inputs, partial=True)
                 timestamp = run.send(request.inputs, request.timestamp)
             except OvserveError as exc:
                 self.out.put_nowait(self._error(request.model, request.id, exc))

@@ -1,7 +1,13 @@
 """KServe v2 tensors shared by the gRPC and REST codecs: checks and conversions.
 
-Graph inputs of Python nodes are untyped, so a request may send any KServe datatype; what is
-checked is that the datatype exists, the shape is valid and the data fits both.
+As OVMS decides (src/kfs_frontend/kfs_graph_executor_impl.cpp, docs/python_support/reference.md):
+
+- raw contents (gRPC ``raw_input_contents``, the REST binary extension) of a numeric KServe
+  datatype must be exactly the shape's size; BYTES and custom datatypes (any other string) are
+  handed over as they came, whatever the shape says (``Tensor.from_data``: a 1-D byte buffer,
+  shape and datatype as sent). Nodes that read strings read them with ``bytes_items``.
+- typed contents (gRPC ``contents``, REST JSON ``data``) must be a KServe datatype, as many
+  values as the shape holds; BYTES values become 4-byte-length-prefixed elements.
 """
 
 from __future__ import annotations
@@ -18,7 +24,7 @@ from ovserve.protocol.tensor import (
     DATATYPE_FORMATS,
     ITEMSIZES,
     Tensor,
-    decode_bytes,
+    bytes_items,
     encode_bytes,
 )
 
@@ -31,15 +37,12 @@ NUMPY_DTYPES: dict[str, Any] = {
 
 
 def check_header(servable: str, name: str, datatype: str, shape: Sequence[int]) -> None:
-    if datatype not in DATATYPES:
-        raise InvalidInput(
-            f"servable {servable}: input {name!r}: datatype {datatype!r} is not a KServe "
-            f"datatype ({', '.join(DATATYPES)})"
-        )
+    if not datatype:
+        raise InvalidInput(f"servable {servable}: input {name!r}: datatype is empty", name)
     if any(int(d) < 0 for d in shape):
         raise InvalidInput(
-            f"servable {servable}: input {name!r}: shape {list(shape)} has a negative dimension"
-        )
+            f"servable {servable}: input {name!r}: shape {list(shape)} has a negative dimension",
+            name)
 
 
 def tensor_from_raw(
@@ -47,25 +50,14 @@ def tensor_from_raw(
 ) -> Tensor:
     """A tensor from raw bytes (gRPC raw_input_contents, REST binary extension)."""
     check_header(servable, name, datatype, shape)
-    count = math.prod(shape)
-    if datatype == BYTES:
-        try:
-            items = decode_bytes(raw)
-        except ValueError as exc:
-            raise InvalidInput(f"servable {servable}: input {name!r}: {exc}") from exc
-        if len(items) != count:
+    itemsize = ITEMSIZES.get(datatype)
+    if itemsize is not None:
+        expected = math.prod(shape) * itemsize
+        if len(raw) != expected:
             raise InvalidInput(
-                f"servable {servable}: input {name!r}: BYTES content has {len(items)} "
-                f"element(s) but shape {list(shape)} needs {count}"
-            )
-        return Tensor(name, raw, shape=shape, datatype=BYTES)
-    expected = count * ITEMSIZES[datatype]
-    if len(raw) != expected:
-        raise InvalidInput(
-            f"servable {servable}: input {name!r}: raw content has {len(raw)} bytes but shape "
-            f"{list(shape)} of {datatype} needs {expected}"
-        )
-    return Tensor(name, raw, shape=shape, datatype=datatype)
+                f"servable {servable}: input {name!r}: raw content has {len(raw)} bytes but "
+                f"shape {list(shape)} of {datatype} needs {expected}", name)
+    return Tensor.from_data(name, raw, shape, datatype)
 
 
 def _flatten(values: Any) -> list[Any]:
@@ -82,6 +74,10 @@ def tensor_from_values(
 ) -> Tensor:
     """A tensor from typed values (gRPC ``contents``, REST JSON ``data``)."""
     check_header(servable, name, datatype, shape)
+    if datatype not in DATATYPES:
+        raise InvalidInput(
+            f"servable {servable}: input {name!r}: datatype {datatype!r} is not a KServe "
+            f"datatype ({', '.join(DATATYPES)}); custom datatypes go in raw contents only", name)
     flat = _flatten(values)
     count = math.prod(shape)
     if len(flat) != count:
@@ -97,7 +93,7 @@ def tensor_from_values(
         except UnicodeEncodeError as exc:  # a lone surrogate ("\ud800") is not text
             raise InvalidInput(f"servable {servable}: input {name!r}: BYTES data is not valid "
                                f"Unicode at position {exc.start} of an element") from exc
-        return Tensor(name, raw, shape=shape, datatype=BYTES)
+        return Tensor.from_data(name, raw, shape, BYTES)
     try:
         if datatype == "BOOL" and not all(isinstance(v, bool) for v in flat):
             raise TypeError("BOOL data must be true/false")
@@ -106,7 +102,7 @@ def tensor_from_values(
         raise InvalidInput(
             f"servable {servable}: input {name!r}: data does not fit {datatype}: {exc}"
         ) from exc
-    return Tensor(name, array.tobytes(), shape=shape, datatype=datatype)
+    return Tensor.from_data(name, array.tobytes(), shape, datatype)
 
 
 def output_raw(tensor: Tensor) -> bytes:
@@ -116,7 +112,7 @@ def output_raw(tensor: Tensor) -> bytes:
 def output_values(tensor: Tensor) -> list[Any]:
     """JSON-able flat values: BYTES as strings, numbers as numbers."""
     if tensor.datatype == BYTES:
-        return [item.decode("utf-8", errors="replace") for item in decode_bytes(tensor)]
+        return [item.decode("utf-8", errors="replace") for item in bytes_items(tensor)]
     dtype = NUMPY_DTYPES.get(tensor.datatype)
     if dtype is None:
         return list(bytes(tensor))
