@@ -10,7 +10,8 @@ from typing import Any
 
 from ovserve.protocol.generation import SamplingParams
 
-__all__ = ["Delta", "EngineConfig", "EngineStats", "LoraOptions", "Prepared", "SamplingParams"]
+__all__ = ["CacheEviction", "Delta", "DraftModel", "EngineConfig", "EngineStats", "LoraOptions",
+           "Prepared", "SamplingParams", "SparseAttention"]
 
 
 @dataclass(frozen=True)
@@ -31,6 +32,46 @@ class LoraOptions:
 
 
 @dataclass(frozen=True)
+class CacheEviction:
+    """KV-cache eviction (openvino-genai's ``CacheEvictionConfig``; OVMS's
+    ``cache_eviction_config``): each sequence keeps at most ``max_cache_size`` tokens' KV,
+    the first ``start_size`` and last ``recent_size`` always, the rest by importance."""
+
+    start_size: int
+    recent_size: int
+    max_cache_size: int
+    aggregation_mode: str = "NORM_SUM"  # an ``openvino_genai.AggregationMode`` name
+    apply_rotation: bool = False
+    snapkv_window_size: int = 8
+    #: KVCrush: (budget, anchor point mode name, rng seed); None: not used
+    kv_crush: tuple[int, str, int] | None = None
+
+
+@dataclass(frozen=True)
+class SparseAttention:
+    """Sparse attention in prefill (openvino-genai's ``SparseAttentionConfig``)."""
+
+    mode: str = "TRISHAPE"  # an ``openvino_genai.SparseAttentionMode`` name
+    #: the ``SparseAttentionConfig`` fields a graph set, by name; the others keep genai's defaults
+    settings: tuple[tuple[str, float], ...] = ()
+
+
+@dataclass(frozen=True)
+class DraftModel:
+    """Speculative decoding with a draft model (OVMS's ``draft_*`` fields). ``None`` fields
+    take the main model's settings."""
+
+    models_path: Path
+    device: str = ""  # empty: the main model's device
+    max_num_batched_tokens: int | None = None
+    cache_size_gb: float | None = None  # 0: allocated dynamically
+    max_num_seqs: int | None = None
+    dynamic_split_fuse: bool | None = None
+    #: an EAGLE3 draft: requests are greedy (as OVMS enforces)
+    eagle3: bool = False
+
+
+@dataclass(frozen=True)
 class EngineConfig:
     """How an engine is built. Two users of one model must agree on it (see the registry)."""
 
@@ -39,8 +80,16 @@ class EngineConfig:
     plugin_config: Mapping[str, Any] = field(default_factory=dict)
     max_num_seqs: int = 256
     max_num_batched_tokens: int = 2048
+    #: KV cache in GB; 0: allocated dynamically, growing as requests need it (OVMS's default)
     cache_size_gb: float = 1.0
     enable_prefix_caching: bool = True
+    dynamic_split_fuse: bool = True
+    cache_eviction: CacheEviction | None = None
+    sparse_attention: SparseAttention | None = None
+    #: linear-attention checkpoint interval in KV blocks (None: openvino-genai's adaptive one)
+    cache_interval_multiplier: int | None = None
+    #: None: no speculative decoding with a draft model
+    draft: DraftModel | None = None
     #: reproducible output whatever else runs (``engine.determinism``), at a cost in speed
     deterministic: bool = False
     #: Laid over the model's generation_config.json (the server's --override_generation_config)
@@ -53,6 +102,11 @@ class EngineConfig:
         """Prompt lookup decoding, asked for as OVMS does: ``"prompt_lookup": true`` in the
         plugin_config (openvino-genai reads it when it builds the pipeline)."""
         return self.plugin_config.get("prompt_lookup") is True
+
+    @property
+    def dynamic_cache(self) -> bool:
+        """The KV cache grows as needed instead of being allocated at load (cache_size 0)."""
+        return self.cache_size_gb == 0
 
 
 @dataclass(slots=True)

@@ -58,6 +58,9 @@ _SAMPLING_DEFAULTS = ("do_sample", "temperature", "top_p", "top_k", "repetition_
 #: Prompt lookup's settings when neither the request nor generation_config.json has them:
 #: one proposed token was the fastest on a 2-core CPU with a 135M model (1, 3 and 5 tried)
 PROMPT_LOOKUP_DEFAULTS = {"num_assistant_tokens": 1, "max_ngram_size": 3}
+#: Draft tokens proposed per step with a draft model when a request sets neither
+#: num_assistant_tokens nor assistant_confidence_threshold (OVMS's default)
+SPECULATIVE_NUM_ASSISTANT_TOKENS = 5
 #: How long an engine process may take to load its model.
 LOAD_TIMEOUT_SECONDS = 600.0
 #: Engine processes replaced by a new LoRA slot set and still finishing their requests: at
@@ -93,6 +96,7 @@ class OpenVINOEngine(EngineBase):
         self.config = config
         self.restart_delays = restart_delays  # first and longest wait before a restart
         devices.check(config.device)
+        _check_draft(config)
         for needed in ("openvino_model.xml", "openvino_tokenizer.xml",
                        "openvino_detokenizer.xml"):
             if not (config.models_path / needed).is_file():
@@ -129,12 +133,12 @@ class OpenVINOEngine(EngineBase):
             self.close()
             raise EngineError(f"engine {self.name}: the generation defaults are invalid "
                               f"(--override_generation_config?): {exc}") from exc
-        log.info("engine: loaded %s on %s%s%s in process %d (context %d tokens)",
+        log.info("engine: loaded %s on %s%s%s%s in process %d (context %d tokens)",
                  config.models_path, config.device.upper(),
                  f" with {dict(config.plugin_config)}" if config.plugin_config else "",
                  ", deterministic (one sequence at a time, whole-prompt prefill, no prefix "
                  "cache)"
-                 if config.deterministic else "", self._worker.process.pid,
+                 if config.deterministic else "", _features(config), self._worker.process.pid,
                  self.context_length)
 
     @property
@@ -244,16 +248,42 @@ class OpenVINOEngine(EngineBase):
         return fields
 
     def _prompt_lookup(self, fields: dict[str, Any], params: SamplingParams) -> None:
-        """Prompt lookup's fields: every request of a prompt lookup engine has them (the
-        request's, else the model's defaults, else ours); other engines refuse them."""
+        """Assisted generation's fields. Prompt lookup: every request has num_assistant_tokens
+        and max_ngram_size (the request's, else the model's defaults, else ours). A draft
+        model: the request's num_assistant_tokens / assistant_confidence_threshold, else
+        num_assistant_tokens 5 (as OVMS); an EAGLE3 draft also makes the request greedy (as
+        OVMS). Other engines refuse them."""
         names = tuple(PROMPT_LOOKUP_DEFAULTS)
+        draft = self.config.draft
+        if draft is not None:
+            fields.pop("max_ngram_size", None)
+            if params.max_ngram_size is not None:
+                raise InvalidInput("max_ngram_size: only for a model served with prompt lookup "
+                                   "decoding, not a draft model", "max_ngram_size")
+            if params.num_assistant_tokens is not None:
+                fields["num_assistant_tokens"] = params.num_assistant_tokens
+            threshold = params.assistant_confidence_threshold
+            if threshold is not None:
+                fields["assistant_confidence_threshold"] = threshold
+                if params.num_assistant_tokens is None:  # the threshold decides alone
+                    fields.pop("num_assistant_tokens", None)
+            if not fields.get("num_assistant_tokens") and not threshold:
+                fields["num_assistant_tokens"] = SPECULATIVE_NUM_ASSISTANT_TOKENS
+            if draft.eagle3:
+                fields["do_sample"] = False
+            return
+        if params.assistant_confidence_threshold is not None:
+            raise InvalidInput("assistant_confidence_threshold: only for a model served with a "
+                               "draft model (draft_models_path in its graph)",
+                               "assistant_confidence_threshold")
         if not self.config.prompt_lookup:
             for name in names:
                 fields.pop(name, None)  # a generation_config.json default: not for this engine
                 if getattr(params, name) is not None:
                     raise InvalidInput(
                         f"{name}: only for a model served with prompt lookup decoding "
-                        '(plugin_config {"prompt_lookup": true} in its graph)', name)
+                        '(plugin_config {"prompt_lookup": true} in its graph) or a draft model '
+                        "(draft_models_path)", name)
             return
         for name in names:
             value = getattr(params, name)
@@ -523,6 +553,45 @@ class OpenVINOEngine(EngineBase):
             worker.process.wait()
         _remove(worker.workdir)
 
+
+
+def _check_draft(config: EngineConfig) -> None:
+    """A draft model must be a prepared model, and cannot be combined with what changes the
+    main model's vocabulary or decoding."""
+    draft = config.draft
+    if draft is None:
+        return
+    if draft.device:
+        devices.check(draft.device)
+    for needed in ("openvino_model.xml", "openvino_tokenizer.xml", "openvino_detokenizer.xml"):
+        if not (draft.models_path / needed).is_file():
+            raise EngineError(f"draft_models_path {draft.models_path} has no {needed}; prepare "
+                              "the draft model with scripts/download_model.py")
+    if config.prompt_lookup:
+        raise EngineError("draft_models_path and plugin_config's prompt_lookup are two kinds of "
+                          "speculative decoding; a model is served with one of them")
+    if config.lora is not None:
+        raise EngineError(f"draft_models_path: speculative decoding cannot serve LoRA adapters "
+                          f"(model {config.models_path.name} has lora_dir or the server's "
+                          "--lora_dir); serve it without one of them")
+
+
+def _features(config: EngineConfig) -> str:
+    """What the engine runs beyond plain continuous batching, for its load log line."""
+    parts = ["a dynamic KV cache" if config.dynamic_cache
+             else f"a {config.cache_size_gb:g} GB KV cache"]
+    if config.draft is not None:
+        draft = config.draft
+        parts.append(f"speculative decoding with draft model {draft.models_path} on "
+                     f"{(draft.device or config.device).upper()}"
+                     + (" (EAGLE3)" if draft.eagle3 else ""))
+    if config.cache_eviction is not None:
+        eviction = config.cache_eviction
+        parts.append(f"cache eviction (start {eviction.start_size}, recent "
+                     f"{eviction.recent_size}, max {eviction.max_cache_size} tokens)")
+    if config.sparse_attention is not None:
+        parts.append(f"{config.sparse_attention.mode} sparse attention")
+    return ", " + ", ".join(parts)
 
 
 def _remove(folder: str | None) -> None:

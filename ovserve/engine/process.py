@@ -33,17 +33,99 @@ DONE_STATUSES = frozenset({"FINISHED", "STOP", "CANCEL", "IGNORED", "DROPPED_BY_
 
 
 def scheduler_config(config: Any) -> Any:
-    """The ``openvino_genai.SchedulerConfig`` of an ``EngineConfig``."""
+    """The ``openvino_genai.SchedulerConfig`` of an ``EngineConfig``, as OVMS builds it from
+    the same graph fields (``cache_size`` 0: cache and block count both 0, which openvino-genai
+    takes as a dynamically allocated cache)."""
     import openvino_genai as ov_genai
 
     scheduler = ov_genai.SchedulerConfig()
     scheduler.max_num_seqs = config.max_num_seqs
     scheduler.max_num_batched_tokens = config.max_num_batched_tokens
-    scheduler.cache_size = max(1, round(config.cache_size_gb))  # whole GB
+    scheduler.cache_size = _cache_gb(config.cache_size_gb)
+    scheduler.num_kv_blocks = 0
+    scheduler.enable_prefix_caching = config.enable_prefix_caching
+    scheduler.dynamic_split_fuse = config.dynamic_split_fuse
+    if config.cache_interval_multiplier is not None:
+        scheduler.cache_interval_multiplier = config.cache_interval_multiplier
+    if config.cache_eviction is not None:
+        scheduler.use_cache_eviction = True
+        scheduler.cache_eviction_config = cache_eviction_config(config.cache_eviction)
+    if config.sparse_attention is not None:
+        scheduler.use_sparse_attention = True
+        scheduler.sparse_attention_config = sparse_attention_config(config.sparse_attention)
+    if config.deterministic:
+        determinism.schedule(scheduler)
+    return scheduler
+
+
+def _cache_gb(size: float) -> int:
+    """Whole GB (openvino-genai's unit); 0 stays 0 (dynamic), anything else at least 1."""
+    return 0 if size == 0 else max(1, round(size))
+
+
+def draft_scheduler_config(config: Any) -> Any:
+    """The draft model's ``SchedulerConfig``: its own fields where the graph set them, else
+    the main model's (as OVMS's ``prepareDraftPipelineSchedulerConfig``); no cache eviction or
+    sparse attention for the draft, as in OVMS."""
+    import openvino_genai as ov_genai
+
+    draft = config.draft
+    scheduler = ov_genai.SchedulerConfig()
+    scheduler.max_num_batched_tokens = _given(draft.max_num_batched_tokens,
+                                              config.max_num_batched_tokens)
+    scheduler.cache_size = _cache_gb(_given(draft.cache_size_gb, config.cache_size_gb))
+    scheduler.num_kv_blocks = 0
+    scheduler.dynamic_split_fuse = _given(draft.dynamic_split_fuse, config.dynamic_split_fuse)
+    scheduler.max_num_seqs = _given(draft.max_num_seqs, config.max_num_seqs)
     scheduler.enable_prefix_caching = config.enable_prefix_caching
     if config.deterministic:
         determinism.schedule(scheduler)
     return scheduler
+
+
+def _given(value: Any, default: Any) -> Any:
+    return default if value is None else value
+
+
+def cache_eviction_config(eviction: Any) -> Any:
+    """An ``openvino_genai.CacheEvictionConfig`` of a ``CacheEviction``."""
+    import openvino_genai as ov_genai
+
+    kv_crush = None
+    if eviction.kv_crush is not None:
+        budget, anchor, seed = eviction.kv_crush
+        kv_crush = ov_genai.KVCrushConfig(budget, ov_genai.KVCrushAnchorPointMode.__members__[
+            anchor], seed)
+    return ov_genai.CacheEvictionConfig(
+        eviction.start_size, eviction.recent_size, eviction.max_cache_size,
+        ov_genai.AggregationMode.__members__[eviction.aggregation_mode],
+        eviction.apply_rotation, eviction.snapkv_window_size, kv_crush)
+
+
+def sparse_attention_config(sparse: Any) -> Any:
+    """An ``openvino_genai.SparseAttentionConfig`` of a ``SparseAttention`` (fields not given
+    keep openvino-genai's defaults)."""
+    import openvino_genai as ov_genai
+
+    result = ov_genai.SparseAttentionConfig()
+    result.mode = ov_genai.SparseAttentionMode.__members__[sparse.mode]
+    for name, value in sparse.settings:
+        setattr(result, name, value)
+    return result
+
+
+def pipeline_properties(config: Any) -> dict[str, Any]:
+    """The properties the pipeline is built with: the graph's plugin_config, and the draft
+    model (openvino-genai's ``draft_model`` property) for speculative decoding."""
+    import openvino_genai as ov_genai
+
+    properties = dict(config.plugin_config)
+    if config.draft is not None:
+        draft = config.draft
+        properties["draft_model"] = ov_genai.draft_model(
+            str(draft.models_path), draft.device.upper(),
+            scheduler_config=draft_scheduler_config(config))
+    return properties
 
 
 def error_reason(exc: BaseException) -> str:
@@ -242,9 +324,12 @@ def main(config: Any, conn: Connection, log_level: int,
                                     max(w.rank for w in weights), models_path)
             log.info("engine: %d LoRA adapter(s) in slots: %s", len(adapters),
                      ", ".join(name for name, _ in adapters))
+        if config.draft is not None:
+            log.info("engine: speculative decoding with the draft model %s on %s",
+                     config.draft.models_path, (config.draft.device or config.device).upper())
         pipeline = ov_genai.ContinuousBatchingPipeline(
             str(models_path), scheduler_config(config), config.device.upper(),
-            dict(config.plugin_config))
+            pipeline_properties(config))
         defaults = pipeline.get_config()
     except Exception as exc:
         conn.send(LoadFailed(f"loading {config.models_path} on {config.device} failed: "

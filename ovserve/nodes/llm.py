@@ -2,9 +2,10 @@
 
 Graphs name it ``HttpLLMCalculator`` as OVMS does (``LLMCalculator`` works too) and take the
 OVMS graph shape: ``HTTP_REQUEST_PAYLOAD`` in, ``HTTP_RESPONSE_PAYLOAD`` out, optional
-``LOOPBACK`` back edge and ``LLM_NODE_RESOURCES`` side packet (accepted, not needed: the node
-emits a request's chunks at increasing timestamps itself). Options are
-``mediapipe.LLMCalculatorOptions``. The engine comes from the server's engine registry and
+``LOOPBACK`` back edge and ``LLM_NODE_RESOURCES`` / ``LLM_NODE_EXECUTION_CONTEXTS`` side
+packets (accepted, not needed: the node emits a request's chunks at increasing timestamps
+itself). Options are OVMS 2026's ``mediapipe.LLMCalculatorOptions``; what each field does is
+``nodes.llm_options``'s. The engine comes from the server's engine registry and
 is shared with every other node and handler that uses the same model directory; options the
 graph sets must agree with theirs.
 """
@@ -12,7 +13,7 @@ graph sets must agree with theirs.
 from __future__ import annotations
 
 import asyncio
-import json
+import logging
 from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from dataclasses import replace
 from pathlib import Path
@@ -20,13 +21,13 @@ from typing import Any
 
 from ovserve.aio import merged
 from ovserve.engine import Engine, Generation, GenerationLimits
-from ovserve.engine.base import LoraOptions
 from ovserve.engine.limits import Prompt
-from ovserve.errors import NodeError
+from ovserve.errors import InvalidInput, NodeError
 from ovserve.graph.calculator import Calculator, LoadContext, NodeRun, Packet, RunContext
 from ovserve.graph.config import node_options
 from ovserve.graph.proto.llm_calculator_pb2 import LLMCalculatorOptions
 from ovserve.graph.spec import NodeSpec
+from ovserve.nodes import llm_options
 from ovserve.nodes.options import model_problems, plugin_config_problems, resolve, stream_problems
 from ovserve.protocol.generation import (
     REQUEST_TAG,
@@ -34,6 +35,8 @@ from ovserve.protocol.generation import (
     GenerationChunk,
     GenerationRequest,
 )
+
+log = logging.getLogger(__name__)
 
 
 def _options(node: NodeSpec) -> LLMCalculatorOptions | None:
@@ -49,7 +52,7 @@ class LLMCalculator(Calculator):
     name = "HttpLLMCalculator"
     input_tags = frozenset({REQUEST_TAG, "LOOPBACK"})
     output_tags = frozenset({RESPONSE_TAG, "LOOPBACK"})
-    side_packet_tags = frozenset({"LLM_NODE_RESOURCES"})
+    side_packet_tags = frozenset({"LLM_NODE_RESOURCES", "LLM_NODE_EXECUTION_CONTEXTS"})
 
     engine: Engine
     limits: GenerationLimits
@@ -60,8 +63,12 @@ class LLMCalculator(Calculator):
         if options is None or not options.models_path:
             return ["node_options has no [type.googleapis.com/mediapipe.LLMCalculatorOptions] "
                     "with a models_path"]
+        ovms = llm_options.problems(options, base_path)
+        if any(p.startswith(("pipeline_type", "models_path")) for p in ovms):
+            return ovms  # not a text LLM: its folder's contents are beside the point
         return [*model_problems("models_path", _models_path(options, base_path),
                                 "scripts/download_model.py"),
+                *ovms,
                 *plugin_config_problems(options.plugin_config),
                 *stream_problems(REQUEST_TAG, [r.tag for r in node.inputs], "input"),
                 *stream_problems(RESPONSE_TAG, [r.tag for r in node.outputs], "output")]
@@ -74,31 +81,24 @@ class LLMCalculator(Calculator):
         self.models_path = _models_path(options, context.base_path)
         self.request_port = next(r.port for r in node.inputs if r.tag == REQUEST_TAG)
         self.response_port = next(r.port for r in node.outputs if r.tag == RESPONSE_TAG)
+        #: tool / reasoning / chat template settings, for the chat layer (not acted on yet)
+        self.agent_options = llm_options.agent_options(options)
 
     def engine_options(self) -> dict[str, Any]:
         """The ``EngineConfig`` fields this graph sets (those it leaves out are not compared
         with other graphs using the same model)."""
-        options = self.options
-        given: dict[str, Any] = {
-            name: getattr(options, name) for name in (
-                "device", "max_num_seqs", "max_num_batched_tokens", "enable_prefix_caching",
-                "deterministic")
-            if options.HasField(name)}
-        if options.HasField("plugin_config"):
-            given["plugin_config"] = json.loads(options.plugin_config or "{}")
-        if options.HasField("cache_size"):
-            given["cache_size_gb"] = float(options.cache_size)
-        if options.HasField("lora_dir"):
-            lora_dir = Path(options.lora_dir)
-            given["lora"] = LoraOptions(
-                dirs=(lora_dir if lora_dir.is_absolute() else
-                      (self.context.base_path / lora_dir).resolve(),),
-                refresh_seconds=options.lora_refresh_interval, max_loras=options.max_loras,
-                max_cpu_loras=options.max_cpu_loras, max_lora_rank=options.max_lora_rank)
-        return given
+        return llm_options.engine_fields(self.options, self.context.base_path)
 
     async def load(self) -> None:
         context, options = self.context, self.engine_options()
+        kept = llm_options.not_acted_on(self.options)
+        if kept:
+            log.warning("LLM node %s of %s: %s set in the graph but not acted on yet (tool "
+                        "calls and reasoning are not parsed; requests with tools are refused)",
+                        self.node.name or "(unnamed)", context.servable, ", ".join(kept))
+        if self.options.pipeline_type == llm_options.Options.LM:
+            log.info("LLM node %s of %s: pipeline_type LM runs on continuous batching",
+                     self.node.name or "(unnamed)", context.servable)
         self.engine = await asyncio.get_running_loop().run_in_executor(
             context.executor, lambda: context.engines.acquire(context.servable, self.models_path,
                                                               **options))
@@ -121,6 +121,9 @@ class _LLMRun(NodeRun):
         if not isinstance(request, GenerationRequest):
             raise NodeError(self.calc.node.name,
                             f"expected a generation request, got {type(request).__name__}")
+        limit = self.calc.options.best_of_limit
+        if request.n > limit:  # ovserve generates n candidates (best_of = n)
+            raise InvalidInput(f"n: at most {limit} (the graph's best_of_limit)", "n")
         async for chunk in self.generate(request):
             self.context.emit(self.calc.response_port, Packet(timestamp, chunk))
             timestamp += 1

@@ -38,6 +38,9 @@ class SamplingParams:
     #: OVMS): tokens proposed after an n-gram match, and the longest n-gram looked for
     num_assistant_tokens: int | None = None
     max_ngram_size: int | None = None
+    #: speculative decoding with a draft model (OVMS): draft tokens are proposed while the
+    #: draft's confidence stays above this
+    assistant_confidence_threshold: float | None = None
 
 
 @dataclass(frozen=True)

@@ -83,8 +83,10 @@ class SamplingFields(BaseModel):
     guided_choice: list[str] | None = Field(None, min_length=1)
     structured_outputs: StructuredOutputs | None = None
     # OVMS's prompt lookup fields (a model served with plugin_config {"prompt_lookup": true})
+    # and speculative decoding's (a model served with a draft model: draft_models_path)
     num_assistant_tokens: int | None = Field(None, ge=1, le=64)
     max_ngram_size: int | None = Field(None, ge=1, le=64)
+    assistant_confidence_threshold: float | None = Field(None, gt=0, lt=1)
 
 
 class CompletionRequest(SamplingFields):

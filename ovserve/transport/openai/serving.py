@@ -214,7 +214,8 @@ def sampling_params(req: SamplingFields, max_tokens: int | None) -> SamplingPara
         logprobs=_logprobs(req), min_p=req.min_p,
         stop_token_ids=tuple(req.stop_token_ids or ()),
         include_stop_str_in_output=req.include_stop_str_in_output,
-        num_assistant_tokens=req.num_assistant_tokens, max_ngram_size=req.max_ngram_size)
+        num_assistant_tokens=req.num_assistant_tokens, max_ngram_size=req.max_ngram_size,
+        assistant_confidence_threshold=req.assistant_confidence_threshold)
 
 
 def _chat_logprobs(pairs: list[tuple[str, float]]) -> ChatLogprobs:
