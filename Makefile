@@ -15,7 +15,8 @@ REQS := requirements/constraints.txt requirements/serve.txt requirements/export.
         requirements/export-nodeps.txt requirements/dev.txt pyproject.toml setup.py \
         ovserve/protocol/_buffer.c
 
-.PHONY: serve test test-kernels check install model protos bench clean-venv browser docker image
+.PHONY: serve test test-kernels check install model protos bench clean-venv browser docker image \
+        namespaces
 
 # python_model (the seed streaming servable: both seed clients and curl work) and the OpenAI API
 # on the built-in model as smollm2-135m-instruct, sharing one engine.
@@ -43,13 +44,13 @@ $(LORA_DIR)/parity/adapter_config.json: $(TASK_DIR)/train.jsonl | $(MODEL_DIR)/o
 	    --name parity
 
 test: $(MODEL_DIR)/ovserve_model.json $(EMBEDDING_DIR)/ovserve_model.json check browser \
-      docker $(CLIENTS_VENV)/.installed
+      docker namespaces $(CLIENTS_VENV)/.installed
 	$(BIN)/pytest
 
 # The model-dependent tests under other kernels and numerics (f32, bf16, oneDNN capped at AVX2)
 # and with sampled generation defaults: no verdict may depend on them (scripts/test_kernels.sh;
 # SETTINGS="f32 avx2" and ROUNDS=3 choose; about 10 minutes per setting here).
-test-kernels: $(MODEL_DIR)/ovserve_model.json $(EMBEDDING_DIR)/ovserve_model.json check browser \
+test-kernels: $(MODEL_DIR)/ovserve_model.json $(EMBEDDING_DIR)/ovserve_model.json check browser namespaces \
               $(CLIENTS_VENV)/.installed
 	bash scripts/test_kernels.sh
 
@@ -78,6 +79,16 @@ browser:
 	        apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium; \
 	    else echo "error: the web page's test needs chromium (sudo apt-get install chromium)"; \
 	        exit 1; fi; }
+
+# OVMS's demos run as their READMEs say (tests/examples/ovms_demos.py): their `docker run -v`
+# mounts and fixed ports in a mount and network namespace of their own (util-linux, iproute2).
+namespaces:
+	@command -v unshare >/dev/null && command -v ip >/dev/null || { \
+	    if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	        apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q \
+	            util-linux iproute2; \
+	    else echo "error: OVMS's demo tests need unshare and ip (sudo apt-get install " \
+	        "util-linux iproute2)"; exit 1; fi; }
 
 check: $(INSTALLED)
 	$(BIN)/ruff check .

@@ -201,6 +201,7 @@ class PythonExecutorCalculator(Calculator):
         self.model = handler_class(self.path)()
         initialize = getattr(self.model, "initialize", None)
         if initialize is None:
+            log.info("node %s: loaded handler %s", self.node.name, self.path)
             return
         kwargs = {  # as OVMS's PythonNodeResources: every stream name, LOOPBACK's too
             "node_name": self.node.name,
