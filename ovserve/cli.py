@@ -21,7 +21,11 @@ from ovserve import __version__
 from ovserve.engine.base import LoraOptions
 from ovserve.engine.devices import DeviceChoice
 from ovserve.errors import GraphConfigError
-from ovserve.serving.server_config import GraphEntry, load_server_config, single_graph_entry
+from ovserve.serving.server_config import (
+    ServableEntry,
+    load_server_config,
+    single_graph_entry,
+)
 
 
 def add_source_args(parser: argparse.ArgumentParser) -> None:
@@ -36,7 +40,7 @@ def add_source_args(parser: argparse.ArgumentParser) -> None:
 
 
 def entries_from_args(parser: argparse.ArgumentParser, args: argparse.Namespace) -> tuple[
-    list[GraphEntry], str
+    list[ServableEntry], str
 ]:
     if args.config_path and args.model_path:
         parser.error("give either --config_path or --model_path, not both")
@@ -122,6 +126,23 @@ def build_parser() -> argparse.ArgumentParser:
 def env_flag(name: str) -> bool:
     """An on/off environment variable: 1, true or yes (any case) is on."""
     return os.environ.get(name, "").lower() in ("1", "true", "yes")
+
+
+def env_plugin_config() -> dict[str, dict[str, Any]]:
+    """$OVSERVE_PLUGIN_CONFIG as --plugin_config reads it (for Ray Serve's replicas)."""
+    return _from_env("OVSERVE_PLUGIN_CONFIG", _device_properties)
+
+
+def env_generation_overrides() -> dict[str, Any]:
+    """$OVSERVE_OVERRIDE_GENERATION_CONFIG as --override_generation_config reads it."""
+    return _from_env("OVSERVE_OVERRIDE_GENERATION_CONFIG", _json_object)
+
+
+def _from_env(name: str, parse: Any) -> Any:
+    try:
+        return parse(os.environ.get(name) or "{}")
+    except argparse.ArgumentTypeError as exc:
+        raise ValueError(f"${name}: {exc}") from None
 
 
 def add_device_args(parser: argparse.ArgumentParser) -> None:
@@ -241,7 +262,7 @@ def event_loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
     return uvloop.new_event_loop
 
 
-def run_server(args: argparse.Namespace, entries: list[GraphEntry]) -> int:
+def run_server(args: argparse.Namespace, entries: list[ServableEntry]) -> int:
     from ovserve.app import ServerSettings, StartupError, serve
 
     settings = ServerSettings(

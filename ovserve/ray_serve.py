@@ -18,7 +18,6 @@ recently served it (``serve.multiplexed``), which keeps an adapter's slot warm o
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import os
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
@@ -28,7 +27,7 @@ from typing import Any
 from fastapi import FastAPI
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from ovserve.cli import env_flag
+from ovserve.cli import env_flag, env_generation_overrides, env_plugin_config
 from ovserve.engine import EngineRegistry
 from ovserve.engine.base import LoraOptions
 from ovserve.engine.devices import DeviceChoice
@@ -62,13 +61,6 @@ class _Multiplexed:
         await self.app(scope, receive, send)
 
 
-def _env_json(name: str) -> dict[str, Any]:
-    value = json.loads(os.environ.get(name) or "{}")
-    if not isinstance(value, dict):
-        raise ValueError(f"${name} must be a JSON object")
-    return value
-
-
 def build_asgi_app(config_path: str | Path, *, lora_dirs: Sequence[str] = (),
                    max_loras: int = 8, device: str | None = None,
                    plugin_config: Mapping[str, Mapping[str, Any]] | None = None,
@@ -82,9 +74,9 @@ def build_asgi_app(config_path: str | Path, *, lora_dirs: Sequence[str] = (),
     lora = LoraOptions(dirs=tuple(Path(d) for d in lora_dirs), max_loras=max_loras) \
         if lora_dirs else None
     if plugin_config is None:
-        plugin_config = {k.upper(): v for k, v in _env_json("OVSERVE_PLUGIN_CONFIG").items()}
+        plugin_config = env_plugin_config()
     if generation_overrides is None:
-        generation_overrides = _env_json("OVSERVE_OVERRIDE_GENERATION_CONFIG")
+        generation_overrides = env_generation_overrides()
     if deterministic is None:
         deterministic = env_flag("OVSERVE_DETERMINISTIC")
     engines = EngineRegistry(overrides=generation_overrides, lora=lora,

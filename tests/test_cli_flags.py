@@ -32,3 +32,21 @@ def test_an_empty_environment_variable_is_unset(monkeypatch: pytest.MonkeyPatch)
     monkeypatch.setenv("OVSERVE_OVERRIDE_GENERATION_CONFIG", "")
     args = parse()
     assert args.plugin_config == {} and args.override_generation_config == {}
+
+
+def test_ray_serve_reads_the_environment_as_the_cli_does(monkeypatch: pytest.MonkeyPatch
+                                                         ) -> None:
+    """Ray Serve's replicas take $OVSERVE_PLUGIN_CONFIG / $OVSERVE_OVERRIDE_GENERATION_CONFIG
+    through the CLI's own parsers: device names upper-cased, the same errors."""
+    from ovserve.cli import env_generation_overrides, env_plugin_config
+
+    monkeypatch.setenv("OVSERVE_PLUGIN_CONFIG", '{"cpu": {"INFERENCE_PRECISION_HINT": "f32"}}')
+    assert env_plugin_config() == {"CPU": {"INFERENCE_PRECISION_HINT": "f32"}}
+    monkeypatch.setenv("OVSERVE_PLUGIN_CONFIG", '{"CPU": 1}')
+    with pytest.raises(ValueError, match=r"\$OVSERVE_PLUGIN_CONFIG: 'CPU' must map to an"):
+        env_plugin_config()
+    monkeypatch.setenv("OVSERVE_OVERRIDE_GENERATION_CONFIG", "[1]")
+    with pytest.raises(ValueError, match="must be a JSON object"):
+        env_generation_overrides()
+    monkeypatch.setenv("OVSERVE_OVERRIDE_GENERATION_CONFIG", "")
+    assert env_generation_overrides() == {}
