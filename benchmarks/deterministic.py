@@ -5,8 +5,9 @@ with deterministic mode's (engine.determinism), side by side in one run, rounds 
 
 Each round: one stream, then 8 prompts at once (``generate``), 128 tokens forced, distinct
 prompts (no prefix cache hits). Writes benchmarks/results/deterministic.json with the CPU model,
-the load before and after, every round, medians and deterministic / default ratios; a level
-whose default rounds varied over 10% is flagged (honesty.verdict's rule).
+the load before and after, every round, medians and deterministic / default ratios; each level
+is judged by honesty.verdict (the default's rounds within 10%, a quiet machine before the run,
+no CPU steal) and marked trustworthy or not, with the reasons.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks.honesty import MAX_RAW_SPREAD, LoadProbe, spread, wait_until_quiet
+from benchmarks.honesty import LoadProbe, spread, verdict, wait_until_quiet
 from ovserve.engine.base import EngineConfig
 from ovserve.engine.process import scheduler_config
 
@@ -87,11 +88,12 @@ def main() -> int:
     for streams in (1, 8):
         default = statistics.median(rounds["default"][streams])
         fixed = statistics.median(rounds["deterministic"][streams])
+        trust = verdict(streams, rounds["default"][streams], load, load_before)
         levels[str(streams)] = {
             "default_tok_s": round(default, 1), "deterministic_tok_s": round(fixed, 1),
             "ratio": round(fixed / default, 3),
             "default_spread": round(spread(rounds["default"][streams]), 3),
-            "trustworthy": spread(rounds["default"][streams]) <= MAX_RAW_SPREAD,
+            "trustworthy": trust["trustworthy"], "problems": trust["problems"],
             "rounds": {m: [round(r, 1) for r in rounds[m][streams]] for m in rounds}}
     report = {"cpu": cpu_model(), "model": "SmolLM2-135M-Instruct int8",
               "tokens": args.tokens, "load_before": load_before,
@@ -100,7 +102,8 @@ def main() -> int:
     for level_name, level in levels.items():
         print(f"{level_name} stream(s): default {level['default_tok_s']} tok/s, deterministic "
               f"{level['deterministic_tok_s']} tok/s, ratio {level['ratio']}"
-              + ("" if level["trustworthy"] else " (flagged: the default's rounds varied)"))
+              + ("" if level["trustworthy"]
+                 else f" (not trustworthy: {'; '.join(level['problems'])})"))
     print(f"written to {OUT}")
     return 0
 
