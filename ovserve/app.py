@@ -26,7 +26,7 @@ from ovserve.engine.devices import DeviceChoice
 from ovserve.errors import OvserveError
 from ovserve.nodes import BUILTIN_CALCULATORS
 from ovserve.serving.registry import Registry
-from ovserve.serving.server_config import GraphEntry
+from ovserve.serving.server_config import ServableEntry
 from ovserve.transport.auth import ApiKey
 from ovserve.transport.grpc.auth import ApiKeyInterceptor
 from ovserve.transport.grpc.errors import ErrorInterceptor
@@ -46,7 +46,7 @@ class StartupError(OvserveError):
 
 @dataclass(frozen=True)
 class ServerSettings:
-    entries: list[GraphEntry]
+    entries: list[ServableEntry]
     host: str = "0.0.0.0"
     grpc_port: int = 9000
     rest_port: int | None = 8000

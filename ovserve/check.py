@@ -14,16 +14,28 @@ from ovserve.engine.devices import DeviceChoice
 from ovserve.engine.registry import EngineRegistry
 from ovserve.errors import GraphConfigError, OvserveError
 from ovserve.nodes import BUILTIN_CALCULATORS
+from ovserve.serving.model import ModelServable
 from ovserve.serving.servable import Servable
-from ovserve.serving.server_config import GraphEntry
+from ovserve.serving.server_config import ModelEntry, ServableEntry
 
 
-async def check_entries(entries: list[GraphEntry], out: TextIO,
+async def check_entries(entries: list[ServableEntry], out: TextIO,
                         devices: DeviceChoice | None = None) -> bool:
     """Check each servable; print a line per servable and one per problem. True if all ok.
     ``devices``: the server's --device / --plugin_config, so models load as they would."""
     ok = True
     for entry in entries:
+        if isinstance(entry, ModelEntry):  # a plain model: compile every version it serves
+            try:
+                model = await ModelServable.load(entry, EngineRegistry(devices=devices))
+            except OvserveError as exc:
+                ok = False
+                print(f"  {entry.name}: cannot load: {exc}", file=out)
+                continue
+            await model.unload()
+            print(f"  {entry.name}: ok (model {entry.base_path}, version(s) "
+                  f"{', '.join(map(str, model.versions))})", file=out)
+            continue
         try:
             servable = await Servable.load(entry, BUILTIN_CALCULATORS, node_threads=4,
                                            engines=EngineRegistry(devices=devices))
@@ -45,7 +57,7 @@ async def check_entries(entries: list[GraphEntry], out: TextIO,
     return ok
 
 
-def run_check(entries: list[GraphEntry], source: str, devices: DeviceChoice | None = None,
+def run_check(entries: list[ServableEntry], source: str, devices: DeviceChoice | None = None,
               out: TextIO = sys.stdout) -> int:
     print(f"ovserve: checking {source}", file=out)
     ok = asyncio.run(check_entries(entries, out, devices))

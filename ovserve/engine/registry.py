@@ -27,7 +27,8 @@ from ovserve.engine.base import EngineConfig, LoraOptions
 from ovserve.engine.devices import DeviceChoice
 from ovserve.engine.embeddings import EmbeddingConfig, EmbeddingEngine
 from ovserve.engine.interface import Engine
-from ovserve.errors import EngineConflict
+from ovserve.engine.model import ModelConfig, ModelEngine
+from ovserve.errors import EngineConflict, ServableNotFound
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +52,10 @@ def embedding_engine(config: EmbeddingConfig) -> EmbeddingEngine:
     return EmbeddingEngine(config)
 
 
+def model_engine(config: ModelConfig) -> ModelEngine:
+    return ModelEngine(config)
+
+
 class EngineRegistry:
     """One engine per model directory, shared by every owner that asks for it."""
 
@@ -59,7 +64,8 @@ class EngineRegistry:
                  lora: LoraOptions | None = None,
                  embedding_factory: Callable[[EmbeddingConfig], EmbeddingEngine] =
                  embedding_engine, devices: DeviceChoice | None = None,
-                 deterministic: bool = False) -> None:
+                 deterministic: bool = False,
+                 model_factory: Callable[[ModelConfig], ModelEngine] = model_engine) -> None:
         self.factory = factory
         self.devices = devices or DeviceChoice()  # --device / --plugin_config over the graphs
         self.embedding_factory = embedding_factory
@@ -68,6 +74,12 @@ class EngineRegistry:
         self.deterministic = deterministic  # --deterministic: every LLM engine
         self._entries: dict[Path, _Entry] = {}
         self._embedding_entries: dict[Path, _Entry] = {}
+        self.model_factory = model_factory
+        self._model_entries: dict[Path, _Entry] = {}
+        #: plain models by servable name and version, as graphs' session nodes find them
+        self._named: dict[str, dict[int, ModelEngine]] = {}
+        #: (graph, side packet name) -> the session a session node made for that graph
+        self._sessions: dict[tuple[str, str], Any] = {}
         self._lock = threading.Lock()
 
     def acquire(self, owner: str, models_path: str | Path, **options: Any) -> Engine:
@@ -109,6 +121,61 @@ class EngineRegistry:
             engine: EmbeddingEngine = entry.engine
             return engine
 
+    def acquire_model(self, owner: str, path: str | Path, **options: Any) -> ModelEngine:
+        """The engine of the plain model file ``path`` for ``owner`` (``ModelConfig`` fields
+        as options; those given must agree with other owners')."""
+        path = Path(path).resolve()
+        options = self.devices.apply(options)
+        options.pop("deterministic", None)
+        with self._lock:
+            entry = self._model_entries.get(path)
+            if entry is None:
+                config = ModelConfig(path=path, **options)
+                entry = self._model_entries[path] = _Entry(self.model_factory(config), config)
+            else:
+                self._check(entry, owner, path, options)
+            entry.owners.setdefault(owner, {}).update(options)
+            engine: ModelEngine = entry.engine
+            return engine
+
+    def name_model(self, name: str, version: int, engine: ModelEngine) -> None:
+        """Make ``engine`` findable as version ``version`` of servable ``name``."""
+        with self._lock:
+            self._named.setdefault(name, {})[version] = engine
+
+    def unname_model(self, name: str) -> None:
+        with self._lock:
+            self._named.pop(name, None)
+
+    def model(self, owner: str, name: str, version: int | None = None) -> ModelEngine:
+        """Version ``version`` (None: the latest loaded) of plain model ``name``, used by
+        ``owner`` from now on (it stays loaded while ``owner`` uses it)."""
+        with self._lock:
+            versions = self._named.get(name)
+            if not versions:
+                served = ", ".join(sorted(self._named)) or "none"
+                raise ServableNotFound(f"no model {name!r} is loaded (models: {served})")
+            chosen = max(versions) if version is None else version
+            engine = versions.get(chosen)
+            if engine is None:
+                raise ServableNotFound(
+                    f"model {name!r} has no version {version} loaded (versions: "
+                    f"{', '.join(map(str, sorted(versions)))})")
+            for entry in self._model_entries.values():
+                if entry.engine is engine:
+                    entry.owners.setdefault(owner, {})
+            return engine
+
+    def bind_session(self, owner: str, packet: str, session: Any) -> None:
+        """A graph's session node made ``session`` (its side packet ``packet``)."""
+        with self._lock:
+            self._sessions[(owner, packet)] = session
+
+    def session(self, owner: str, packet: str) -> Any:
+        """The session bound to side packet ``packet`` of graph ``owner``, or None."""
+        with self._lock:
+            return self._sessions.get((owner, packet))
+
     @staticmethod
     def _check(entry: _Entry, owner: str, path: Path, options: dict[str, Any]) -> None:
         for name, value in options.items():
@@ -127,7 +194,9 @@ class EngineRegistry:
         """``owner`` no longer uses its engines; close those nobody else uses."""
         closing = []
         with self._lock:
-            for entries in (self._entries, self._embedding_entries):
+            for key in [k for k in self._sessions if k[0] == owner]:
+                del self._sessions[key]
+            for entries in (self._entries, self._embedding_entries, self._model_entries):
                 for path, entry in list(entries.items()):
                     if entry.owners.pop(owner, None) is not None and not entry.owners:
                         del entries[path]
@@ -152,9 +221,13 @@ class EngineRegistry:
     def close(self) -> None:
         with self._lock:
             engines = [e.engine for e in (*self._entries.values(),
-                                           *self._embedding_entries.values())]
+                                           *self._embedding_entries.values(),
+                                           *self._model_entries.values())]
             self._entries.clear()
             self._embedding_entries.clear()
+            self._model_entries.clear()
+            self._named.clear()
+            self._sessions.clear()
         for engine in engines:
             engine.close()
 

@@ -10,9 +10,16 @@ import contextlib
 from collections.abc import AsyncIterator, Callable
 
 from ovserve import __version__
-from ovserve.errors import InvalidInput, OvserveError, ServableNotFound, ServableNotReady
+from ovserve.errors import (
+    InvalidInput,
+    OvserveError,
+    ServableNotFound,
+    ServableNotReady,
+    Unsupported,
+)
 from ovserve.graph.executor import GraphRun, OutputPacket, RunError
 from ovserve.protocol.tensor import Tensor
+from ovserve.serving.model import ModelServable
 from ovserve.serving.registry import Registry
 from ovserve.serving.servable import Servable
 from ovserve.transport.kserve.types import (
@@ -48,9 +55,15 @@ class DataPlane:
     def ready(self) -> bool:
         return self.state.ready
 
-    def servable(self, model: str, version: str | None = None) -> tuple[Servable, str | None]:
-        """The servable (and LoRA adapter) a model name and version name; a version other
-        than "1" is unknown (graphs have one version), as KServe answers: not found."""
+    def servable(self, model: str, version: str | None = None
+                 ) -> tuple[Servable | ModelServable, str | None]:
+        """The servable (and LoRA adapter) a model name and version name: a plain model's
+        versions are its own; a graph's only version is "1". An unknown version is not found,
+        as KServe answers."""
+        plain = self.registry.model(model)
+        if plain is not None:
+            plain.version(version)  # raises ServableNotFound
+            return plain, None
         servable, adapter = self.registry.resolve(model, llm=False)
         if version not in (None, "", *VERSIONS):
             raise ServableNotFound(f"servable {model!r} has no version {version!r} "
@@ -68,6 +81,11 @@ class DataPlane:
 
     def model_metadata(self, model: str, version: str | None = None) -> ModelMetadata:
         servable, _ = self.servable(model, version)
+        if isinstance(servable, ModelServable):  # the real names, datatypes and shapes
+            return ModelMetadata(
+                model, [TensorSpec(i.name, i.datatype, i.shape) for i in servable.inputs(version)],
+                [TensorSpec(o.name, o.datatype, o.shape) for o in servable.outputs(version)],
+                versions=tuple(map(str, servable.versions)))
         return ModelMetadata(model, [TensorSpec(n) for n in servable.graph.input_names],
                              [TensorSpec(n) for n in servable.graph.output_names],
                              versions=VERSIONS)
@@ -81,6 +99,11 @@ class DataPlane:
         with self.metrics.request(model, interface):
             request = decode()
             servable, adapter = self.servable(request.model, request.version)
+            if isinstance(servable, ModelServable):
+                number, _ = servable.version(request.version)
+                outputs = await servable.infer(request.inputs, request.version)
+                return InferResponse(request.model, select(servable, outputs, request.outputs),
+                                     id=request.id, version=str(number), request=request)
             servable.check_inputs(request.inputs)
             outputs = await servable.infer(
                 request.inputs, side_packets=request.side_packets(),
@@ -96,16 +119,18 @@ class DataPlane:
         return InferStream(self, requests, interface).responses()
 
 
-def select(servable: Servable, outputs: dict[str, Tensor],
+def select(servable: Servable | ModelServable, outputs: dict[str, Tensor],
            requested: list[RequestedOutput]) -> dict[str, Tensor]:
     """The requested outputs (all when none is named); an unknown name is an error."""
     if not requested:
         return outputs
     names = [o.name for o in requested]
-    unknown = [n for n in names if n not in servable.graph.output_names]
+    known = servable.output_names if isinstance(servable, ModelServable) else \
+        servable.graph.output_names
+    unknown = [n for n in names if n not in known]
     if unknown:
         raise InvalidInput(f"servable {servable.name} has no output {unknown[0]!r} "
-                           f"(outputs: {', '.join(servable.graph.output_names)})")
+                           f"(outputs: {', '.join(known)})")
     return {n: outputs[n] for n in outputs if n in names}
 
 
@@ -139,6 +164,9 @@ class InferStream:
 
     async def _open(self, request: InferRequest) -> GraphRun:
         servable, adapter = self.plane.servable(request.model, request.version)
+        if isinstance(servable, ModelServable):
+            raise Unsupported(f"servable {request.model!r} is a plain model: it answers "
+                              "ModelInfer, not streams (ModelStreamInfer serves graphs)")
         run = servable.stream(side_packets=request.side_packets(), adapter=adapter)
         self.servable, self.model = servable, request.model
         self.stack.enter_context(self.metrics.stream(request.model, self.interface))
