@@ -144,6 +144,10 @@ def build_graph(
             problems.append(f"stream {ref.name!r}: declared twice as a graph input_stream")
         producers[ref.name] = "graph input"
     side_names = {ref.name for ref in graph_side}
+    # side packets a node makes (a session node's SESSION) serve other nodes as graph ones do
+    side_names |= {ref.name for node in config.node for ref in _refs(
+        list(node.output_side_packet), f"node {node.name or node.calculator}",
+        "output_side_packet", problems)}
 
     nodes: list[NodeSpec] = []
     names: dict[str, int] = {}
@@ -172,7 +176,7 @@ def build_graph(
                 f"node {label}: unknown calculator {node.calculator!r} (available: "
                 f"{', '.join(sorted(calculators))})"
             )
-        if not inputs:
+        if not inputs and not node.output_side_packet:  # a side-packet maker needs none
             problems.append(f"node {label}: no input_stream; every node needs an input")
         ports = [ref.port for ref in inputs]
         for kind, refs in (("input", inputs), ("output", outputs)):

@@ -5,6 +5,11 @@ from __future__ import annotations
 from ovserve.graph.calculator import Calculator
 from ovserve.nodes.embeddings import EmbeddingsCalculator
 from ovserve.nodes.llm import LLMCalculator
+from ovserve.nodes.openvino_inference import (
+    OpenVINOInferenceCalculator,
+    OpenVINOModelServerSessionCalculator,
+    PyTensorOvTensorConverterCalculator,
+)
 from ovserve.nodes.python_executor import PythonExecutorCalculator
 from ovserve.nodes.retriever import RetrieverCalculator
 
@@ -14,6 +19,9 @@ BUILTIN_CALCULATORS: dict[str, type[Calculator]] = {
     "LLMCalculator": LLMCalculator,
     EmbeddingsCalculator.name: EmbeddingsCalculator,  # OVMS's name, EmbeddingsCalculatorOV
     RetrieverCalculator.name: RetrieverCalculator,
+    OpenVINOModelServerSessionCalculator.name: OpenVINOModelServerSessionCalculator,
+    OpenVINOInferenceCalculator.name: OpenVINOInferenceCalculator,
+    PyTensorOvTensorConverterCalculator.name: PyTensorOvTensorConverterCalculator,
 }
 
 __all__ = ["BUILTIN_CALCULATORS"]
