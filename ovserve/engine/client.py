@@ -203,9 +203,27 @@ class OpenVINOEngine(EngineBase):
             self._make_resident(adapter)
         text = render_prompt(prompt, params, self.tokenizer.chat_template, self._apply_template)
         token_ids = self._encode(text)
+        self._check_eviction_window(len(token_ids))
         max_new = max_new_tokens(params, limits or GenerationLimits(), len(token_ids),
                                  self.context_length, self.model_max_new_tokens)
         return Prepared(token_ids, self.generation_config(params, max_new), adapter)
+
+    def _check_eviction_window(self, prompt_tokens: int) -> None:
+        """openvino-genai 2026.4.1's cache eviction fails the step (and with it every request
+        in the batch) on a prompt longer than start_size by less than snapkv_window_size
+        tokens (measured: "Check 'new_scores_size >= num_snapkv_scores' failed"); refuse that
+        prompt alone instead."""
+        eviction = self.config.cache_eviction
+        if eviction is None or not eviction.snapkv_window_size:
+            return
+        low, high = eviction.start_size, eviction.start_size + eviction.snapkv_window_size
+        if low < prompt_tokens < high:
+            raise InvalidInput(
+                f"a prompt of {prompt_tokens} tokens cannot run on model {self.name}: with its "
+                f"cache_eviction_config (start_size {low}, snapkv_window_size "
+                f"{eviction.snapkv_window_size}) openvino-genai fails prompts of {low + 1} to "
+                f"{high - 1} tokens; lengthen or shorten the prompt, or set snapkv_window_size "
+                "0 in the graph")
 
     def generation_config(self, params: SamplingParams, max_new: int) -> dict[str, Any]:
         """GenerationConfig fields: the model's generation_config.json, then the request's."""

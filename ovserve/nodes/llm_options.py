@@ -87,6 +87,11 @@ def problems(options: Options, base_path: Path) -> list[str]:
         found += [f"{name} is set but draft_models_path is not (the draft_* fields configure "
                   "speculative decoding's draft model)"
                   for name in DRAFT_SETTINGS if options.HasField(name)]
+    if options.HasField("cache_eviction_config") and options.draft_models_path:
+        found.append("cache_eviction_config with draft_models_path: openvino-genai 2026.4.1 "
+                     "fails every generation step of a speculative decoding pipeline with "
+                     "cache eviction (measured: 'Port for tensor name block_indices was not "
+                     "found'); set one of them")
     if options.HasField("cache_eviction_config"):
         eviction = options.cache_eviction_config
         found += [f"cache_eviction_config.{name} is required"
