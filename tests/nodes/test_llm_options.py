@@ -15,7 +15,7 @@ from google.protobuf.descriptor import FieldDescriptor
 from ovserve.engine import EngineConfig, EngineRegistry, process
 from ovserve.engine.base import CacheEviction, DraftModel, SparseAttention
 from ovserve.engine.fake import FakeEngine
-from ovserve.errors import EngineConflict
+from ovserve.errors import EngineConflict, InvalidInput
 from ovserve.graph.proto.llm_calculator_pb2 import LLMCalculatorOptions
 from ovserve.nodes import BUILTIN_CALCULATORS, llm_options
 from ovserve.nodes.llm import LLMCalculator
@@ -357,3 +357,25 @@ def test_two_graphs_with_different_draft_models_conflict(tmp_path: Path) -> None
     with pytest.raises(EngineConflict, match=r"different cache_size_gb: 1\.0 and 0\.0"):
         engines.acquire("d", model, cache_size_gb=1.0)
         engines.acquire("e", model, cache_size_gb=0.0)
+
+
+async def test_best_of_limit_bounds_the_candidates_a_request_asks_for(tmp_path: Path) -> None:
+    """ovserve generates n candidates (best_of = n): n above best_of_limit is a 400."""
+    from typing import Any, cast
+
+    from ovserve.graph.calculator import Packet, RunContext
+    from ovserve.nodes.llm import _LLMRun
+    from ovserve.protocol.generation import GenerationRequest
+
+    registry = Registry(BUILTIN_CALCULATORS, EngineRegistry(Factory()))
+    await registry.load([exported(tmp_path, "default", "limited", (
+        'device: "CPU",', 'device: "CPU", best_of_limit: 2,'))])
+    servable = registry.states["limited"].servable
+    assert isinstance(servable, Servable)
+    node = servable.calculators["LLMExecutor"]
+    assert isinstance(node, LLMCalculator)
+    run = _LLMRun(node, cast(RunContext, cast(Any, None)))  # refused before it emits
+    request = GenerationRequest(kind="completion", prompt="hi", n=3)
+    with pytest.raises(InvalidInput, match=r"n: at most 2 \(the graph's best_of_limit\)"):
+        await run.process(0, {node.request_port: Packet(0, request)})
+    await registry.unload()
