@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from ovserve.engine import EngineConfig, SamplingParams
-from ovserve.engine.base import CacheEviction, DraftModel, LoraOptions
+from ovserve.engine.base import CacheEviction, DraftModel, LoraOptions, SparseAttention
 from ovserve.engine.client import SPECULATIVE_NUM_ASSISTANT_TOKENS, OpenVINOEngine
 from ovserve.errors import EngineError, InvalidInput
 from tests.conftest import generation_overrides, plugin_config
@@ -88,5 +88,21 @@ def test_cache_eviction_refuses_only_the_prompts_openvino_genai_fails(
             _, tokens = run_tokens(engine, "word " * words, apply_chat_template=False,
                                    max_tokens=8, ignore_eos=True)
             assert tokens == 8
+    finally:
+        engine.close()
+
+
+@pytest.mark.parametrize("mode", ["TRISHAPE", "XATTENTION"])
+def test_sparse_attention_runs(default_model_dir: Path, mode: str) -> None:
+    """OVMS's sparse_attention_config reaches openvino-genai and generates on the CPU (a
+    prompt longer than the dense tail, so sparse prefill has work)."""
+    engine = OpenVINOEngine(EngineConfig(
+        models_path=default_model_dir, plugin_config=plugin_config(),
+        sparse_attention=SparseAttention(mode, (("num_last_dense_tokens_in_prefill", 16),)),
+        cache_interval_multiplier=4, generation_overrides=generation_overrides()))
+    try:
+        _, tokens = run_tokens(engine, "word " * 300, apply_chat_template=False, max_tokens=8,
+                               ignore_eos=True)
+        assert tokens == 8
     finally:
         engine.close()
