@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +14,7 @@ from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse, PlainTextResponse, RedirectResponse
 from fastapi.staticfiles import StaticFiles
 from starlette.datastructures import Headers
+from starlette.middleware.cors import CORSMiddleware
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ovserve import __version__
@@ -35,6 +38,34 @@ DEFAULT_BODY_TIMEOUT = 30.0  # seconds a body may pause between reads (nginx: 60
 MAX_HEADERS = 100  # as nginx's and Node's defaults keep headers small
 MAX_HEADER_BYTES = 64 * 1024
 WEB = Path(__file__).resolve().parent / "web"
+
+
+@dataclass(frozen=True)
+class Cors:
+    """Cross-origin access, with OVMS's flags and defaults (``--allowed_origins``,
+    ``--allowed_methods``, ``--allowed_headers``: comma-separated, ``*`` for any, the default;
+    ``--allow_credentials``: off). Empty ``origins``: no origin may call (no CORS header).
+
+    Starlette's ``CORSMiddleware`` answers, as a browser needs: a preflight (``OPTIONS`` with
+    ``Origin`` and ``Access-Control-Request-Method``) on any path, before routing and before the
+    API key is looked at; on other responses to a request with an ``Origin``,
+    ``Access-Control-Allow-Origin`` is ``*`` or, for a list of origins or with credentials,
+    the request's own origin when allowed. OVMS sends its flag's text as it is on every
+    response, which browsers reject for a list of several origins or ``*`` with credentials."""
+
+    origins: tuple[str, ...] = ("*",)
+    methods: tuple[str, ...] = ("*",)
+    headers: tuple[str, ...] = ("*",)
+    credentials: bool = False
+
+    @staticmethod
+    def split(text: str) -> tuple[str, ...]:
+        """A comma-separated flag value as a tuple (blank items dropped)."""
+        return tuple(item.strip() for item in text.split(",") if item.strip())
+
+
+#: OVMS's defaults: any origin, method and header; no credentials
+OVMS_CORS = Cors()
 
 
 async def refuse(scope: Scope, receive: Receive, send: Send, exc: OvserveError,
@@ -123,16 +154,25 @@ class ApiKeyCheck:
 
 
 def build_app(plane: DataPlane, *, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
-              api_key: str | None = None, body_timeout: float = DEFAULT_BODY_TIMEOUT
+              api_key: str | Sequence[str] | None = None,
+              body_timeout: float = DEFAULT_BODY_TIMEOUT, cors: Cors | None = OVMS_CORS
               ) -> FastAPI:
-    """``api_key``: every request but probes and metrics must carry it (``transport.auth``)."""
+    """``api_key``: a key, or several (any one will do); every request but probes and metrics
+    must carry it (``transport.auth``). ``cors``: cross-origin access (default OVMS's: any
+    origin, method and header, no credentials); None: no CORS headers, preflights not
+    answered."""
     registry, metrics, state = plane.registry, plane.metrics, plane.state
     app = FastAPI(title="ovserve", version=__version__, docs_url=None, redoc_url=None)
     errors.install(app)
     if api_key:
         app.add_middleware(ApiKeyCheck, api_key=ApiKey(api_key))
-    app.add_middleware(RequestLimits, max_body_bytes=max_body_bytes,  # outermost: first
+    app.add_middleware(RequestLimits, max_body_bytes=max_body_bytes,
                        body_timeout=body_timeout)
+    if cors is not None:  # outermost: preflights never meet the key check, refusals (401,
+        # 413, 431) carry the CORS headers so a page can read them
+        app.add_middleware(CORSMiddleware, allow_origins=cors.origins,
+                           allow_methods=cors.methods, allow_headers=cors.headers,
+                           allow_credentials=cors.credentials)
 
     @app.get("/metrics", response_class=PlainTextResponse)
     async def prometheus() -> Response:
