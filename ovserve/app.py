@@ -11,8 +11,9 @@ import contextlib
 import logging
 import signal
 import socket
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import grpc
@@ -33,7 +34,13 @@ from ovserve.transport.grpc.errors import ErrorInterceptor
 from ovserve.transport.grpc.servicer import InferenceServicer
 from ovserve.transport.kserve import DataPlane
 from ovserve.transport.metrics import Metrics
-from ovserve.transport.rest.app import DEFAULT_BODY_TIMEOUT, DEFAULT_MAX_BODY_BYTES, build_app
+from ovserve.transport.rest.app import (
+    DEFAULT_BODY_TIMEOUT,
+    DEFAULT_MAX_BODY_BYTES,
+    OVMS_CORS,
+    Cors,
+    build_app,
+)
 from ovserve.transport.rest.http_protocol import DEFAULT_HEADER_TIMEOUT, HeaderDeadlineProtocol
 from ovserve.transport.state import ServerState
 
@@ -47,9 +54,18 @@ class StartupError(OvserveError):
 @dataclass(frozen=True)
 class ServerSettings:
     entries: list[ServableEntry]
+    #: the address both servers listen on unless grpc_hosts / rest_hosts say otherwise
     host: str = "0.0.0.0"
-    grpc_port: int = 9000
+    #: None: no gRPC server (OVMS starts it only when --port is given)
+    grpc_port: int | None = 9000
     rest_port: int | None = 8000
+    #: --grpc_bind_address / --rest_bind_address: the addresses (or host names) each server
+    #: listens on; empty: ``host``
+    grpc_hosts: tuple[str, ...] = ()
+    rest_hosts: tuple[str, ...] = ()
+    #: --grpc_channel_arguments: extra gRPC server options, e.g. ("grpc.max_connection_age_ms",
+    #: 2000)
+    grpc_options: tuple[tuple[str, int | str], ...] = ()
     grace_seconds: float = 30.0
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
     #: Laid over every model's generation_config.json (vLLM's --override-generation-config).
@@ -57,14 +73,39 @@ class ServerSettings:
     devices: DeviceChoice = field(default_factory=DeviceChoice)
     #: LoRA adapters of every LLM whose graph sets none (--lora_dir, NIM_PEFT_SOURCE)
     lora: LoraOptions | None = None
-    #: requests must carry "Authorization: Bearer <api_key>" (--api_key, OVSERVE_API_KEY)
-    api_key: str | None = None
+    #: requests must carry "Authorization: Bearer <one of these>" (--api_key, OVSERVE_API_KEY,
+    #: --api_key_file, API_KEY); empty: open
+    api_keys: tuple[str, ...] = ()
+    #: cross-origin access (--allowed_origins ...; default OVMS's); None: no CORS
+    cors: Cors | None = OVMS_CORS
     #: seconds a client gets to send a request's line and headers (slow ones are closed)
     header_timeout: float = DEFAULT_HEADER_TIMEOUT
     #: seconds a request body may pause between reads (408 and the connection closed)
     body_timeout: float = DEFAULT_BODY_TIMEOUT
     #: every LLM engine in deterministic mode (--deterministic, engine.determinism)
     deterministic: bool = False
+    #: --file_system_poll_wait_seconds: how often config.json and its graphs are checked for
+    #: changes (OVMS's default 1; 0: never). Read by the config reload.
+    config_poll_seconds: float = 1.0
+    #: --metrics_enable / --metrics_list: OVMS's switch and list for its ``ovms_*`` metric
+    #: families (/metrics serves ovserve's own families whatever they say)
+    metrics_enable: bool = False
+    metrics_list: tuple[str, ...] = ()
+    #: the config file the entries came from (None: --model_path, --task)
+    config_path: Path | None = None
+
+    @property
+    def grpc_addresses(self) -> tuple[str, ...]:
+        return self.grpc_hosts or (self.host,)
+
+    @property
+    def rest_addresses(self) -> tuple[str, ...]:
+        return self.rest_hosts or (self.host,)
+
+
+def _address(host: str, port: int) -> str:
+    """``host:port`` as gRPC takes it (an IPv6 address in brackets)."""
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
 def bind_socket(host: str, port: int, what: str) -> socket.socket:
@@ -81,19 +122,23 @@ def bind_socket(host: str, port: int, what: str) -> socket.socket:
         sock.bind((host, port))
     except OSError as exc:
         sock.close()
-        raise StartupError(f"cannot listen on {what} port {port}: {exc.strerror}") from exc
+        raise StartupError(f"cannot listen on {what} port {port} of {host}: {exc.strerror}"
+                           ) from exc
     return sock
 
 
 def build_grpc_server(
     plane: DataPlane, health_servicer: health.aio.HealthServicer, max_message_bytes: int,
-    api_key: str | None = None,
+    api_key: str | Sequence[str] | None = None,
+    extra_options: Sequence[tuple[str, int | str]] = (),
 ) -> grpc.aio.Server:
-    options = [
+    options: list[tuple[str, int | str]] = [
         ("grpc.max_receive_message_length", max_message_bytes),
         ("grpc.max_send_message_length", max_message_bytes),
         ("grpc.so_reuseport", 0),
     ]
+    given = {name for name, _ in extra_options}
+    options = [o for o in options if o[0] not in given] + list(extra_options)
     interceptors: list[grpc.aio.ServerInterceptor] = [ErrorInterceptor()]
     if api_key:  # checked first: a call without the key is refused before anything else
         interceptors.insert(0, ApiKeyInterceptor(ApiKey(api_key)))
@@ -120,7 +165,7 @@ class RunningServer:
     registry: Registry
     state: ServerState
     health: health.aio.HealthServicer
-    grpc_server: grpc.aio.Server
+    grpc_server: grpc.aio.Server | None
     uv: _Uvicorn | None
     uv_task: asyncio.Task[None] | None
     health_task: asyncio.Task[None]
@@ -140,7 +185,8 @@ class RunningServer:
         cutoff = asyncio.create_task(self._end_requests_after(max(grace - min(1.0, grace / 10),
                                                                   0.0)))
         try:
-            await self.grpc_server.stop(grace)
+            if self.grpc_server is not None:
+                await self.grpc_server.stop(grace)
             if self.uv_task is not None:
                 await self.uv_task
         finally:
@@ -169,18 +215,24 @@ async def start(settings: ServerSettings, engines: EngineRegistry | None = None
     state, metrics = ServerState(registry), Metrics(engines)
     health_servicer = health.aio.HealthServicer()
     plane = DataPlane(registry, metrics, state)
-    grpc_server = build_grpc_server(plane, health_servicer, settings.max_body_bytes,
-                                    settings.api_key)
-    # Probe the gRPC port ourselves: grpc core only logs a multi-line error when it fails.
-    bind_socket(settings.host, settings.grpc_port, "gRPC").close()
-    try:
-        grpc_server.add_insecure_port(f"{settings.host}:{settings.grpc_port}")
-    except RuntimeError as exc:
-        raise StartupError(f"cannot listen on gRPC port {settings.grpc_port}") from exc
-    rest_socket = None
+    grpc_server = None
+    if settings.grpc_port is not None:
+        grpc_server = build_grpc_server(plane, health_servicer, settings.max_body_bytes,
+                                        settings.api_keys, settings.grpc_options)
+        for host in settings.grpc_addresses:
+            # Probe the port ourselves: grpc core only logs a multi-line error when it fails.
+            bind_socket(host, settings.grpc_port, "gRPC").close()
+            try:
+                grpc_server.add_insecure_port(_address(host, settings.grpc_port))
+            except RuntimeError as exc:
+                raise StartupError(f"cannot listen on gRPC port {settings.grpc_port} of "
+                                   f"{host}") from exc
+    rest_sockets = []
     if settings.rest_port is not None:
-        rest_socket = bind_socket(settings.host, settings.rest_port, "REST")
-        rest_socket.listen(2048)
+        for host in settings.rest_addresses:
+            rest_socket = bind_socket(host, settings.rest_port, "REST")
+            rest_socket.listen(2048)
+            rest_sockets.append(rest_socket)
 
     await registry.load(settings.entries)
     failed = {n: s.error for n, s in registry.states.items() if s.servable is None}
@@ -188,16 +240,21 @@ async def start(settings: ServerSettings, engines: EngineRegistry | None = None
     await _report_health(registry, health_servicer, reported)
     health_task = asyncio.create_task(_keep_reporting_health(registry, health_servicer,
                                                              reported))
-    await grpc_server.start()
-    log.info("gRPC listening on %s:%d", settings.host, settings.grpc_port)
+    if grpc_server is not None:
+        await grpc_server.start()
+        log.info("gRPC listening on %s port %d", ", ".join(settings.grpc_addresses),
+                 settings.grpc_port)
+    else:
+        log.info("gRPC off (no --port)")
     if failed:
         log.warning("servables not available: %s", ", ".join(failed))
 
     uv: _Uvicorn | None = None
     uv_task: asyncio.Task[None] | None = None
-    if rest_socket is not None:
+    if rest_sockets:
         app = build_app(plane, max_body_bytes=settings.max_body_bytes,
-                        api_key=settings.api_key, body_timeout=settings.body_timeout)
+                        api_key=settings.api_keys, body_timeout=settings.body_timeout,
+                        cors=settings.cors)
         # httptools: uvicorn's C HTTP parser (h11, the pure-Python fallback, costs more CPU
         # per streamed chunk, and that CPU is taken from the engine on small machines), with
         # a deadline for request heads and no chunked coding for HTTP/1.0 clients
@@ -206,8 +263,9 @@ async def start(settings: ServerSettings, engines: EngineRegistry | None = None
         config = uvicorn.Config(app, log_level="warning", lifespan="off", http=protocol,
                                 timeout_graceful_shutdown=int(settings.grace_seconds))
         uv = _Uvicorn(config)
-        uv_task = asyncio.create_task(uv.serve(sockets=[rest_socket]))
-        log.info("REST listening on %s:%d", settings.host, settings.rest_port)
+        uv_task = asyncio.create_task(uv.serve(sockets=rest_sockets))
+        log.info("REST listening on %s port %d", ", ".join(settings.rest_addresses),
+                 settings.rest_port)
     return RunningServer(settings, engines, registry, state, health_servicer, grpc_server, uv,
                          uv_task, health_task)
 
@@ -241,7 +299,9 @@ async def serve(settings: ServerSettings) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    print(f"ovserve: serving {', '.join(server.registry.states)} (gRPC :{settings.grpc_port}"
-          + (f", REST :{settings.rest_port}" if settings.rest_port else "") + ")", flush=True)
+    ports = ([f"gRPC :{settings.grpc_port}"] if settings.grpc_port is not None else []) + (
+        [f"REST :{settings.rest_port}"] if settings.rest_port is not None else [])
+    print(f"ovserve: serving {', '.join(server.registry.states)} ({', '.join(ports)})",
+          flush=True)
     await stop.wait()
     await server.stop()

@@ -1,60 +1,316 @@
-"""The ``ovserve`` command, with OVMS's flag names.
+"""The ``ovserve`` command, with OVMS's command line: every flag of OVMS's docs/parameters.md
+(at 7e4df0c) is accepted, and ``OVMS_FLAGS`` says what each does here.
 
     ovserve --config_path CONFIG --port 9000 --rest_port 8000   serve (gRPC + REST)
-    ovserve --model_path DIR --model_name NAME --port 9000       serve one graph, no config
+    ovserve --model_path DIR --model_name NAME --rest_port 8000  one graph or plain model
+    ovserve --model_path DIR --model_name NAME --task text_generation --rest_port 8000
+    ovserve --list_models / --add_to_config / --remove_from_config   OVMS's config management
     ovserve check --config_path CONFIG     validate config and graphs, run initialize/finalize
+
+gRPC listens only when ``--port`` is given (and not 0), REST only with ``--rest_port``, as in
+OVMS.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import atexit
 import json
 import logging
 import os
+import re
+import shutil
 import sys
+import tempfile
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from ovserve import __version__
+from ovserve.config_export import (
+    ConfigEditError,
+    add_to_config,
+    config_file,
+    list_models,
+    remove_from_config,
+)
 from ovserve.engine.base import LoraOptions
-from ovserve.engine.devices import DeviceChoice
+from ovserve.engine.devices import EVERY_DEVICE, VIRTUAL, DeviceChoice
 from ovserve.errors import GraphConfigError
+from ovserve.graph_export import TaskError, TaskRequest, export_graph, infer_task
 from ovserve.serving.server_config import (
+    GRAPH_FILE,
+    GraphEntry,
     ServableEntry,
     load_server_config,
     single_graph_entry,
+    single_model_entry,
 )
+from ovserve.transport.auth import read_key_file
+
+if TYPE_CHECKING:
+    from ovserve.app import ServerSettings
+
+log = logging.getLogger("ovserve")
+_T = TypeVar("_T")
+
+#: OVMS's log levels (its --log_level), TRACE below DEBUG
+LOG_LEVELS = ("TRACE", "DEBUG", "INFO", "WARNING", "ERROR")
+TRACE = 5
+#: the metric names OVMS's --metrics_list takes (docs/metrics.md)
+OVMS_METRICS = ("ovms_requests_success", "ovms_requests_fail", "ovms_requests_accepted",
+                "ovms_requests_rejected", "ovms_responses", "ovms_inference_time_us",
+                "ovms_wait_for_infer_req_time_us", "ovms_request_time_us",
+                "ovms_current_requests", "ovms_current_graphs", "ovms_infer_req_active",
+                "ovms_streams", "ovms_infer_req_queue_size")
 
 
-def add_source_args(parser: argparse.ArgumentParser) -> None:
-    """OVMS's flags for what to serve."""
-    parser.add_argument("--config_path", type=Path, help="OVMS-style config.json (default: "
-                        "$OVSERVE_CONFIG_PATH when --model_path is not given either)")
-    parser.add_argument("--model_path", type=Path,
-                        help="a graph directory (graph.pbtxt) to serve without a config")
-    parser.add_argument("--model_name", help="servable name for --model_path")
-    parser.add_argument("--log_level", default="INFO",
-                        choices=["DEBUG", "INFO", "WARNING", "ERROR"], help="log verbosity")
+# ---- OVMS's flags and what each maps to ---------------------------------------------------
+
+@dataclass(frozen=True)
+class OvmsFlag:
+    """One OVMS flag. ``value``: how it is read (``text``, ``int``, ``number``; ``switch``:
+    ``--x`` or ``--x=false`` as OVMS's booleans; ``bool``: ``true``/``false`` as OVMS's task
+    options). ``group``: OVMS's group (a task name for a task option). ``effect``: what it does
+    in ovserve. ``ignored``: why it cannot mean anything here; such a flag is accepted with a
+    warning naming it. ``own``: ovserve defines it itself (an environment default, an alias)."""
+
+    name: str
+    value: str
+    group: str
+    effect: str
+    ignored: str = ""
+    own: bool = False
 
 
-def entries_from_args(parser: argparse.ArgumentParser, args: argparse.Namespace) -> tuple[
-    list[ServableEntry], str
-]:
-    if args.config_path and args.model_path:
-        parser.error("give either --config_path or --model_path, not both")
-    if args.config_path:
-        return load_server_config(args.config_path), str(args.config_path)
-    if args.model_path:
-        if not args.model_name:
-            parser.error("--model_path needs --model_name")
-        return [single_graph_entry(args.model_path, args.model_name)], str(args.model_path)
-    default = os.environ.get("OVSERVE_CONFIG_PATH")
-    if default:  # the image's own servables unless told otherwise
-        return load_server_config(Path(default)), default
-    parser.error("nothing to serve: give --config_path CONFIG or --model_path DIR "
-                 "(or set OVSERVE_CONFIG_PATH)")
+_NO_HUB = "no model hub here: converting needs a download"
+_SINGLE = "with --model_path on a plain model, as the config key; written by --add_to_config"
+_TG, _EMB, _RR = "text_generation", "embeddings", "rerank"
+_IMG, _TTS, _STT = "image_generation", "text2speech", "speech2text"
+
+OVMS_FLAGS: tuple[OvmsFlag, ...] = (
+    # model configuration (docs/parameters.md, first table)
+    OvmsFlag("model_name", "text", "model", "servable name for --model_path", own=True),
+    OvmsFlag("model_path", "text", "model", "a graph folder, a plain model or (with --task) a "
+             "model folder to serve without a config", own=True),
+    OvmsFlag("shape", "text", "model", _SINGLE),
+    OvmsFlag("batch_size", "text", "model", _SINGLE),
+    OvmsFlag("layout", "text", "model", _SINGLE + " (a model with it does not load: ovserve "
+             "does not transpose inputs)"),
+    OvmsFlag("mean", "text", "model", _SINGLE + " (a model with it does not load)"),
+    OvmsFlag("scale", "text", "model", _SINGLE + " (a model with it does not load)"),
+    OvmsFlag("color_format", "text", "model", _SINGLE + " (a model with it does not load)"),
+    OvmsFlag("precision", "text", "model", _SINGLE + " (a model with it does not load)"),
+    OvmsFlag("model_version_policy", "text", "model", _SINGLE),
+    OvmsFlag("nireq", "int", "model", _SINGLE),
+    OvmsFlag("plugin_config", "text", "model", "OpenVINO properties for every engine: OVMS's "
+             "flat form applies on every device, ovserve's {\"DEVICE\": {...}} form on that "
+             "device", own=True),
+    OvmsFlag("target_device", "text", "model", "the device of every engine (= --device)",
+             own=True),
+    OvmsFlag("metrics_enable", "switch", "model", "OVMS's switch for its ovms_* metric "
+             "families, kept in the server settings; /metrics serves ovserve's own families "
+             "whatever it says"),
+    OvmsFlag("metrics_list", "text", "model", "which ovms_* families (checked against OVMS's "
+             "names), kept in the server settings"),
+    OvmsFlag("config_path", "text", "model", "config.json (a folder: its config.json)",
+             own=True),
+    # server configuration
+    OvmsFlag("port", "int", "server", "gRPC port; gRPC is off without it (or with 0)",
+             own=True),
+    OvmsFlag("rest_port", "int", "server", "REST port; REST is off without it (or with 0)",
+             own=True),
+    OvmsFlag("grpc_bind_address", "text", "server", "comma-separated addresses or host names "
+             "gRPC listens on (default --host, 0.0.0.0)"),
+    OvmsFlag("rest_bind_address", "text", "server", "comma-separated addresses or host names "
+             "REST listens on (default --host, 0.0.0.0)"),
+    OvmsFlag("grpc_workers", "int", "server", "", ignored="one asyncio gRPC server serves "
+             "every call"),
+    OvmsFlag("rest_workers", "int", "server", "", ignored="REST is one asyncio event loop "
+             "(uvicorn) serving every connection at once; more processes would each load the "
+             "models"),
+    OvmsFlag("file_system_poll_wait_seconds", "int", "server", "how often config.json and its "
+             "graphs are checked for changes (0: never), kept in the server settings for the "
+             "config reload"),
+    OvmsFlag("custom_node_resources_cleaner_interval_seconds", "int", "server", "",
+             ignored="ovserve has no custom nodes (DAG .so libraries)"),
+    OvmsFlag("cpu_extension", "text", "server", "", ignored="custom CPU layer libraries are "
+             "not loaded; a model needing one fails to load"),
+    OvmsFlag("log_level", "text", "server", "TRACE, DEBUG, INFO, WARNING or ERROR", own=True),
+    OvmsFlag("log_path", "text", "server", "the log also goes to this file"),
+    OvmsFlag("cache_dir", "text", "server", "OpenVINO's model cache: CACHE_DIR on every "
+             "device"),
+    OvmsFlag("grpc_channel_arguments", "text", "server", "gRPC server options, e.g. "
+             "grpc.max_connection_age_ms=2000,grpc.keepalive_time_ms=10000"),
+    OvmsFlag("grpc_max_threads", "int", "server", "", ignored="grpc.aio runs calls on the "
+             "event loop, not a thread pool"),
+    OvmsFlag("grpc_memory_quota", "int", "server", "", ignored="gRPC's buffer quota is "
+             "grpcio's default; --max_request_bytes limits each message"),
+    OvmsFlag("help", "switch", "server", "the flags and exit", own=True),
+    OvmsFlag("version", "switch", "server", "the version and exit", own=True),
+    OvmsFlag("allow_credentials", "switch", "server", "CORS: allow credentials"),
+    OvmsFlag("allowed_headers", "text", "server", "CORS: comma-separated headers (default *)"),
+    OvmsFlag("allowed_methods", "text", "server", "CORS: comma-separated methods (default *)"),
+    OvmsFlag("allowed_origins", "text", "server", "CORS: comma-separated origins (default *; "
+             "'' for none)"),
+    OvmsFlag("api_key_file", "text", "server", "API keys, one per line (OVMS reads the first "
+             "line); without it, $API_KEY"),
+    OvmsFlag("allowed_local_media_path", "text", "server", "", ignored="ovserve's LLMs take "
+             "text only: no images in requests"),
+    OvmsFlag("allowed_media_domains", "text", "server", "", ignored="ovserve's LLMs take text "
+             "only: no image URLs in requests"),
+    OvmsFlag("verbose_response", "switch", "server", "", ignored="no __verbose object in "
+             "responses"),
+    # config management mode
+    OvmsFlag("model_repository_path", "text", "config management", "the folder --list_models "
+             "searches, --add_to_config and --pull take model folders from (default "
+             "$OVMS_MODEL_REPOSITORY_PATH)"),
+    OvmsFlag("list_models", "switch", "config management", "print the servables under "
+             "--model_repository_path and exit"),
+    OvmsFlag("add_to_config", "switch", "config management", "add --model_name to "
+             "--config_path's model_config_list and exit"),
+    OvmsFlag("remove_from_config", "switch", "config management", "remove --model_name from "
+             "--config_path and exit"),
+    # configure mode
+    OvmsFlag("configure", "switch", "configure", "write --task's graph.pbtxt into "
+             "--model_path and exit"),
+    OvmsFlag("task", "text", "configure", "serve --model_path with the graph OVMS's graph "
+             "export writes: text_generation or embeddings (rerank, image_generation, "
+             "text2speech, speech2text: refused, no node yet)"),
+    # pull mode
+    OvmsFlag("pull", "switch", "pull", "with the model already in --model_repository_path: "
+             "write its graph.pbtxt and exit; else fails: no model hub here"),
+    OvmsFlag("source_model", "text", "pull", "serve --model_repository_path/SOURCE_MODEL if "
+             "it is there; else fails: no model hub here"),
+    OvmsFlag("overwrite_models", "switch", "pull", "fails: no model hub here to download "
+             "again"),
+    OvmsFlag("gguf_filename", "text", "pull", "the graph's models_path is this file in the "
+             "model folder"),
+    OvmsFlag("extra_quantization_params", "text", "pull", "", ignored=_NO_HUB),
+    OvmsFlag("weight-format", "text", "pull", "", ignored=_NO_HUB),
+    # task options, as OVMS's graph export writes them into the graph
+    OvmsFlag("max_num_seqs", "int", _TG, "LLMCalculatorOptions.max_num_seqs (default 256)"),
+    OvmsFlag("pipeline_type", "text", _TG, "pipeline_type (VLM, VLM_CB: refused at load)"),
+    OvmsFlag("enable_prefix_caching", "bool", _TG, "enable_prefix_caching (default true)"),
+    OvmsFlag("max_num_batched_tokens", "int", _TG, "max_num_batched_tokens"),
+    OvmsFlag("cache_size", "int", _TG, "cache_size in GB (default 0: dynamic)"),
+    OvmsFlag("draft_source_model", "text", _TG, "draft_models_path: a local folder (no "
+             "download)"),
+    OvmsFlag("dynamic_split_fuse", "bool", _TG, "dynamic_split_fuse (default true)"),
+    OvmsFlag("max_prompt_len", "int", _TG, "MAX_PROMPT_LEN in plugin_config (NPU)"),
+    OvmsFlag("kv_cache_precision", "text", _TG, "KV_CACHE_PRECISION in plugin_config (u8)"),
+    OvmsFlag("model_distribution_policy", "text", _TG, "MODEL_DISTRIBUTION_POLICY in "
+             "plugin_config"),
+    OvmsFlag("reasoning_parser", "text", _TG, "reasoning_parser"),
+    OvmsFlag("tool_parser", "text", _TG, "tool_parser"),
+    OvmsFlag("enable_tool_guided_generation", "bool", _TG, "enable_tool_guided_generation"),
+    OvmsFlag("cache_interval_multiplier", "int", _TG, "cache_interval_multiplier"),
+    OvmsFlag("num_streams", "int", f"{_EMB},{_RR},{_IMG},{_TTS},{_STT}", "NUM_STREAMS in "
+             "plugin_config (default 1)"),
+    OvmsFlag("normalize", "bool", _EMB, "normalize_embeddings (default true)"),
+    OvmsFlag("truncate", "bool", _EMB, "truncate (default false)"),
+    OvmsFlag("pooling", "text", _EMB, "pooling: CLS, LAST or MEAN"),
+    OvmsFlag("max_allowed_chunks", "int", _RR, "", ignored="--task rerank is not served"),
+    OvmsFlag("resolution", "text", _IMG, "", ignored="--task image_generation is not served"),
+    OvmsFlag("max_resolution", "text", _IMG, "", ignored="--task image_generation is not "
+             "served"),
+    OvmsFlag("default_resolution", "text", _IMG, "", ignored="--task image_generation is not "
+             "served"),
+    OvmsFlag("max_num_images_per_prompt", "int", _IMG, "", ignored="--task image_generation "
+             "is not served"),
+    OvmsFlag("num_images_per_prompt", "int", _IMG, "", ignored="--task image_generation is "
+             "not served"),
+    OvmsFlag("guidance_scale", "number", _IMG, "", ignored="--task image_generation is not "
+             "served"),
+    OvmsFlag("default_num_inference_steps", "int", _IMG, "", ignored="--task "
+             "image_generation is not served"),
+    OvmsFlag("max_num_inference_steps", "int", _IMG, "", ignored="--task image_generation is "
+             "not served"),
+    OvmsFlag("source_loras", "text", _IMG, "", ignored="--task image_generation is not "
+             "served"),
+    OvmsFlag("model_type", "text", _TTS, "", ignored="--task text2speech is not served"),
+)
+FLAGS = {flag.name: flag for flag in OVMS_FLAGS}
+#: task options by task (a flag may belong to several)
+TASK_OPTIONS = {task: tuple(f.name for f in OVMS_FLAGS if task in f.group.split(","))
+                for task in (_TG, _EMB, _RR, _IMG, _TTS, _STT)}
+#: the single-model flags --model_path and --add_to_config take
+MODEL_FLAGS = ("batch_size", "shape", "layout", "mean", "scale", "color_format", "precision",
+               "model_version_policy", "nireq")
+
+
+def _bool(text: str) -> bool:
+    value = str(text).strip().lower()
+    if value in ("1", "true", "yes", "on"):
+        return True
+    if value in ("0", "false", "no", "off"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected true or false, not {text!r}")
+
+
+def _count(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, not {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must not be negative, got {value}")
+    return value
+
+
+_READERS: dict[str, dict[str, Any]] = {
+    "text": {"type": str},
+    "int": {"type": _count},
+    "number": {"type": float},
+    "switch": {"nargs": "?", "const": True, "type": _bool, "metavar": "BOOL"},
+    "bool": {"type": _bool, "metavar": "true|false"},
+}
+
+
+def add_ovms_flags(parser: argparse.ArgumentParser) -> None:
+    """Every flag of ``OVMS_FLAGS`` ovserve does not define itself, in OVMS's groups; each
+    defaults to None, so what was given is what is not None."""
+    groups: dict[str, argparse._ArgumentGroup] = {}
+    for flag in OVMS_FLAGS:
+        if flag.own:
+            continue
+        group_name = flag.group if "," not in flag.group else "task options"
+        title = f"OVMS {group_name}" if group_name in (
+            "model", "server", "config management", "configure", "pull") else \
+            f"OVMS --task {group_name} options" if group_name != "task options" else \
+            "OVMS task options (several tasks)"
+        group = groups.get(title) or groups.setdefault(title, parser.add_argument_group(title))
+        help_text = flag.effect or f"accepted and ignored: {flag.ignored}"
+        group.add_argument(f"--{flag.name}", dest=flag.name.replace("-", "_"), default=None,
+                           help=help_text, **_READERS[flag.value])
+
+
+def given(args: argparse.Namespace, name: str) -> bool:
+    return getattr(args, name.replace("-", "_"), None) is not None
+
+
+def _task_groups(flag: OvmsFlag) -> list[str]:
+    return [g for g in flag.group.split(",") if g in TASK_OPTIONS]
+
+
+def warn_unused(args: argparse.Namespace, task: str | None) -> None:
+    """One warning naming each flag given that cannot mean anything here, or not with the
+    others given (``task``: the task a graph was made for, None if none was)."""
+    for flag in OVMS_FLAGS:
+        if flag.own or not given(args, flag.name):
+            continue
+        groups = _task_groups(flag)
+        if flag.ignored:
+            log.warning("--%s is accepted and ignored: %s", flag.name, flag.ignored)
+        elif groups and task not in groups:
+            log.warning("--%s is ignored: it is an option of --task %s%s", flag.name,
+                        " / ".join(groups), f", not {task}" if task else "")
+        elif flag.name in MODEL_FLAGS and (args.config_path or task) and \
+                not args.add_to_config:
+            log.warning("--%s is ignored: it applies to a plain model given by --model_path "
+                        "(in a config, set it in the model's entry)", flag.name)
 
 
 def _json_object(text: str) -> dict[str, Any]:
@@ -67,29 +323,59 @@ def _json_object(text: str) -> dict[str, Any]:
     return value
 
 
+_DEVICE = re.compile(r"(CPU|GPU(\.\d+)?|NPU|" + "|".join(VIRTUAL) + r")(:.*)?", re.IGNORECASE)
+
+
 def _device_properties(text: str) -> dict[str, dict[str, Any]]:
-    """--plugin_config: a JSON object of device name -> OpenVINO properties."""
+    """--plugin_config: OpenVINO properties, in either form. OVMS's flat form
+    ``{"NUM_STREAMS": "1"}`` applies on every device (key ``EVERY_DEVICE``); ovserve's form
+    ``{"GPU": {...}}`` on that device. A key is a device when it names one (CPU, GPU, GPU.1,
+    NPU, AUTO, HETERO:...); both forms may be mixed."""
     config = _json_object(text)
-    bad = [k for k, v in config.items() if not isinstance(v, dict)]
-    if bad:
-        raise argparse.ArgumentTypeError(
-            f"{bad[0]!r} must map to an object of OpenVINO properties (keys are device names, "
-            "e.g. {\"GPU\": {\"INFERENCE_PRECISION_HINT\": \"f16\"}})")
-    return {k.upper(): v for k, v in config.items()}
+    out: dict[str, dict[str, Any]] = {}
+    for key, value in config.items():
+        if _DEVICE.fullmatch(key):
+            if not isinstance(value, dict):
+                raise argparse.ArgumentTypeError(
+                    f"{key!r} must map to an object of OpenVINO properties (keys are device "
+                    "names, e.g. {\"GPU\": {\"INFERENCE_PRECISION_HINT\": \"f16\"}}, or "
+                    "properties for every device, e.g. {\"NUM_STREAMS\": \"1\"})")
+            out.setdefault(key.upper(), {}).update(value)
+        else:
+            out.setdefault(EVERY_DEVICE, {})[key] = value
+    return out
+
+
+def add_source_args(parser: argparse.ArgumentParser) -> None:
+    """OVMS's flags for what to serve."""
+    parser.add_argument("--config_path", type=Path, help="OVMS-style config.json, or the folder "
+                        "holding it (default: $OVSERVE_CONFIG_PATH when --model_path is not "
+                        "given either)")
+    parser.add_argument("--model_path", type=Path,
+                        help="a graph folder (graph.pbtxt), a plain model (version folders) or, "
+                        "with --task, a model folder to serve without a config")
+    parser.add_argument("--model_name", help="servable name for --model_path")
+    parser.add_argument("--log_level", default="INFO", type=str.upper, choices=LOG_LEVELS,
+                        help="log verbosity: OVMS's levels, TRACE the most (default INFO)")
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="ovserve",
-        description="Serve LLMs on OpenVINO from OVMS-style config.json and .pbtxt graphs. "
-        "'ovserve check ...' validates a configuration instead of serving it.",
+        description="Serve LLMs on OpenVINO from OVMS-style config.json and .pbtxt graphs, "
+        "with OVMS's command line. 'ovserve check ...' validates a configuration instead of "
+        "serving it.",
     )
     parser.add_argument("--version", action="version", version=f"ovserve {__version__}")
     add_source_args(parser)
-    parser.add_argument("--port", type=int, default=9000, help="gRPC port (default 9000)")
-    parser.add_argument("--rest_port", type=int, default=None,
-                        help="REST port (KServe v2, metrics); off unless given, as in OVMS")
-    parser.add_argument("--host", default="0.0.0.0", help="address to listen on")
+    parser.add_argument("--port", type=_count, default=None,
+                        help="gRPC port; gRPC is off unless given (0: off), as in OVMS")
+    parser.add_argument("--rest_port", type=_count, default=None,
+                        help="REST port (KServe v2, OpenAI API, metrics, web page); off unless "
+                        "given (0: off), as in OVMS")
+    parser.add_argument("--host", default="0.0.0.0",
+                        help="address both servers listen on, unless --grpc_bind_address / "
+                        "--rest_bind_address say otherwise (default 0.0.0.0)")
     parser.add_argument("--grace_period", type=float, default=30.0,
                         help="seconds in-flight requests get to finish on SIGTERM (default 30)")
     parser.add_argument(
@@ -118,8 +404,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--api_key", default=os.environ.get("OVSERVE_API_KEY") or None,
         help="require 'Authorization: Bearer <key>' on every HTTP request and gRPC call but "
-        "health, readiness and /metrics (default: $OVSERVE_API_KEY; none: open)")
+        "health, readiness, /metrics, GET /v1/config and the web page's files (default: "
+        "$OVSERVE_API_KEY; with --api_key_file or $API_KEY, any of the keys; none: open)")
     add_lora_args(parser)
+    add_ovms_flags(parser)
     return parser
 
 
@@ -138,7 +426,7 @@ def env_generation_overrides() -> dict[str, Any]:
     return _from_env("OVSERVE_OVERRIDE_GENERATION_CONFIG", _json_object)
 
 
-def _from_env(name: str, parse: Any) -> Any:
+def _from_env(name: str, parse: Callable[[str], _T]) -> _T:
     try:
         return parse(os.environ.get(name) or "{}")
     except argparse.ArgumentTypeError as exc:
@@ -146,18 +434,20 @@ def _from_env(name: str, parse: Any) -> Any:
 
 
 def add_device_args(parser: argparse.ArgumentParser) -> None:
-    """--device and --plugin_config: for serving, and for `ovserve check`, which loads the
-    models as the server would."""
+    """--device (OVMS's --target_device) and --plugin_config: for serving, and for
+    `ovserve check`, which loads the models as the server would."""
     parser.add_argument(
-        "--device", default=os.environ.get("OVSERVE_DEVICE") or None,
+        "--device", "--target_device", dest="device",
+        default=os.environ.get("OVSERVE_DEVICE") or None,
         help="run every model here, whatever its graph says: CPU, GPU, GPU.1, NPU, AUTO, "
         "HETERO:GPU,CPU ... (default: $OVSERVE_DEVICE, else each graph's own device)")
     parser.add_argument(
         "--plugin_config", type=_device_properties,
         default=os.environ.get("OVSERVE_PLUGIN_CONFIG") or "{}",
-        help="OpenVINO properties per device, laid over the graphs' plugin_config for engines "
-        "on that device, e.g. '{\"GPU\": {\"INFERENCE_PRECISION_HINT\": \"f16\"}, \"CPU\": "
-        "{\"INFERENCE_NUM_THREADS\": 2}}' (default: $OVSERVE_PLUGIN_CONFIG)")
+        help="OpenVINO properties laid over the graphs' plugin_config: OVMS's flat form for "
+        "every device, e.g. '{\"NUM_STREAMS\": \"1\"}', or per device, e.g. '{\"GPU\": "
+        "{\"INFERENCE_PRECISION_HINT\": \"f16\"}, \"CPU\": {\"INFERENCE_NUM_THREADS\": 2}}' "
+        "(default: $OVSERVE_PLUGIN_CONFIG)")
 
 
 def _lora_module(text: str) -> tuple[str, Path]:
@@ -230,26 +520,353 @@ def build_check_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def configure_logging(parser: argparse.ArgumentParser, level: str, path: str | None) -> None:
+    """Logs to stderr at ``level`` (TRACE below DEBUG), and to ``path`` too (--log_path), as
+    OVMS logs to stdout and the file."""
+    logging.addLevelName(TRACE, "TRACE")
+    handlers: list[logging.Handler] = [logging.StreamHandler()]
+    if path:
+        try:
+            handlers.append(logging.FileHandler(path))
+        except OSError as exc:
+            parser.error(f"--log_path {path}: {exc.strerror or exc}")
+    logging.basicConfig(level=TRACE if level == "TRACE" else level, handlers=handlers,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s", force=True)
+    if path:
+        log.info("logging to %s too (--log_path)", path)
+
+
+# ---- the modes: config management, configure, pull, serve ----------------------------------
+
+def _check_modes(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """OVMS's usage errors between modes (src/cli_parser.cpp)."""
+    hub = bool(args.pull or args.source_model)
+    pairs = [
+        (args.list_models and (hub or args.task), "--list_models cannot be used with --pull, "
+         "--source_model or --task"),
+        (args.add_to_config and (hub or args.task), "--add_to_config cannot be used with "
+         "--pull, --source_model or --task"),
+        (args.remove_from_config and (hub or args.task), "--remove_from_config cannot be used "
+         "with --pull, --source_model or --task"),
+        (args.add_to_config and args.list_models, "--list_models cannot be used with "
+         "--add_to_config"),
+        (args.remove_from_config and args.list_models, "--list_models cannot be used with "
+         "--remove_from_config"),
+        (args.remove_from_config and args.model_path, "--model_path cannot be used with "
+         "--remove_from_config"),
+        (args.add_to_config and args.remove_from_config, "--add_to_config cannot be used with "
+         "--remove_from_config"),
+        (args.configure and not args.model_path, "--configure requires --model_path"),
+        (args.configure and hub, "--configure cannot be used with --pull or --source_model"),
+        (args.configure and args.model_name, "--model_name cannot be used with --configure"),
+    ]
+    for wrong, message in pairs:
+        if wrong:
+            parser.error(message)
+
+
+def _repository(args: argparse.Namespace) -> Path | None:
+    repo = args.model_repository_path or os.environ.get("OVMS_MODEL_REPOSITORY_PATH")
+    return Path(repo) if repo else None
+
+
+def run_config_management(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
+    """--list_models, --add_to_config, --remove_from_config: edit or list, then exit."""
+    repo = _repository(args)
+    if args.list_models:
+        if repo is None:
+            parser.error("--list_models needs --model_repository_path")
+        try:
+            names = list_models(repo)
+        except ConfigEditError as exc:
+            print(f"ovserve: {exc}", file=sys.stderr)
+            return 1
+        for name in names:
+            print(name)
+        return 0
+    config = args.config_path or (repo / "config.json" if repo else None)
+    if config is None:
+        parser.error("set --config_path with --add_to_config / --remove_from_config")
+    if not args.model_name:
+        parser.error("set --model_name with --add_to_config / --remove_from_config")
+    path = config_file(config)
+    try:
+        if args.add_to_config:
+            if args.model_path is not None:
+                base = str(args.model_path)
+            elif repo is not None:
+                base = str(repo / args.model_name)
+            else:
+                parser.error("--add_to_config needs --model_path or --model_repository_path")
+            fields = {name: getattr(args, name) for name in MODEL_FLAGS}
+            fields["target_device"] = args.device if _on_command_line(
+                args, "--target_device", "--device") else None
+            fields["plugin_config"] = _flag_text(args, "--plugin_config")
+            add_to_config(path, args.model_name, base, fields)
+        else:
+            remove_from_config(path, args.model_name)
+    except ConfigEditError as exc:
+        print(f"ovserve: {exc}", file=sys.stderr)
+        return 1
+    print(f"Config updated: {path}")
+    return 0
+
+
+def task_request(parser: argparse.ArgumentParser, args: argparse.Namespace, folder: Path,
+                 task: str | None) -> TaskRequest:
+    """What the graph for ``folder`` is made from: the task given, else the one its metadata
+    says (a usage error when neither tells)."""
+    task = task or infer_task(folder)
+    if task is None:
+        parser.error(f"cannot tell the task of {folder} from its config.json: give --task "
+                     "(text_generation or embeddings)")
+    args.graph_task = task  # for warn_unused: the options of other tasks are ignored
+    flat = args.plugin_config.get(EVERY_DEVICE)
+    options = {name: getattr(args, name) for name in TASK_OPTIONS.get(task, ())
+               if given(args, name)}
+    return TaskRequest(task=task, model_path=folder, device=args.device, plugin_config=flat,
+                       cache_dir=getattr(args, "cache_dir", None), options=options,
+                       gguf_filename=getattr(args, "gguf_filename", None))
+
+
+def write_graph(request: TaskRequest, folder: Path) -> Path:
+    """``request``'s graph as ``folder``/graph.pbtxt (raises ``TaskError``)."""
+    text = export_graph(request)
+    path = folder / GRAPH_FILE
+    path.write_text(text + "\n")
+    log.info("wrote %s (--task %s on %s)", path, request.task, request.model_path)
+    return path
+
+
+def _in_memory_folder() -> Path:
+    """A private folder for graphs made at start (OVMS keeps them in memory), removed at
+    exit."""
+    folder = Path(tempfile.mkdtemp(prefix="ovserve-task-"))
+    atexit.register(shutil.rmtree, folder, True)
+    return folder
+
+
+def hub_folder(args: argparse.Namespace) -> tuple[Path, str]:
+    """--pull / --source_model: the model's folder (--model_path, else
+    --model_repository_path/SOURCE_MODEL) and its servable name; a ``TaskError`` when it is
+    not there (nothing is downloaded)."""
+    source = args.source_model or args.model_name
+    if not source:
+        raise TaskError("--pull needs --source_model (or --model_name)")
+    folder = args.model_path or (_repository(args) or Path()) / source
+    name = args.model_name or source
+    if args.overwrite_models or not folder.is_dir():
+        why = "cannot download it again (--overwrite_models)" if folder.is_dir() else \
+            f"{folder} is not there"
+        raise TaskError(
+            f"there is no model hub here: --pull / --source_model would download {source} from "
+            f"Hugging Face, and {why}. Put the model (OpenVINO IR with its tokenizer, e.g. "
+            f"from `optimum-cli export openvino --model {source} {folder}`) in {folder} and "
+            "run again")
+    return folder, name
+
+
+def entries_from_args(parser: argparse.ArgumentParser, args: argparse.Namespace) -> tuple[
+    list[ServableEntry], str
+]:
+    """What to serve, and where it was read from. Raises ``GraphConfigError`` / ``TaskError``
+    for a config or a task that cannot be served."""
+    task = getattr(args, "task", None)
+    if args.config_path and args.model_path:
+        parser.error("give either --config_path or --model_path, not both")
+    if args.config_path:
+        path = config_file(args.config_path)
+        return load_server_config(path), str(path)
+    if args.model_path:
+        if not args.model_name:
+            parser.error("--model_path needs --model_name")
+        return [single_entry(parser, args, args.model_path, args.model_name, task)], \
+            str(args.model_path)
+    default = os.environ.get("OVSERVE_CONFIG_PATH")
+    if default:  # the image's own servables unless told otherwise
+        return load_server_config(Path(default)), default
+    parser.error("nothing to serve: give --config_path CONFIG or --model_path DIR "
+                 "(or set OVSERVE_CONFIG_PATH)")
+
+
+def _plain_model(path: Path) -> bool:
+    return path.is_file() or (path.is_dir() and any(
+        p.is_dir() and p.name.isdigit() for p in path.iterdir()))
+
+
+def single_entry(parser: argparse.ArgumentParser, args: argparse.Namespace, path: Path,
+                 name: str, task: str | None) -> ServableEntry:
+    """--model_path: with --task (or a model folder with no graph.pbtxt) the graph OVMS's
+    graph export makes, kept out of the folder as OVMS keeps it in memory; a folder with a
+    graph.pbtxt: that graph; version folders or a model file: a plain model with the
+    single-model flags."""
+    hf_model = (path / "config.json").is_file() or (path / "model_index.json").is_file()
+    if task is not None or (path.is_dir() and hf_model and not (path / GRAPH_FILE).is_file()):
+        request = task_request(parser, args, path, task)
+        graph = write_graph(request, _in_memory_folder())
+        log.info("servable %s: the --task %s graph for %s", name, request.task, path)
+        return GraphEntry(name=name, base_path=path.resolve(), graph_path=graph)
+    if not (path / GRAPH_FILE).is_file() and _plain_model(path):
+        options = {k: getattr(args, k) for k in MODEL_FLAGS if given(args, k)}
+        return single_model_entry(path, name, options)
+    return single_graph_entry(path, name)
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["check"]:
         parser = build_check_parser()
         args = parser.parse_args(argv[1:])
-    else:
-        parser = build_parser()
-        args = parser.parse_args(argv)
-    logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: "
-                        "%(message)s")
-    try:
-        entries, source = entries_from_args(parser, args)
-    except GraphConfigError as exc:
-        print(f"ovserve: {exc}", file=sys.stderr)
-        return 1
-    if argv[:1] == ["check"]:
+        configure_logging(parser, args.log_level, None)
+        try:
+            checked, source = entries_from_args(parser, args)
+        except (GraphConfigError, TaskError) as exc:
+            print(f"ovserve: {exc}", file=sys.stderr)
+            return 1
         from ovserve.check import run_check
 
-        return run_check(entries, source, DeviceChoice(args.device, args.plugin_config))
-    return run_server(args, entries)
+        return run_check(checked, source, DeviceChoice(args.device, args.plugin_config))
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    args.command_line, args.graph_task = list(argv), None
+    configure_logging(parser, args.log_level, args.log_path)
+    _check_modes(parser, args)
+    if args.list_models or args.add_to_config or args.remove_from_config:
+        warn_unused(args, None)
+        return run_config_management(parser, args)
+    try:
+        if args.configure:
+            write_graph(task_request(parser, args, args.model_path, args.task),
+                        args.model_path)
+            warn_unused(args, args.graph_task)
+            print(f"ovserve: wrote {args.model_path / GRAPH_FILE}")
+            return 0
+        if args.pull or args.source_model:
+            folder, name = hub_folder(args)
+            path = write_graph(task_request(parser, args, folder, args.task), folder)
+            if args.pull:
+                warn_unused(args, args.graph_task)
+                print(f"ovserve: {folder} is already there (nothing downloaded); wrote {path}")
+                return 0
+            entries: list[ServableEntry] = [single_graph_entry(folder, name)]
+        else:
+            entries, _ = entries_from_args(parser, args)
+    except (GraphConfigError, TaskError) as exc:
+        print(f"ovserve: {exc}", file=sys.stderr)
+        return 1
+    warn_unused(args, args.graph_task)
+    return run_server(server_settings(parser, args, entries))
+
+
+def _on_command_line(args: argparse.Namespace, *flags: str) -> bool:
+    """Whether one of ``flags`` was given on the command line (not by an environment
+    default)."""
+    line: list[str] = getattr(args, "command_line", [])
+    return any(a == f or a.startswith(f + "=") for a in line for f in flags)
+
+
+def _flag_text(args: argparse.Namespace, flag: str) -> str | None:
+    """A flag's text as given on the command line (--add_to_config writes it as OVMS does)."""
+    line: list[str] = getattr(args, "command_line", [])
+    for i, arg in enumerate(line):
+        if arg == flag and i + 1 < len(line):
+            return line[i + 1]
+        if arg.startswith(flag + "="):
+            return arg.split("=", 1)[1]
+    return None
+
+
+def _bind_addresses(parser: argparse.ArgumentParser, flag: str, text: str | None
+                    ) -> tuple[str, ...]:
+    if text is None:
+        return ()
+    hosts = tuple(h.strip() for h in text.split(",") if h.strip())
+    if not hosts:
+        parser.error(f"--{flag}: expected a comma-separated list of addresses or host names")
+    return hosts
+
+
+def _channel_arguments(parser: argparse.ArgumentParser, text: str | None
+                       ) -> tuple[tuple[str, int | str], ...]:
+    """--grpc_channel_arguments "grpc.max_connection_age_ms=2000,...": numbers as integers."""
+    out: list[tuple[str, int | str]] = []
+    for item in (text or "").split(","):
+        if not item.strip():
+            continue
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            parser.error(f"--grpc_channel_arguments: {item.strip()!r} is not NAME=VALUE")
+        value = value.strip()
+        out.append((key.strip(), int(value) if re.fullmatch(r"-?\d+", value) else value))
+    return tuple(out)
+
+
+def api_keys(parser: argparse.ArgumentParser, args: argparse.Namespace) -> tuple[str, ...]:
+    """Every key a request may carry: --api_key (or $OVSERVE_API_KEY), and OVMS's: the lines
+    of --api_key_file, or else $API_KEY. The log says where they came from, never what they
+    are."""
+    keys: list[str] = []
+    sources: list[str] = []
+    if args.api_key:
+        keys.append(args.api_key)
+        sources.append("--api_key" if _on_command_line(args, "--api_key") else
+                       "$OVSERVE_API_KEY")
+    if args.api_key_file:
+        try:
+            from_file = read_key_file(Path(args.api_key_file))
+        except ValueError as exc:
+            parser.error(f"--api_key_file: {exc}")
+        keys += from_file
+        sources.append(f"{len(from_file)} from --api_key_file {args.api_key_file}")
+    elif os.environ.get("API_KEY"):
+        keys.append(os.environ["API_KEY"])
+        sources.append("$API_KEY")
+    if keys:
+        log.info("API keys required (%s)", ", ".join(sources))
+    return tuple(dict.fromkeys(keys))
+
+
+def server_settings(parser: argparse.ArgumentParser, args: argparse.Namespace,
+                    entries: list[ServableEntry]) -> ServerSettings:
+    """The ``ServerSettings`` the command line asks for (usage errors exit 2)."""
+    from ovserve.app import ServerSettings
+    from ovserve.transport.rest.app import Cors
+
+    grpc_port = args.port or None  # 0: off, as in OVMS
+    rest_port = args.rest_port or None
+    if grpc_port is None and rest_port is None:
+        parser.error("nothing to listen on: give --port (gRPC) and/or --rest_port (REST)")
+    unknown = [m for m in Cors.split(args.metrics_list or "") if m not in OVMS_METRICS]
+    if unknown:
+        parser.error(f"--metrics_list: unknown metric {unknown[0]!r}; OVMS's are "
+                     f"{', '.join(OVMS_METRICS)}")
+    if args.metrics_enable and rest_port is None:
+        log.warning("--metrics_enable: metrics are served on the REST port, and --rest_port "
+                    "is not given")
+    plugin_config = dict(args.plugin_config)
+    if args.cache_dir:
+        plugin_config[EVERY_DEVICE] = {"CACHE_DIR": args.cache_dir,
+                                       **plugin_config.get(EVERY_DEVICE, {})}
+    cors = Cors(origins=Cors.split("*" if args.allowed_origins is None else
+                                   args.allowed_origins),
+                methods=Cors.split(args.allowed_methods or "*"),
+                headers=Cors.split(args.allowed_headers or "*"),
+                credentials=bool(args.allow_credentials))
+    poll = args.file_system_poll_wait_seconds
+    return ServerSettings(
+        entries=entries, host=args.host, grpc_port=grpc_port, rest_port=rest_port,
+        grpc_hosts=_bind_addresses(parser, "grpc_bind_address", args.grpc_bind_address),
+        rest_hosts=_bind_addresses(parser, "rest_bind_address", args.rest_bind_address),
+        grpc_options=_channel_arguments(parser, args.grpc_channel_arguments),
+        grace_seconds=args.grace_period, max_body_bytes=args.max_request_bytes,
+        generation_overrides=args.override_generation_config, lora=lora_options(args),
+        devices=DeviceChoice(args.device, plugin_config), api_keys=api_keys(parser, args),
+        cors=cors, header_timeout=args.header_timeout, body_timeout=args.body_timeout,
+        deterministic=args.deterministic, config_poll_seconds=1.0 if poll is None else poll,
+        metrics_enable=bool(args.metrics_enable),
+        metrics_list=Cors.split(args.metrics_list or ""),
+        config_path=config_file(args.config_path) if args.config_path else None,
+    )
 
 
 def event_loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
@@ -262,17 +879,9 @@ def event_loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
     return uvloop.new_event_loop
 
 
-def run_server(args: argparse.Namespace, entries: list[ServableEntry]) -> int:
-    from ovserve.app import ServerSettings, StartupError, serve
+def run_server(settings: ServerSettings) -> int:
+    from ovserve.app import StartupError, serve
 
-    settings = ServerSettings(
-        entries=entries, host=args.host, grpc_port=args.port, rest_port=args.rest_port,
-        grace_seconds=args.grace_period, max_body_bytes=args.max_request_bytes,
-        generation_overrides=args.override_generation_config, lora=lora_options(args),
-        devices=DeviceChoice(args.device, args.plugin_config), api_key=args.api_key,
-        header_timeout=args.header_timeout, body_timeout=args.body_timeout,
-        deterministic=args.deterministic,
-    )
     try:
         with asyncio.Runner(loop_factory=event_loop_factory()) as runner:
             runner.run(serve(settings))

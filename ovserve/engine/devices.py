@@ -14,6 +14,8 @@ from typing import Any
 from ovserve.errors import EngineError
 
 VIRTUAL = ("AUTO", "HETERO", "MULTI", "BATCH")
+#: the ``plugin_config`` key whose properties apply on every device (OVMS's flat form)
+EVERY_DEVICE = "*"
 
 
 def available_devices() -> list[str]:
@@ -54,7 +56,8 @@ def check(device: str, present: list[str] | None = None) -> None:
 class DeviceChoice:
     """The server's device choice: ``device`` replaces every engine's (None keeps the graphs'
     own); ``plugin_config`` maps a device name to properties laid over an engine's
-    plugin_config when it runs there (e.g. ``{"GPU": {"INFERENCE_PRECISION_HINT": "f16"}}``)."""
+    plugin_config when it runs there (e.g. ``{"GPU": {"INFERENCE_PRECISION_HINT": "f16"}}``);
+    key ``EVERY_DEVICE`` holds properties for every device (``--plugin_config``'s flat form)."""
 
     device: str | None = None
     plugin_config: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
@@ -66,7 +69,7 @@ class DeviceChoice:
             out["device"] = self.device
         device = str(out.get("device", default)).upper()
         extra: dict[str, Any] = {}
-        for name in (device, *needed(device)):
+        for name in (EVERY_DEVICE, device, *needed(device)):
             extra.update(self.plugin_config.get(name, {}))
         if extra:
             out["plugin_config"] = {**dict(out.get("plugin_config") or {}), **extra}

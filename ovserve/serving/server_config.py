@@ -325,3 +325,16 @@ def single_graph_entry(model_path: Path, model_name: str) -> GraphEntry:
     base = model_path.resolve()
     return GraphEntry(name=model_name, base_path=base, graph_path=base / GRAPH_FILE,
                       subconfig=_default_subconfig(base))
+
+
+def single_model_entry(model_path: Path, model_name: str,
+                       options: dict[str, Any] | None = None) -> ModelEntry:
+    """``--model_path DIR --model_name NAME`` on a plain model (version folders, or a model
+    file): ``options`` are OVMS's single-model flags (``shape``, ``batch_size``, ``nireq``,
+    ``model_version_policy``, ``layout`` ...) read as the config's keys are."""
+    problems: list[str] = []
+    raw = {**(options or {}), "name": model_name, "base_path": str(model_path.resolve())}
+    entry = _model_entry(raw, "--model_path", Path.cwd(), model_path.resolve(), problems)
+    if entry is None or problems:
+        raise GraphConfigError(f"--model_path {model_path}: " + "; ".join(problems), problems)
+    return entry

@@ -64,7 +64,7 @@ async def fake_server(root: Path, monkeypatch: pytest.MonkeyPatch,
     settings = ServerSettings(entries=load_server_config(config), host="127.0.0.1",
                               grpc_port=free_port(), rest_port=free_port(), grace_seconds=1)
     running = await start(settings, EngineRegistry(factory))
-    assert settings.rest_port is not None
+    assert settings.rest_port is not None and settings.grpc_port is not None
     try:
         yield FakeServer(grpc_port=settings.grpc_port, rest_port=settings.rest_port,
                          running=running, engines=engines)
