@@ -31,7 +31,9 @@ def code_blocks(markdown: str, language: str = "bash") -> list[str]:
 
 def parse_docker_run(command: str, pwd: Path) -> tuple[dict[str, Path], list[str]]:
     """(container path -> host folder, the server's arguments) of a README's docker run."""
-    tokens = shlex.split(command.replace("$(pwd)", str(pwd)).replace("$PWD", str(pwd)))
+    for form in ("$(pwd)", "${PWD}", "$PWD"):
+        command = command.replace(form, str(pwd))
+    tokens = shlex.split(command)
     assert tokens[:2] == ["docker", "run"], command
     mounts: dict[str, Path] = {}
     i = 2
@@ -56,10 +58,11 @@ def in_namespace(mounts: dict[str, Path], script: str) -> list[str]:
 
 
 def serve_and_run(mounts: dict[str, Path], server_args: list[str], client: str, cwd: Path,
-                  timeout: float = 600) -> subprocess.CompletedProcess[str]:
+                  timeout: float = 600, env: dict[str, str] | None = None
+                  ) -> subprocess.CompletedProcess[str]:
     """Start ovserve with ``server_args`` in the namespace, wait until it is ready over gRPC
     (``--port``), run ``client`` (bash, in ``cwd``), stop the server. The server's log goes to
-    ``cwd/ovserve.log``."""
+    ``cwd/ovserve.log``. ``env``: more variables for both (e.g. ``HF_HUB_OFFLINE``)."""
     port = server_args[server_args.index("--port") + 1] if "--port" in server_args else "9000"
     python = shlex.quote(sys.executable)
     wait = (f"{python} -c 'import sys, time, tritonclient.grpc as g\n"
@@ -80,4 +83,4 @@ def serve_and_run(mounts: dict[str, Path], server_args: list[str], client: str, 
     env_path = f"{REPO / '.venv/bin'}:/usr/sbin:/usr/bin:/sbin:/bin"
     return subprocess.run(in_namespace(mounts, script), cwd=cwd, capture_output=True,
                           text=True, timeout=timeout, env={"PATH": env_path, "HOME": str(cwd),
-                                                           "PYTHONUNBUFFERED": "1"})
+                                                           "PYTHONUNBUFFERED": "1", **(env or {})})
