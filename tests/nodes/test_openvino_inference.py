@@ -278,3 +278,22 @@ def test_options_given_as_calculator_options_parse() -> None:
     with pytest.raises(GraphConfigError, match="tag_to_input_tensor_nams"):
         parse_graph_text(PYTHON_AROUND_MODEL.replace("tag_to_input_tensor_names",
                                                      "tag_to_input_tensor_nams") % "1")
+
+
+async def test_ovserve_check_loads_models_before_graphs(tmp_path: Path) -> None:
+    import io
+
+    from ovserve.check import check_entries
+
+    demo = multi_model_demo(tmp_path)
+    out = io.StringIO()
+    assert await check_entries(load_server_config(demo / "config.json"), out), out.getvalue()
+    lines = out.getvalue().splitlines()
+    assert lines[0].startswith("  dummy (subconfig of dummyAdd): ok (model ")
+    assert lines[1].startswith("  add (subconfig of dummyAdd): ok (model ")
+    assert lines[2].startswith("  dummyAdd: ok (") and lines[2].endswith("4 nodes)")
+    shutil.rmtree(demo / "dummyAdd/add_two_inputs_model")
+    out = io.StringIO()
+    assert not await check_entries(load_server_config(demo / "config.json"), out)
+    assert "add (subconfig of dummyAdd): cannot load: model add: base_path" in out.getvalue()
+    assert "dummyAdd: cannot load: no model 'add' is loaded" in out.getvalue()

@@ -9,6 +9,7 @@ import subprocess
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import httpx
 import numpy as np
@@ -17,17 +18,23 @@ import tritonclient.grpc as grpcclient
 import tritonclient.http as httpclient
 from tritonclient.utils import InferenceServerException
 
+from tests.conftest import plugin_config
 from tests.engine.model_files import affine, affine_reference, save, unary
 from tests.transport.server import Server, start_server
 
-F32 = {"INFERENCE_PRECISION_HINT": "f32"}  # exact enough to compare with numpy
+F32 = {"INFERENCE_PRECISION_HINT": "f32"}  # exact enough to compare with numpy too
+#: version -> the model compiled directly (the server's properties), what answers must equal
+DIRECT: dict[int, Any] = {}
 
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     root = tmp_path_factory.mktemp("models")
+    import openvino as ov
+
     for version in (1, 2, 3):
-        save(affine(version), root / "models" / "affine" / str(version))
+        path = save(affine(version), root / "models" / "affine" / str(version))
+        DIRECT[version] = ov.Core().compile_model(str(path), "CPU", plugin_config(F32))
     for version in (1, 2):  # the default policy serves the latest only
         save(unary("x", "x_plus", [2], float(version)), root / "models" / "plus" / str(version))
     (root / "models" / "plus" / "7").mkdir()  # a version folder without a model: skipped
@@ -60,11 +67,21 @@ def grpc_infer(url: str, a: np.ndarray, b: np.ndarray, version: str = ""
     return client.infer("affine", inputs, model_version=version)
 
 
+def run_directly(version: int, a: np.ndarray, b: np.ndarray) -> dict[str, np.ndarray]:
+    """The model run in this process (an infer request of its own: threads share none)."""
+    request = DIRECT[version].create_infer_request()
+    request.infer({"a": a, "b": b})
+    return {name: np.array(request.get_tensor(name).data) for name in ("y", "argmax")}
+
+
 def assert_answers(result: object, version: int, a: np.ndarray, b: np.ndarray) -> None:
-    expected = affine_reference(version, a, b)
+    """The server's answer equals running the model directly (and numpy's, roughly)."""
+    direct = run_directly(version, a, b)
     as_numpy = result.as_numpy  # type: ignore[attr-defined]
-    np.testing.assert_allclose(as_numpy("y"), expected["y"], rtol=1e-5, atol=1e-5)
-    np.testing.assert_array_equal(as_numpy("argmax"), expected["argmax"])
+    np.testing.assert_allclose(as_numpy("y"), direct["y"], rtol=1e-6, atol=1e-6)
+    np.testing.assert_array_equal(as_numpy("argmax"), direct["argmax"])
+    np.testing.assert_allclose(as_numpy("y"), affine_reference(version, a, b)["y"], rtol=1e-2,
+                               atol=1e-2)
 
 
 def test_grpc_infer_on_each_version(server: Server) -> None:
@@ -109,9 +126,9 @@ def test_curl_infer_per_version(server: Server) -> None:
         outputs = {o["name"]: o for o in answer["outputs"]}
         assert outputs["y"]["shape"] == [1, 3] and outputs["y"]["datatype"] == "FP32"
         assert outputs["argmax"]["datatype"] == "INT64"
-        expected = affine_reference(version, a, b)
-        np.testing.assert_allclose(np.array(outputs["y"]["data"]).reshape(1, 3),
-                                   expected["y"], rtol=1e-5, atol=1e-5)
+        expected = run_directly(version, a, b)["y"]
+        np.testing.assert_allclose(np.array(outputs["y"]["data"]).reshape(1, 3), expected,
+                                   rtol=1e-6, atol=1e-6)
     status = subprocess.run(
         ["curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", "-d", body,
          f"{server.rest_url}/v2/models/affine/versions/2/infer"],
