@@ -60,8 +60,8 @@ async def check_entries(entries: list[ServableEntry], out: TextIO,
                     ok = False
                     print(f"  {entry.name}: subconfig {entry.subconfig}: {exc}", file=out)
                     continue
-                for model in subconfig:
-                    ok = await _check_model(model, engines, out, models,
+                for sub in subconfig:
+                    ok = await _check_model(sub, engines, out, models,
                                             f" (subconfig of {entry.name})") and ok
         for entry in entries:
             if isinstance(entry, GraphEntry):
