@@ -186,6 +186,9 @@ class ModelEngine:
         elif config.batch_size not in (None, "", 0):
             batch = -1 if str(config.batch_size).lower() == "auto" else int(config.batch_size)
             try:
+                for param in model.get_parameters():  # OVMS: no layout, the first dimension
+                    if param.get_layout().empty:
+                        param.set_layout(ov.Layout("N..."))
                 ov.set_batch(model, batch)
             except Exception as exc:
                 raise EngineError(f"model {config.path} cannot take batch_size "
@@ -343,11 +346,14 @@ def _last_line(exc: BaseException) -> str:
 
 
 def _rt_info(model: Any) -> dict[str, Any]:
-    """The model's ``model_info`` runtime info (labels and such), as OVMS reports it."""
+    """The model's ``model_info`` runtime info (labels and such) as OVMS reports it in model
+    metadata: each value as text (a list's items joined by spaces)."""
     try:
         if not model.has_rt_info(["model_info"]):
             return {}
-        info = model.get_rt_info(["model_info"])
-        return {"model_info": {str(k): str(v) for k, v in info.astype(dict).items()}}
-    except Exception:  # rt_info of unexpected shape: metadata goes without it
+        info = model.get_rt_info()["model_info"]
+        return {"model_info": {str(k): v.astype(str) for k, v in info.items()}}
+    except Exception:  # rt_info of another shape: metadata goes without it
+        log.warning("model %s: its model_info runtime info is not text; left out of its "
+                    "metadata", model.get_friendly_name())
         return {}

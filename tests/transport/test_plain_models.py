@@ -36,7 +36,9 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
         path = save(affine(version), root / "models" / "affine" / str(version))
         DIRECT[version] = ov.Core().compile_model(str(path), "CPU", plugin_config(F32))
     for version in (1, 2):  # the default policy serves the latest only
-        save(unary("x", "x_plus", [2], float(version)), root / "models" / "plus" / str(version))
+        plus = unary("x", "x_plus", [2], float(version))
+        plus.set_rt_info(["low", "high"], ["model_info", "labels"])  # type: ignore[attr-defined]
+        save(plus, root / "models" / "plus" / str(version))
     (root / "models" / "plus" / "7").mkdir()  # a version folder without a model: skipped
     config = root / "config.json"
     config.write_text(json.dumps({"model_config_list": [
@@ -151,6 +153,8 @@ def test_metadata_has_the_real_tensors(server: Server) -> None:
     assert grpc_meta["versions"] == ["2"]  # the default policy: the latest version only
     assert grpc_meta["inputs"] == [{"name": "x", "datatype": "FP32", "shape": ["2"]}]
     assert grpc_meta["outputs"] == [{"name": "x_plus", "datatype": "FP32", "shape": ["2"]}]
+    rest_meta = httpx.get(f"{server.rest_url}/v2/models/plus").json()
+    assert rest_meta["rt_info"] == {"model_info": {"labels": "low high"}}  # as OVMS adds it
 
 
 def test_readiness_per_version(server: Server) -> None:

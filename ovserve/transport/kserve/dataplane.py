@@ -85,7 +85,8 @@ class DataPlane:
             return ModelMetadata(
                 model, [TensorSpec(i.name, i.datatype, i.shape) for i in servable.inputs(version)],
                 [TensorSpec(o.name, o.datatype, o.shape) for o in servable.outputs(version)],
-                versions=tuple(map(str, servable.versions)))
+                versions=tuple(map(str, servable.versions)),
+                rt_info=servable.version(version)[1].rt_info)
         return ModelMetadata(model, [TensorSpec(n) for n in servable.graph.input_names],
                              [TensorSpec(n) for n in servable.graph.output_names],
                              versions=VERSIONS)

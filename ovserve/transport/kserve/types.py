@@ -91,6 +91,8 @@ class ModelMetadata:
     outputs: list[TensorSpec]
     versions: tuple[str, ...] = ("1",)
     platform: str = "OpenVINO"
+    #: a plain model's ``model_info`` runtime info (REST only: gRPC's message has no field)
+    rt_info: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

@@ -143,8 +143,12 @@ def encode_metadata(meta: ModelMetadata) -> dict[str, Any]:
     def specs(items: list[Any]) -> list[dict[str, Any]]:
         return [{"name": s.name, "datatype": s.datatype, "shape": list(s.shape)} for s in items]
 
-    return {"name": meta.name, "versions": list(meta.versions), "platform": meta.platform,
-            "inputs": specs(meta.inputs), "outputs": specs(meta.outputs)}
+    body: dict[str, Any] = {"name": meta.name, "versions": list(meta.versions),
+                            "platform": meta.platform, "inputs": specs(meta.inputs),
+                            "outputs": specs(meta.outputs)}
+    if meta.rt_info:  # OVMS adds it for IR models that carry model_info
+        body["rt_info"] = meta.rt_info
+    return body
 
 
 ERRORS: dict[int | str, dict[str, Any]] = {
