@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import json
 import logging
 import math
 import re
@@ -43,6 +44,8 @@ NUMPY_DTYPES: dict[str, Any] = {
 }
 #: Files OpenVINO reads directly, in the order a version folder is searched
 MODEL_SUFFIXES = (".xml", ".onnx", ".tflite", ".pdmodel", ".pb")
+#: OVMS's optional renaming of a version's inputs and outputs
+MAPPING_FILE = "mapping_config.json"
 
 @dataclass(frozen=True)
 class TensorInfo:
@@ -103,14 +106,38 @@ def _kserve_datatype(element_type: Any, name: str) -> str:
     return datatype
 
 
-def _info(port: Any) -> TensorInfo:
+def _info(port: Any, mapping: Mapping[str, str]) -> TensorInfo:
+    """A port as clients see it; ``mapping`` (mapping_config.json) renames it, and then only
+    the new name is known, as in OVMS."""
     names = frozenset(port.get_names())
     name = port.get_any_name() if names else f"out_{port.get_index()}"
+    mapped = next((mapping[n] for n in sorted(names) if n in mapping), None)
+    if mapped is not None:
+        name, names = mapped, frozenset({mapped})
     shape = port.get_partial_shape()
     dims = tuple(d.get_length() if d.is_static else -1 for d in shape) if shape.rank.is_static \
         else (-1,)
     return TensorInfo(name, names or frozenset({name}), _kserve_datatype(
         port.get_element_type(), name), dims, str(shape))
+
+
+def read_mapping(folder: Path) -> tuple[dict[str, str], dict[str, str]]:
+    """OVMS's optional ``mapping_config.json`` beside a version's model: tensor name -> the
+    name clients use, for ``inputs`` and ``outputs``."""
+    path = folder / MAPPING_FILE
+    if not path.is_file():
+        return {}, {}
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise EngineError(f"{path} is not readable JSON: {exc}") from exc
+    parts = [data.get(kind) or {} if isinstance(data, dict) else None
+             for kind in ("inputs", "outputs")]
+    if not all(isinstance(part, dict) and all(isinstance(k, str) and isinstance(v, str)
+                                              for k, v in part.items()) for part in parts):
+        raise EngineError(f"{path}: expected {{\"inputs\": {{tensor name: name}}, "
+                          "\"outputs\": {...}}")
+    return parts[0], parts[1]  # type: ignore[return-value]
 
 
 class ModelEngine:
@@ -134,11 +161,12 @@ class ModelEngine:
             raise EngineError(f"loading model {config.path} failed: "
                               f"{str(exc).strip().splitlines()[-1]}") from exc
         self.compiled = compiled
-        self.inputs = [_info(port) for port in compiled.inputs]
-        self.outputs = [_info(port) for port in compiled.outputs]
+        input_names, output_names = read_mapping(config.path.parent)
+        self.inputs = [_info(port, input_names) for port in compiled.inputs]
+        self.outputs = [_info(port, output_names) for port in compiled.outputs]
         self._by_name = {n: info for info in self.inputs for n in info.names}
-        self._partial = {info.name: port.get_partial_shape()
-                         for info, port in zip(self.inputs, compiled.inputs, strict=True)}
+        self._ports = dict(zip((i.name for i in self.inputs), compiled.inputs, strict=True))
+        self._partial = {name: port.get_partial_shape() for name, port in self._ports.items()}
         self.rt_info = _rt_info(model)
         nireq = config.nireq or int(compiled.get_property("OPTIMAL_NUMBER_OF_INFER_REQUESTS"))
         self.nireq = max(nireq, 1)
@@ -255,7 +283,7 @@ class ModelEngine:
                 # numpy views are shared with OpenVINO; read-only buffers (a request's bytes)
                 # are copied once, as OpenVINO takes only writable memory without a copy
                 try:
-                    request.set_tensor(name, ov.Tensor(array, shared_memory=bool(
+                    request.set_tensor(self._ports[name], ov.Tensor(array, shared_memory=bool(
                         array.flags.writeable and array.flags.c_contiguous)))
                 except Exception as exc:
                     raise InvalidInput(f"input {name!r}: {_last_line(exc)}", name) from exc

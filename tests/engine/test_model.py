@@ -147,3 +147,22 @@ def test_rt_info_model_info_as_ovms_reports_it(tmp_path: Path) -> None:
     model.set_rt_info(["cat", "dog"], ["model_info", "labels"])  # type: ignore[attr-defined]
     loaded = engine(save(model, tmp_path / "1"))
     assert loaded.rt_info == {"model_info": {"labels": "cat dog"}}
+
+
+async def test_mapping_config_renames_inputs_and_outputs(tmp_path: Path) -> None:
+    path = save(affine(1), tmp_path / "1")
+    (tmp_path / "1" / "mapping_config.json").write_text(
+        '{"inputs": {"a": "features"}, "outputs": {"y": "scores"}}')
+    model = engine(path)
+    assert [i.name for i in model.inputs] == ["features", "b"]
+    assert [o.name for o in model.outputs] == ["scores", "argmax"]
+    a, b = np.ones((1, 4), np.float32), np.zeros((1, 3), np.float32)
+    with pytest.raises(InvalidInput, match="has no input 'a'"):  # only the new name, as OVMS
+        model.check_inputs(tensors(a, b), "m")
+    out = await model.infer(model.check_inputs({"features": Tensor("f", a),
+                                                "b": Tensor("b", b)}, "m"))
+    np.testing.assert_allclose(out["scores"], affine_reference(1, a, b)["y"], rtol=1e-4,
+                               atol=1e-4)
+    (tmp_path / "1" / "mapping_config.json").write_text('{"inputs": ["a"]}')
+    with pytest.raises(EngineError, match="mapping_config.json: expected"):
+        engine(path)
