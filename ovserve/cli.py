@@ -361,7 +361,7 @@ def add_source_args(parser: argparse.ArgumentParser) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="ovserve",
+        prog="ovserve", allow_abbrev=False,  # OVMS takes whole flag names only
         description="Serve LLMs on OpenVINO from OVMS-style config.json and .pbtxt graphs, "
         "with OVMS's command line. 'ovserve check ...' validates a configuration instead of "
         "serving it.",
