@@ -164,5 +164,5 @@ async def test_mapping_config_renames_inputs_and_outputs(tmp_path: Path) -> None
     np.testing.assert_allclose(out["scores"], affine_reference(1, a, b)["y"], rtol=1e-4,
                                atol=1e-4)
     (tmp_path / "1" / "mapping_config.json").write_text('{"inputs": ["a"]}')
-    with pytest.raises(EngineError, match="mapping_config.json: expected"):
+    with pytest.raises(EngineError, match=r"mapping_config\.json: expected"):
         engine(path)
