@@ -33,7 +33,12 @@ from ovserve.transport.grpc.auth import ApiKeyInterceptor
 from ovserve.transport.grpc.errors import ErrorInterceptor
 from ovserve.transport.grpc.servicer import InferenceServicer
 from ovserve.transport.kserve import DataPlane
-from ovserve.transport.metrics import Metrics
+from ovserve.transport.metrics import (
+    Metrics,
+    MetricsConfigError,
+    OvmsMetricsConfig,
+    serving_servables,
+)
 from ovserve.transport.rest.app import (
     DEFAULT_BODY_TIMEOUT,
     DEFAULT_MAX_BODY_BYTES,
@@ -212,7 +217,13 @@ async def start(settings: ServerSettings, engines: EngineRegistry | None = None
         overrides=settings.generation_overrides, lora=settings.lora, devices=settings.devices,
         deterministic=settings.deterministic)
     registry = Registry(BUILTIN_CALCULATORS, engines)  # hands engines down to the graphs
-    state, metrics = ServerState(registry), Metrics(engines)
+    try:  # OVMS's ovms_* families: --metrics_enable/--metrics_list or config.json's block
+        ovms = OvmsMetricsConfig.resolve(settings.metrics_enable, settings.metrics_list,
+                                         settings.config_path, settings.rest_port)
+    except MetricsConfigError as exc:
+        raise StartupError(str(exc)) from exc
+    state = ServerState(registry)
+    metrics = Metrics(engines, ovms, serving_servables(registry))
     health_servicer = health.aio.HealthServicer()
     plane = DataPlane(registry, metrics, state)
     grpc_server = None

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ovserve.engine.measurements import EngineMeasurements
 from ovserve.protocol.generation import SamplingParams
 
 __all__ = ["CacheEviction", "Delta", "DraftModel", "EngineConfig", "EngineStats", "LoraOptions",
@@ -147,3 +148,13 @@ class EngineStats:
     kv_cache_usage: float
     restarts: int
     ready: bool
+    #: of the active requests: those the engine has scheduled (in its batch), the others
+    running_requests: int = 0
+    waiting_requests: int = 0
+    #: LoRA adapters of the running / waiting requests, and the engine's adapter slots
+    running_adapters: tuple[str, ...] = ()
+    waiting_adapters: tuple[str, ...] = ()
+    max_loras: int = 0
+    context_length: int = 0
+    #: a copy of the engine's request measurements (``engine.measurements``)
+    measurements: EngineMeasurements | None = None

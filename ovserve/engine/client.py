@@ -40,7 +40,7 @@ from ovserve.engine.lora_catalog import AdapterCatalog
 from ovserve.engine.lora_graph import linear_shapes
 from ovserve.engine.messages import Abort, Add, Close, LoadFailed, Output, Ready, Start, Step
 from ovserve.engine.registry import current_adapter
-from ovserve.engine.requests import EngineBase
+from ovserve.engine.requests import EngineBase, StepTimes
 from ovserve.errors import (
     AdapterNotFound,
     EngineError,
@@ -121,6 +121,7 @@ class OpenVINOEngine(EngineBase):
         slots: list[str] = []
         if config.lora is not None:
             self.catalog = AdapterCatalog(config.lora, self._linear_shapes())
+            self.max_loras = config.lora.max_loras
             self.catalog.refresh()
             slots = self.catalog.initial_slots()
         self._worker = self._spawn(slots)
@@ -492,7 +493,8 @@ class OpenVINOEngine(EngineBase):
             if isinstance(message, Step):
                 if worker is self._worker:
                     self.kv_cache_usage = message.cache_usage
-                self._deliver(message.outputs)
+                self._deliver(message.outputs, StepTimes(message.started, message.ended,
+                                                         message.scheduled))
                 finished = [o.request_id for o in message.outputs if o.done]
                 if finished:
                     with self._lock:

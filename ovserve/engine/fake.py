@@ -4,7 +4,9 @@ It follows the engine interface exactly: the same request bookkeeping, readers a
 ``OpenVINOEngine``, the same ``prepare`` precedence (``engine.limits``). Text is made of words
 ``w0 w1 ...``; a request ends by itself after ``natural_length`` tokens ("stop") unless
 ``ignore_eos`` or ``min_tokens`` says otherwise, and at ``max_new_tokens`` ("length").
-One stepper thread emits one token per running request every ``step_seconds``.
+One stepper thread emits one token per running request every ``step_seconds``; with
+``max_running`` at most that many run (the first to come), the others wait, as in a batch of
+``max_num_seqs``. ``pause()`` holds every step until ``resume()``.
 
 Fault injection: ``crash()`` fails every running request as a dead engine process does, then
 the engine is unavailable for ``restart_seconds`` and comes back (``restarts`` + 1);
@@ -21,7 +23,7 @@ from typing import Any
 from ovserve.engine.adapters import AdapterSource
 from ovserve.engine.base import Prepared, SamplingParams
 from ovserve.engine.limits import GenerationLimits, Prompt, max_new_tokens, render_prompt
-from ovserve.engine.requests import EngineBase, Output
+from ovserve.engine.requests import EngineBase, Output, StepTimes
 from ovserve.errors import AdapterConflict, AdapterNotFound, EngineFailure, EngineUnavailable
 
 
@@ -35,8 +37,12 @@ class _Running:
 class FakeEngine(EngineBase):
     def __init__(self, name: str = "fake", *, context_length: int = 512,
                  natural_length: int = 5, step_seconds: float = 0.002,
-                 restart_seconds: float = 0.2) -> None:
+                 restart_seconds: float = 0.2, max_running: int | None = None,
+                 max_loras: int = 0) -> None:
         super().__init__(name)
+        self.max_running = max_running
+        self.max_loras = max_loras
+        self._paused = False
         self.context_length = context_length
         self.natural_length = natural_length
         self.step_seconds = step_seconds
@@ -119,6 +125,16 @@ class FakeEngine(EngineBase):
         timer.daemon = True
         timer.start()
 
+    def pause(self) -> None:
+        """Hold every step (requests stay where they are) until ``resume()``."""
+        with self._wake:
+            self._paused = True
+
+    def resume(self) -> None:
+        with self._wake:
+            self._paused = False
+            self._wake.notify()
+
     def _restarted(self) -> None:
         self._down = None
         self.restarts += 1
@@ -128,14 +144,16 @@ class FakeEngine(EngineBase):
     def _run(self) -> None:
         while not self._closed:
             with self._wake:
-                while not self._running and not self._closed:
+                while (not self._running or self._paused) and not self._closed:
                     self._wake.wait()
-                outputs = [self._advance(request_id, running)
-                           for request_id, running in list(self._running.items())]
+                started = time.monotonic()
+                batch = list(self._running.items())[:self.max_running]
+                outputs = [self._advance(request_id, running) for request_id, running in batch]
                 for output in outputs:
                     if output.done:
                         self._running.pop(output.request_id, None)
-                self._deliver(outputs)
+                self._deliver(outputs, StepTimes(started, time.monotonic(),
+                                                 tuple(request_id for request_id, _ in batch)))
             time.sleep(self.step_seconds)
 
     def _advance(self, request_id: int, running: _Running) -> Output:

@@ -62,3 +62,8 @@ class LoadFailed:
 class Step:
     outputs: list[Output]
     cache_usage: float  # fraction of KV-cache blocks in use
+    #: when the step ran (time.monotonic(), the same clock in both processes) and the
+    #: requests it scheduled for the first time
+    started: float = 0.0
+    ended: float = 0.0
+    scheduled: tuple[int, ...] = ()

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import signal
+import time
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from pathlib import Path
@@ -164,6 +165,7 @@ class _Slot:
     prefix_offset: int = 0
     read_offset: int = 0
     sent: int = 0  # token ids already sent
+    scheduled: bool = False  # a step has run it (reported once)
 
 
 class EngineLoop:
@@ -195,12 +197,16 @@ class EngineLoop:
                     self._release()
                     return
                 self._handle(message, updates)
+            started = ended = time.monotonic()
+            scheduled: tuple[int, ...] = ()
             if self.active:
-                updates += self._step()
+                stepped, scheduled = self._step()
+                updates += stepped
+                ended = time.monotonic()
             elif not self.released:
                 self._release()
-            if updates:
-                self.conn.send(Step(updates, self._cache_usage()))
+            if updates or scheduled:
+                self.conn.send(Step(updates, self._cache_usage(), started, ended, scheduled))
 
     def _handle(self, message: Add | Abort, updates: list[Output]) -> None:
         if isinstance(message, Add):
@@ -240,7 +246,8 @@ class EngineLoop:
         except Exception:
             return 0.0
 
-    def _step(self) -> list[Output]:
+    def _step(self) -> tuple[list[Output], tuple[int, ...]]:
+        """One pipeline step: the outputs, and the requests it scheduled for the first time."""
         try:
             self.pipeline.step()
         except Exception as exc:  # fail every running request rather than the engine
@@ -251,8 +258,24 @@ class EngineLoop:
             for slot in self.active.values():
                 slot.handle.cancel()
             self.active.clear()
-            return failed
-        return self._collect()
+            return failed, ()
+        scheduled = self._newly_scheduled()
+        return self._collect(), scheduled
+
+    def _newly_scheduled(self) -> tuple[int, ...]:
+        """The requests this step scheduled for the first time. openvino-genai reports how
+        many requests the step scheduled (``PipelineMetrics.scheduled_requests``), not which:
+        requests already scheduled stay in the batch, and waiting ones are taken in the order
+        they came, so the new ones are the first waiting ones up to that count."""
+        try:
+            count = int(self.pipeline.get_metrics().scheduled_requests)
+        except Exception:
+            count = len(self.active)
+        waiting = [request_id for request_id, slot in self.active.items() if not slot.scheduled]
+        new = waiting[:max(count - (len(self.active) - len(waiting)), 0)]
+        for request_id in new:
+            self.active[request_id].scheduled = True
+        return tuple(new)
 
     def _collect(self) -> list[Output]:
         """Read new tokens of every request, then detokenize all of them in one call."""
@@ -261,6 +284,7 @@ class EngineLoop:
             handle = slot.handle
             finish: str | None = None
             if handle.can_read():
+                slot.scheduled = True
                 for output in handle.read().values():
                     slot.token_ids.extend(output.generated_ids)
                     slot.logprobs.extend(output.generated_log_probs)

@@ -15,12 +15,14 @@ import contextlib
 import itertools
 import queue
 import threading
+import time
 from abc import ABC, abstractmethod
 from collections.abc import AsyncGenerator, Callable, Generator, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 from ovserve.engine.base import Delta, EngineStats, Prepared
+from ovserve.engine.measurements import EngineMeasurements, FinishedRequest
 from ovserve.engine.scope import record as record_in_scope
 from ovserve.errors import EngineError, EngineFailure, EngineUnavailable
 
@@ -28,16 +30,36 @@ _END = object()  # after a request's last delta
 
 
 class _Request:
-    """Where one request's output goes, and its tokens so far."""
+    """Where one request's output goes, its tokens so far and when things happened to it
+    (``time.monotonic()``; None: not yet)."""
 
-    __slots__ = ("id", "loop", "sink", "token_ids")
+    __slots__ = ("adapter", "arrived", "first_token", "id", "last_token", "loop",
+                 "max_tokens", "prompt_tokens", "scheduled", "sink", "token_ids")
 
     def __init__(self, request_id: int, sink: Callable[[Any], object],
-                 loop: asyncio.AbstractEventLoop | None) -> None:
+                 loop: asyncio.AbstractEventLoop | None, prepared: Prepared | None = None
+                 ) -> None:
         self.id = request_id
         self.sink = sink  # receives Delta objects, then _END, or an EngineError
         self.loop = loop  # async readers: sink is called on this loop
         self.token_ids: list[int] = []
+        self.arrived = time.monotonic()
+        self.scheduled: float | None = None  # the start of the first step that ran it
+        self.first_token: float | None = None
+        self.last_token: float | None = None
+        self.prompt_tokens = prepared.prompt_tokens if prepared is not None else 0
+        self.max_tokens = int(prepared.fields.get("max_new_tokens", 0)) if prepared else 0
+        self.adapter = prepared.adapter if prepared is not None else None
+
+
+@dataclass(frozen=True, slots=True)
+class StepTimes:
+    """When an engine step ran (monotonic seconds) and the requests it scheduled for the
+    first time (those producing tokens in it need not be listed)."""
+
+    started: float
+    ended: float
+    scheduled: tuple[int, ...] = ()
 
 
 @dataclass(slots=True)
@@ -166,6 +188,8 @@ class EngineBase(ABC):
         self.generated_tokens = 0
         self.kv_cache_usage = 0.0
         self.restarts = 0
+        self.max_loras = 0  # LoRA adapter slots (engines that serve adapters set it)
+        self.measurements = EngineMeasurements()
 
     # -- what a subclass provides ---------------------------------------------------------
 
@@ -226,7 +250,7 @@ class EngineBase(ABC):
     def _enqueue(self, generation: Generation, prepared: Prepared,
                  sink: Callable[[Any], object],
                  loop: asyncio.AbstractEventLoop | None = None) -> None:
-        request = _Request(next(self._ids), sink, loop)
+        request = _Request(next(self._ids), sink, loop, prepared)
         generation.request = request
         with self._lock:
             reason = "shut down" if self._closed else self._unavailable()
@@ -245,15 +269,30 @@ class EngineBase(ABC):
 
     def stats(self) -> EngineStats:
         with self._lock:
-            active = len(self._active)
-        return EngineStats(self.name, active, self.total_requests, self.aborted_requests,
-                           self.failed_requests, self.generated_tokens, self.kv_cache_usage,
-                           self.restarts, self.ready)
+            requests = list(self._active.values())
+        running = [r for r in requests if r.scheduled is not None]
+        waiting = [r for r in requests if r.scheduled is None]
+        return EngineStats(self.name, len(requests), self.total_requests,
+                           self.aborted_requests, self.failed_requests, self.generated_tokens,
+                           self.kv_cache_usage, self.restarts, self.ready,
+                           running_requests=len(running), waiting_requests=len(waiting),
+                           running_adapters=_adapters(running),
+                           waiting_adapters=_adapters(waiting), max_loras=self.max_loras,
+                           context_length=getattr(self, "context_length", 0),
+                           measurements=self.measurements.snapshot())
 
     # -- delivering -------------------------------------------------------------------------
 
-    def _deliver(self, outputs: list[Output]) -> None:
-        """Hand one engine step's outputs to their requests."""
+    def _deliver(self, outputs: list[Output], step: StepTimes | None = None) -> None:
+        """Hand one engine step's outputs to their requests. ``step``: when the step ran and
+        what it scheduled (None: it ended now, and requests with tokens were scheduled)."""
+        now = time.monotonic()
+        started, ended = (step.started, step.ended) if step is not None else (now, now)
+        if step is not None:
+            for request_id in step.scheduled:
+                scheduled = self._active.get(request_id)
+                if scheduled is not None and scheduled.scheduled is None:
+                    scheduled.scheduled = started
         handed: list[tuple[_Request, list[Any]]] = []
         for output in outputs:
             request = self._active.get(output.request_id)
@@ -261,6 +300,7 @@ class EngineBase(ABC):
                 continue
             request.token_ids.extend(output.token_ids)
             self.generated_tokens += len(output.token_ids)
+            self._measure(request, output, started, ended)
             items: list[Any] = []
             if output.error is not None:
                 self.failed_requests += 1
@@ -278,6 +318,26 @@ class EngineBase(ABC):
                     self._active.pop(output.request_id, None)
             handed.append((request, items))
         _hand_out(handed)
+
+    def _measure(self, request: _Request, output: Output, started: float, ended: float
+                 ) -> None:
+        """Record one step's output of ``request`` in the measurements."""
+        if output.token_ids:
+            if request.scheduled is None:
+                request.scheduled = started
+            if request.first_token is None:
+                request.first_token = ended
+                self.measurements.first_token(request.arrived, ended, request.prompt_tokens)
+                self.measurements.tokens(len(output.token_ids), None)
+            else:
+                assert request.last_token is not None
+                self.measurements.tokens(len(output.token_ids), ended - request.last_token)
+            request.last_token = ended
+        if output.done and output.error is None:
+            self.measurements.finish(FinishedRequest(
+                request.arrived, request.scheduled, request.first_token, request.last_token,
+                time.monotonic(), request.prompt_tokens, len(request.token_ids),
+                request.max_tokens, output.finish_reason or "abort"))
 
     def end_requests(self, reason: str) -> int:
         """End every active request now: each reader gets EngineUnavailable(``reason``) (a
@@ -301,6 +361,11 @@ class EngineBase(ABC):
             self.failed_requests += len(requests)
         _hand_out([(request, [error]) for request in requests])
         return len(requests)
+
+
+def _adapters(requests: list[_Request]) -> tuple[str, ...]:
+    """The LoRA adapters these requests run on, sorted, each once."""
+    return tuple(sorted({r.adapter for r in requests if r.adapter is not None}))
 
 
 def _indexed(updates: queue.Queue[tuple[int, Any]], index: int) -> Callable[[Any], None]:

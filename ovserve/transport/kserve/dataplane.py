@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import bisect
 import contextlib
+import time
 from collections.abc import AsyncIterator, Callable
 
 from ovserve import __version__
@@ -97,15 +98,20 @@ class DataPlane:
                     interface: str) -> InferResponse:
         """One graph run on the request ``decode`` gives, counted in the metrics under
         ``model`` and ``interface`` (a request that does not decode counts as an error)."""
-        with self.metrics.request(model, interface):
+        with self.metrics.request(model, interface) as tracked:
             request = decode()
             servable, adapter = self.servable(request.model, request.version)
             if isinstance(servable, ModelServable):
                 number, _ = servable.version(request.version)
+                tracked.version = str(number)
+                tracked.accept()
+                started = time.perf_counter()
                 outputs = await servable.infer(request.inputs, request.version)
+                tracked.inference(time.perf_counter() - started)
                 return InferResponse(request.model, select(servable, outputs, request.outputs),
                                      id=request.id, version=str(number), request=request)
             servable.check_inputs(request.inputs)
+            tracked.accept()
             outputs = await servable.infer(
                 request.inputs, side_packets=request.side_packets(),
                 timestamp=request.timestamp, adapter=adapter)
@@ -180,8 +186,9 @@ class InferStream:
         """Requests off the wire: rejected ones answered at once, the rest queued in order."""
         try:
             async for request in self.requests:
-                self.metrics.requests.labels(request.model, self.interface).inc()
+                self.metrics.received(request.model, self.interface)
                 if isinstance(request, RejectedRequest):
+                    self.metrics.rejected(request.model, self.interface)
                     self.out.put_nowait(self._error(request.model, request.id, request.error))
                 else:
                     self.pending.put_nowait(request)
@@ -200,8 +207,10 @@ class InferStream:
                 self.servable.check_inputs(request.inputs, partial=True)
                 timestamp = run.send(request.inputs, request.timestamp)
             except OvserveError as exc:
+                self.metrics.rejected(request.model, self.interface)
                 self.out.put_nowait(self._error(request.model, request.id, exc))
                 continue
+            self.metrics.accepted(request.model, self.interface)
             self.sent_at.append(timestamp)
             self.sent_ids.append(request.id)
             await run.idle()
@@ -218,11 +227,13 @@ class InferStream:
         try:
             async for event in run.events():
                 if isinstance(event, RunError):
+                    self.metrics.graph_error(self.model, self.interface)
                     self.out.put_nowait(self._error(
                         self.model, self._request_id(event.timestamp), event.error))
                     continue
                 assert isinstance(event, OutputPacket)
                 if isinstance(event.payload, Tensor):
+                    self.metrics.response(self.model, self.interface)
                     self.out.put_nowait(InferResponse(
                         self.model, {event.stream: event.payload},
                         id=self._request_id(event.timestamp), timestamp=event.timestamp))
