@@ -43,6 +43,7 @@ from ovserve.graph_export import TaskError, TaskRequest, export_graph, infer_tas
 from ovserve.serving.server_config import (
     GRAPH_FILE,
     GraphEntry,
+    ModelEntry,
     ServableEntry,
     load_server_config,
     single_graph_entry,
@@ -269,6 +270,10 @@ _READERS: dict[str, dict[str, Any]] = {
 }
 
 
+def _task_groups(flag: OvmsFlag) -> list[str]:
+    return [g for g in flag.group.split(",") if g in TASK_OPTIONS]
+
+
 def add_ovms_flags(parser: argparse.ArgumentParser) -> None:
     """Every flag of ``OVMS_FLAGS`` ovserve does not define itself, in OVMS's groups; each
     defaults to None, so what was given is what is not None."""
@@ -276,12 +281,11 @@ def add_ovms_flags(parser: argparse.ArgumentParser) -> None:
     for flag in OVMS_FLAGS:
         if flag.own:
             continue
-        group_name = flag.group if "," not in flag.group else "task options"
-        title = f"OVMS {group_name}" if group_name in (
-            "model", "server", "config management", "configure", "pull") else \
-            f"OVMS --task {group_name} options" if group_name != "task options" else \
-            "OVMS task options (several tasks)"
-        group = groups.get(title) or groups.setdefault(title, parser.add_argument_group(title))
+        title = f"OVMS {flag.group} options" if not _task_groups(flag) else \
+            f"OVMS --task {flag.group.replace(',', ' / ')} options"
+        if title not in groups:
+            groups[title] = parser.add_argument_group(title)
+        group = groups[title]
         help_text = flag.effect or f"accepted and ignored: {flag.ignored}"
         group.add_argument(f"--{flag.name}", dest=flag.name.replace("-", "_"), default=None,
                            help=help_text, **_READERS[flag.value])
@@ -291,13 +295,10 @@ def given(args: argparse.Namespace, name: str) -> bool:
     return getattr(args, name.replace("-", "_"), None) is not None
 
 
-def _task_groups(flag: OvmsFlag) -> list[str]:
-    return [g for g in flag.group.split(",") if g in TASK_OPTIONS]
-
-
-def warn_unused(args: argparse.Namespace, task: str | None) -> None:
+def warn_unused(args: argparse.Namespace, task: str | None, plain_model: bool = False) -> None:
     """One warning naming each flag given that cannot mean anything here, or not with the
-    others given (``task``: the task a graph was made for, None if none was)."""
+    others given (``task``: the task a graph was made for, None if none was; ``plain_model``:
+    a plain model is served from --model_path)."""
     for flag in OVMS_FLAGS:
         if flag.own or not given(args, flag.name):
             continue
@@ -307,8 +308,7 @@ def warn_unused(args: argparse.Namespace, task: str | None) -> None:
         elif groups and task not in groups:
             log.warning("--%s is ignored: it is an option of --task %s%s", flag.name,
                         " / ".join(groups), f", not {task}" if task else "")
-        elif flag.name in MODEL_FLAGS and (args.config_path or task) and \
-                not args.add_to_config:
+        elif flag.name in MODEL_FLAGS and not (plain_model or args.add_to_config):
             log.warning("--%s is ignored: it applies to a plain model given by --model_path "
                         "(in a config, set it in the model's entry)", flag.name)
 
@@ -754,7 +754,7 @@ def main(argv: list[str] | None = None) -> int:
     except (GraphConfigError, TaskError) as exc:
         print(f"ovserve: {exc}", file=sys.stderr)
         return 1
-    warn_unused(args, args.graph_task)
+    warn_unused(args, args.graph_task, any(isinstance(e, ModelEntry) for e in entries))
     return run_server(server_settings(parser, args, entries))
 
 
