@@ -51,7 +51,7 @@ class Metrics:
         self.registry.register(OvserveView(self.edges))
         self.registry.register(EngineView(engines))
         self.registry.register(VllmView(engines))
-        self.registry.register(OvmsView(self.ovms, self.edges, servables, self._status))
+        self.ovms_view = OvmsView(self.ovms, self.edges, servables, self._status)
 
     # -- requests ----------------------------------------------------------------------------
 
@@ -125,7 +125,7 @@ class Metrics:
                          shape_of(exc).grpc_code.name)
 
     def render(self) -> bytes:
-        return generate_latest(self.registry)
+        return generate_latest(self.registry) + self.ovms_view.render().encode()
 
 
 def serving_servables(registry: Any) -> Servables:
