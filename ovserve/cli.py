@@ -60,12 +60,6 @@ _T = TypeVar("_T")
 #: OVMS's log levels (its --log_level), TRACE below DEBUG
 LOG_LEVELS = ("TRACE", "DEBUG", "INFO", "WARNING", "ERROR")
 TRACE = 5
-#: the metric names OVMS's --metrics_list takes (docs/metrics.md)
-OVMS_METRICS = ("ovms_requests_success", "ovms_requests_fail", "ovms_requests_accepted",
-                "ovms_requests_rejected", "ovms_responses", "ovms_inference_time_us",
-                "ovms_wait_for_infer_req_time_us", "ovms_request_time_us",
-                "ovms_current_requests", "ovms_current_graphs", "ovms_infer_req_active",
-                "ovms_streams", "ovms_infer_req_queue_size")
 
 
 # ---- OVMS's flags and what each maps to ---------------------------------------------------
@@ -111,11 +105,10 @@ OVMS_FLAGS: tuple[OvmsFlag, ...] = (
              "device", own=True),
     OvmsFlag("target_device", "text", "model", "the device of every engine (= --device)",
              own=True),
-    OvmsFlag("metrics_enable", "switch", "model", "OVMS's switch for its ovms_* metric "
-             "families, kept in the server settings; /metrics serves ovserve's own families "
-             "whatever it says"),
-    OvmsFlag("metrics_list", "text", "model", "which ovms_* families (checked against OVMS's "
-             "names), kept in the server settings"),
+    OvmsFlag("metrics_enable", "switch", "model", "OVMS's ovms_* metric families on /metrics "
+             "(needs --rest_port); ovserve's own families are there whatever it says"),
+    OvmsFlag("metrics_list", "text", "model", "which ovms_* families (with --metrics_enable; "
+             "an unknown name is a start-up error, as in OVMS)"),
     OvmsFlag("config_path", "text", "model", "config.json (a folder: its config.json)",
              own=True),
     # server configuration
@@ -836,13 +829,6 @@ def server_settings(parser: argparse.ArgumentParser, args: argparse.Namespace,
     rest_port = args.rest_port or None
     if grpc_port is None and rest_port is None:
         parser.error("nothing to listen on: give --port (gRPC) and/or --rest_port (REST)")
-    unknown = [m for m in Cors.split(args.metrics_list or "") if m not in OVMS_METRICS]
-    if unknown:
-        parser.error(f"--metrics_list: unknown metric {unknown[0]!r}; OVMS's are "
-                     f"{', '.join(OVMS_METRICS)}")
-    if args.metrics_enable and rest_port is None:
-        log.warning("--metrics_enable: metrics are served on the REST port, and --rest_port "
-                    "is not given")
     plugin_config = dict(args.plugin_config)
     if args.cache_dir:
         plugin_config[EVERY_DEVICE] = {"CACHE_DIR": args.cache_dir,
