@@ -11,7 +11,7 @@ from pathlib import Path
 from tests.conftest import REPO
 
 # Higher layers first; a module may import its own layer and those after it.
-LAYERS = ["transport", "serving", "graph", "nodes", "engine"]
+LAYERS = ["transport", "serving", "graph", "nodes", "chat", "engine"]
 # The calculator contract lives in graph; nodes implement it (graph never imports nodes).
 ALLOWED = {("nodes", "graph")}
 LEAVES = {"errors", "protocol"}  # importable from everywhere, import no other layer

@@ -176,7 +176,7 @@ class OpenVINOEngine(EngineBase):
 
     def _warm_up(self) -> None:
         self._encode("warm up")
-        if self.tokenizer.chat_template:
+        if self.chat_template:
             self._apply_template([{"role": "user", "content": "warm up"}])
 
     def _encode(self, text: str) -> list[int]:
@@ -191,9 +191,39 @@ class OpenVINOEngine(EngineBase):
             return [str(t) for t in self.tokenizer.decode([[i] for i in token_ids])]
 
     def _apply_template(self, messages: list[dict[str, Any]]) -> str:
+        return self.render_chat(messages, add_generation_prompt=True,
+                                chat_template=self.chat_template, tools=None, extra_context={})
+
+    @property
+    def chat_template(self) -> str:
+        """The model's chat template: its folder's ``chat_template.jinja`` (as OVMS reads
+        it), else the tokenizer's."""
+        if not hasattr(self, "_chat_template"):
+            path = self.config.models_path / "chat_template.jinja"
+            self._chat_template = (path.read_text() if path.is_file()
+                                   else str(self.tokenizer.chat_template or ""))
+        return self._chat_template
+
+    def render_chat(self, messages: list[dict[str, Any]], *, add_generation_prompt: bool,
+                    chat_template: str, tools: list[dict[str, Any]] | None,
+                    extra_context: dict[str, Any]) -> str:
+        """openvino-genai's ``apply_chat_template`` with tools and template variables."""
         with self._tokenizer_lock:
-            text: str = self.tokenizer.apply_chat_template(messages, add_generation_prompt=True)
+            text: str = self.tokenizer.apply_chat_template(
+                messages, add_generation_prompt=add_generation_prompt,
+                chat_template=chat_template, tools=tools, extra_context=extra_context)
         return text
+
+    def tokenize(self, text: str, add_special_tokens: bool = False) -> list[int]:
+        """``text``'s token ids (with the tokenizer's special tokens when asked)."""
+        with self._tokenizer_lock:
+            ids = self.tokenizer.encode(text, add_special_tokens=add_special_tokens).input_ids
+            token_ids: list[int] = ids.data[0].tolist()
+        return token_ids
+
+    def detokenize(self, token_ids: list[int]) -> str:
+        with self._tokenizer_lock:
+            return str(self.tokenizer.decode(token_ids))
 
     # -- requests ----------------------------------------------------------------------------
 
@@ -202,7 +232,7 @@ class OpenVINOEngine(EngineBase):
         adapter = adapter if adapter is not None else current_adapter()
         if adapter is not None:
             self._make_resident(adapter)
-        text = render_prompt(prompt, params, self.tokenizer.chat_template, self._apply_template)
+        text = render_prompt(prompt, params, self.chat_template, self._apply_template)
         token_ids = self._encode(text)
         self._check_eviction_window(len(token_ids))
         max_new = max_new_tokens(params, limits or GenerationLimits(), len(token_ids),

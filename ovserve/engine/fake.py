@@ -72,6 +72,28 @@ class FakeEngine(EngineBase):
     def token_texts(self, token_ids: list[int]) -> list[str]:
         return [f"w{i}" for i in token_ids]
 
+    #: a ChatML template that renders tools (the chat layer's tests read its prompts)
+    chat_template = ("{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}"
+                     "<|im_end|>\n{% endfor %}{% if add_generation_prompt %}<|im_start|>"
+                     "assistant\n{% endif %}")
+
+    def render_chat(self, messages: list[dict[str, Any]], *, add_generation_prompt: bool,
+                    chat_template: str, tools: list[dict[str, Any]] | None,
+                    extra_context: dict[str, Any]) -> str:
+        """Not the template: each message as ``<role> content``, the tools' names and the
+        template variables, so tests can see what reached the template."""
+        text = "".join(f"<{m.get('role')}> {m.get('content')} " for m in messages)
+        if tools:
+            text += "<tools> " + " ".join(t["function"]["name"] for t in tools) + " "
+        text += "".join(f"<{k}={v}> " for k, v in sorted(extra_context.items()))
+        return text + ("<assistant>" if add_generation_prompt else "")
+
+    def tokenize(self, text: str, add_special_tokens: bool = False) -> list[int]:
+        return [len(word) for word in text.split()]
+
+    def detokenize(self, token_ids: list[int]) -> str:
+        return " ".join(f"w{i}" for i in token_ids)
+
     def adapters(self) -> list[AdapterSource]:
         return sorted(self.adapter_sources.values(), key=lambda a: a.name)
 

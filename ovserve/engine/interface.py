@@ -10,7 +10,7 @@ deterministic stand-in for fast tests of nodes, serving and transports. Both bui
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 from ovserve.engine.adapters import AdapterSource
 from ovserve.engine.base import EngineStats, Prepared, SamplingParams
@@ -37,6 +37,21 @@ class Engine(Protocol):
 
     def token_texts(self, token_ids: list[int]) -> list[str]:
         """Each token's own text (logprobs name their tokens)."""
+
+    @property
+    def chat_template(self) -> str:
+        """The model's chat template ("" when it has none)."""
+
+    def render_chat(self, messages: list[dict[str, Any]], *, add_generation_prompt: bool,
+                    chat_template: str, tools: list[dict[str, Any]] | None,
+                    extra_context: dict[str, Any]) -> str:
+        """Messages (and tools, template variables) through ``chat_template``."""
+
+    def tokenize(self, text: str, add_special_tokens: bool = False) -> list[int]:
+        """``text``'s token ids."""
+
+    def detokenize(self, token_ids: list[int]) -> str:
+        """The text of ``token_ids``."""
 
     def adapters(self) -> list[AdapterSource]:
         """The LoRA adapters the engine serves, by name."""

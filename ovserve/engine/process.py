@@ -135,7 +135,8 @@ def error_reason(exc: BaseException) -> str:
     return text.splitlines()[-1] if text else repr(exc)
 
 
-STRUCTURED = ("json_schema", "regex")  # StructuredOutputConfig fields a request may set
+#: StructuredOutputConfig fields a request may set (structural tags as XGrammar JSON text)
+STRUCTURED = ("json_schema", "regex", "structural_tags_config")
 
 
 def generation_config(fields: dict[str, Any]) -> Any:

@@ -20,7 +20,10 @@ from pathlib import Path
 from typing import Any
 
 from ovserve.aio import merged
+from ovserve.chat.incremental import ChatOutputParser
+from ovserve.chat.plan import ChatConfig, plan
 from ovserve.engine import Engine, Generation, GenerationLimits
+from ovserve.engine.base import Prepared
 from ovserve.engine.limits import Prompt
 from ovserve.errors import InvalidInput, NodeError
 from ovserve.graph.calculator import Calculator, LoadContext, NodeRun, Packet, RunContext
@@ -29,6 +32,7 @@ from ovserve.graph.proto.llm_calculator_pb2 import LLMCalculatorOptions
 from ovserve.graph.spec import NodeSpec
 from ovserve.nodes import llm_options
 from ovserve.nodes.options import model_problems, plugin_config_problems, resolve, stream_problems
+from ovserve.protocol.chat import ToolCallDelta
 from ovserve.protocol.generation import (
     REQUEST_TAG,
     RESPONSE_TAG,
@@ -81,8 +85,12 @@ class LLMCalculator(Calculator):
         self.models_path = _models_path(options, context.base_path)
         self.request_port = next(r.port for r in node.inputs if r.tag == REQUEST_TAG)
         self.response_port = next(r.port for r in node.outputs if r.tag == RESPONSE_TAG)
-        #: tool / reasoning / chat template settings, for the chat layer (not acted on yet)
+        #: tool / reasoning / chat template settings, for the chat layer
         self.agent_options = llm_options.agent_options(options)
+        self.chat_config = ChatConfig(
+            tool_parser=self.agent_options["tool_parser"],
+            reasoning_parser=self.agent_options["reasoning_parser"],
+            enable_tool_guided_generation=options.enable_tool_guided_generation)
 
     def engine_options(self) -> dict[str, Any]:
         """The ``EngineConfig`` fields this graph sets (those it leaves out are not compared
@@ -91,11 +99,10 @@ class LLMCalculator(Calculator):
 
     async def load(self) -> None:
         context, options = self.context, self.engine_options()
-        kept = llm_options.not_acted_on(self.options)
-        if kept:
-            log.warning("LLM node %s of %s: %s set in the graph but not acted on yet (tool "
-                        "calls and reasoning are not parsed; requests with tools are refused)",
-                        self.node.name or "(unnamed)", context.servable, ", ".join(kept))
+        if self.agent_options["chat_template_mode"] == "JINJA":
+            log.info("LLM node %s of %s: chat_template_mode JINJA: templates are rendered by "
+                     "openvino-genai's template engine (MINJA)", self.node.name or "(unnamed)",
+                     context.servable)
         if self.options.pipeline_type == llm_options.Options.LM:
             log.info("LLM node %s of %s: pipeline_type LM runs on continuous batching",
                      self.node.name or "(unnamed)", context.servable)
@@ -132,18 +139,33 @@ class _LLMRun(NodeRun):
         """Chunks of every choice as they come; raises the engine's error at once."""
         calc = self.calc
         engine = calc.engine
+        parsers: Callable[[], ChatOutputParser] | None = None
         if request.kind == "chat":
             prompt: Prompt = request.messages
             params = request.params
         else:  # completions take the prompt as it is
             prompt, params = request.prompt or "", replace(request.params,
                                                            apply_chat_template=False)
-        # tokenizing is blocking work: off the event loop
-        prepared = await asyncio.get_running_loop().run_in_executor(
-            calc.context.executor, engine.prepare, prompt, params, calc.limits, request.adapter)
+
+        def prepare() -> Prepared:
+            nonlocal prompt, params, parsers
+            if request.kind == "chat":  # the chat layer renders and picks the parsers
+                chat = plan(engine, request.messages, request.chat, calc.chat_config,
+                            structured=params.structured is not None)
+                prompt = chat.prompt
+                params = replace(params, apply_chat_template=False,
+                                 structured=chat.structured or params.structured)
+                parsers = chat.output_parser
+            return engine.prepare(prompt, params, calc.limits, request.adapter)
+
+        # rendering and tokenizing are blocking work: off the event loop
+        prepared = await asyncio.get_running_loop().run_in_executor(calc.context.executor,
+                                                                    prepare)
         generations = engine.submit_async(prepared, n=request.n)
         names = engine.token_texts if request.params.logprobs else None
-        streams = [self._chunks(i, g, request.sources, names) for i, g in enumerate(generations)]
+        streams = [self._chunks(i, g, request.sources, names,
+                                parsers() if parsers is not None else None)
+                   for i, g in enumerate(generations)]
         # one choice: read it directly (the merging queue costs a task hop per token)
         choices = streams[0] if len(streams) == 1 else merged(streams)
         try:
@@ -157,17 +179,29 @@ class _LLMRun(NodeRun):
     @staticmethod
     async def _chunks(index: int, generation: Generation,
                       sources: tuple[dict[str, Any], ...] = (),
-                      names: Callable[[list[int]], list[str]] | None = None
+                      names: Callable[[list[int]], list[str]] | None = None,
+                      parser: ChatOutputParser | None = None
                       ) -> AsyncGenerator[GenerationChunk, None]:
-        """One choice's chunks (the first carries the sources)."""
+        """One choice's chunks (the first carries the sources); with a chat output parser,
+        each chunk's text is parsed into content, reasoning and tool call pieces."""
         async for delta in generation.adeltas():
             done = delta.finish_reason is not None
             logprobs: tuple[tuple[str, float], ...] = ()
             if names is not None and delta.token_ids:
                 logprobs = tuple(zip(names(delta.token_ids), delta.logprobs, strict=False))
+            text, reasoning, reason = delta.text, "", delta.finish_reason
+            calls: tuple[ToolCallDelta, ...] = ()
+            if parser is not None:
+                parsed = parser.feed(delta.text)
+                if done:
+                    parsed.add(parser.finish())
+                    if parser.called and reason == "stop":
+                        reason = "tool_calls"
+                text, reasoning = parsed.content, parsed.reasoning
+                calls = tuple(parsed.tool_calls)
             yield GenerationChunk(
-                index=index, text=delta.text, finish_reason=delta.finish_reason,
+                index=index, text=text, finish_reason=reason,
                 prompt_tokens=generation.prompt_tokens,
                 completion_tokens=generation.completion_tokens if done else 0,
-                sources=sources, logprobs=logprobs)
+                sources=sources, logprobs=logprobs, reasoning=reasoning, tool_calls=calls)
             sources = ()

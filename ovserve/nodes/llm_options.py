@@ -2,10 +2,10 @@
 
 Every field parses (``graph/proto/llm_calculator.proto``). A field is either acted on (it
 reaches the engine's ``EngineConfig`` as OVMS's servable initializer passes it to
-openvino-genai: src/llm/language_model/continuous_batching/servable_initializer.cpp), kept for
-the chat layer that will act on it (``AGENT_FIELDS``: tool calls, reasoning, chat template
-mode; the node logs that they are not acted on yet), or refused at load with an error naming
-it (``problems``). None is ignored silently.
+openvino-genai: src/llm/language_model/continuous_batching/servable_initializer.cpp), handed
+to the chat layer (``AGENT_FIELDS``: the tool call and reasoning parsers, tool guided
+generation, the chat template mode), or refused at load with an error naming it
+(``problems``). None is ignored silently.
 """
 
 from __future__ import annotations
@@ -14,13 +14,15 @@ import json
 from pathlib import Path
 from typing import Any
 
+from ovserve.chat.parsers import REASONING_PARSERS as PARSED_REASONING
+from ovserve.chat.parsers import TOOL_PARSERS as PARSED_TOOLS
 from ovserve.engine.base import CacheEviction, DraftModel, LoraOptions, SparseAttention
 from ovserve.graph.proto.llm_calculator_pb2 import LLMCalculatorOptions
 from ovserve.nodes.options import model_problems, resolve
 
 Options = LLMCalculatorOptions
 
-#: Kept in the node's options for the chat layer (tool calls and reasoning); not acted on yet.
+#: Handed to the chat layer (tool calls and reasoning).
 AGENT_FIELDS = ("tool_parser", "reasoning_parser", "enable_tool_guided_generation",
                 "chat_template_mode")
 #: OVMS's parser names (src/llm/io_processing/parser_config_validation.cpp); "none" disables.
@@ -102,26 +104,20 @@ def problems(options: Options, base_path: Path) -> list[str]:
         if value and value != PARSER_DISABLED and value not in names:
             found.append(f"{field} {value!r} is not one of OVMS's: {', '.join(names)} "
                          f"(or {PARSER_DISABLED!r})")
+    for field, parsed in (("tool_parser", PARSED_TOOLS), ("reasoning_parser", PARSED_REASONING)):
+        value = getattr(options, field)
+        if value in names_of(field) and value not in parsed:
+            found.append(f"{field} {value!r}: ovserve does not parse that format (it parses "
+                         f"{', '.join(parsed)}; or {PARSER_DISABLED!r})")
     return found
 
 
-def not_acted_on(options: Options) -> list[str]:
-    """The agent fields a graph set that ovserve keeps but does not act on yet."""
-    found = []
-    for name in ("tool_parser", "reasoning_parser"):
-        value = getattr(options, name)
-        if value and value != PARSER_DISABLED:
-            found.append(f"{name} {value!r}")
-    if options.enable_tool_guided_generation:
-        found.append("enable_tool_guided_generation")
-    if options.HasField("chat_template_mode") and options.chat_template_mode == Options.JINJA:
-        # MINJA is what ovserve does: openvino-genai's apply_chat_template
-        found.append("chat_template_mode JINJA")
-    return found
+def names_of(field: str) -> tuple[str, ...]:
+    return TOOL_PARSERS if field == "tool_parser" else REASONING_PARSERS
 
 
 def agent_options(options: Options) -> dict[str, Any]:
-    """The agent fields as the chat layer will read them (unset: None)."""
+    """The agent fields as the chat layer reads them (unset: None)."""
     return {
         "tool_parser": options.tool_parser or None,
         "reasoning_parser": options.reasoning_parser or None,

@@ -5,7 +5,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from ovserve.protocol.chat import ChatSettings, ToolCallDelta
+
 Kind = Literal["completion", "chat"]
+#: structured output kinds (``SamplingParams.structured``)
+StructuredKind = Literal["json_schema", "regex", "structural_tags_config"]
 
 #: Graph stream tags of LLM graphs (OVMS's names): requests in, chunks out.
 REQUEST_TAG = "HTTP_REQUEST_PAYLOAD"
@@ -28,8 +32,9 @@ class SamplingParams:
     apply_chat_template: bool = True
     ignore_eos: bool = False  # generate on past end-of-sequence (vLLM's ignore_eos)
     min_tokens: int = 0  # end-of-sequence and stop strings do not count before this many
-    #: structured output: ("json_schema", schema text) or ("regex", pattern)
-    structured: tuple[Literal["json_schema", "regex"], str] | None = None
+    #: structured output: ("json_schema", schema text), ("regex", pattern) or
+    #: ("structural_tags_config", structural tag JSON: constrained tool calls)
+    structured: tuple[StructuredKind, str] | None = None
     logprobs: bool = False  # return each sampled token's log probability
     min_p: float | None = None  # drop tokens under min_p x the top token's probability
     stop_token_ids: tuple[int, ...] = ()  # these tokens end the generation too
@@ -56,6 +61,8 @@ class GenerationRequest:
     #: what a retriever put into the prompt (source, position, score, text), sent back with
     #: the answer
     sources: tuple[dict[str, Any], ...] = ()
+    #: chat: tools, tool choice and template settings for the chat layer
+    chat: ChatSettings = field(default_factory=ChatSettings)
 
 
 @dataclass(frozen=True)
@@ -70,3 +77,7 @@ class GenerationChunk:
     sources: tuple[dict[str, Any], ...] = ()  # on a choice's first chunk: the request's
     #: with SamplingParams.logprobs: (token text, log probability) of this chunk's tokens
     logprobs: tuple[tuple[str, float], ...] = ()
+    #: chat: reasoning text and tool call pieces the chat layer parsed out of the output
+    #: (``text`` is then the answer's content only); finish_reason "tool_calls" after calls
+    reasoning: str = ""
+    tool_calls: tuple[ToolCallDelta, ...] = ()

@@ -183,12 +183,13 @@ def test_engine_fields_of_every_field(tmp_path: Path) -> None:
     assert llm_options.agent_options(parse(EVERY_FIELD)) == {
         "tool_parser": "hermes3", "reasoning_parser": "qwen3",
         "enable_tool_guided_generation": True, "chat_template_mode": "JINJA"}
-    assert llm_options.not_acted_on(parse(EVERY_FIELD)) == [
-        "tool_parser 'hermes3'", "reasoning_parser 'qwen3'", "enable_tool_guided_generation",
-        "chat_template_mode JINJA"]
-    # OVMS's MINJA is what ovserve does; "none" disables a parser in OVMS
-    assert llm_options.not_acted_on(parse(
-        'models_path: "m", chat_template_mode: MINJA, tool_parser: "none"')) == []
+    # the parsers act now: nothing is reported as kept; a format OVMS knows and ovserve does
+    # not parse is a load error naming it
+    assert llm_options.problems(parse('models_path: "m", tool_parser: "gptoss"'), Path(".")) \
+        == ["tool_parser 'gptoss': ovserve does not parse that format (it parses hermes3, "
+            "llama3, mistral, phi4, qwen3coder, devstral; or 'none')"]
+    assert llm_options.problems(parse(
+        'models_path: "m", chat_template_mode: MINJA, tool_parser: "none"'), Path(".")) == []
 
 
 def test_cache_size_0_is_a_dynamic_cache_in_the_scheduler(tmp_path: Path) -> None:
@@ -332,11 +333,9 @@ async def test_exported_graphs_reach_the_engine_and_report_what_they_keep(
     assert draft.draft == DraftModel(tmp_path / "draft" / "HuggingFaceTB-SmolLM2-135M-Instruct",
                                      device="CPU")
     assert evict.cache_eviction == CacheEviction(32, 128, 672, kv_crush=(8, "RANDOM", 42))
-    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING
-                and "not acted on yet" in r.getMessage()]
-    assert len(warnings) == 2
-    assert "tool_parser 'hermes3', reasoning_parser 'qwen3', enable_tool_guided_generation " \
-           "set in the graph" in warnings[0]
+    # the chat layer acts on the parsers: no "not acted on" warning
+    assert not [r for r in caplog.records if r.levelno == logging.WARNING
+                and "not acted on" in r.getMessage()]
     servable = registry.states["draft"].servable
     assert isinstance(servable, Servable)
     node = servable.calculators["LLMExecutor"]

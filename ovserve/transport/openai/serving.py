@@ -24,11 +24,17 @@ from pydantic import BaseModel
 from ovserve.aio import merged
 from ovserve.engine.interface import Engine
 from ovserve.errors import InvalidInput, OvserveError, ServableNotFound
-from ovserve.protocol.generation import GenerationChunk, GenerationRequest, SamplingParams
+from ovserve.protocol.generation import (
+    GenerationChunk,
+    GenerationRequest,
+    SamplingParams,
+    StructuredKind,
+)
 from ovserve.serving.registry import Registry
 from ovserve.serving.servable import Servable
 from ovserve.transport.errors import shape_of
 from ovserve.transport.metrics import Metrics, Tracked
+from ovserve.transport.openai.chat_settings import chat_settings
 from ovserve.transport.openai.protocol import (
     AssistantMessage,
     ChatChoice,
@@ -44,11 +50,16 @@ from ovserve.transport.openai.protocol import (
     CompletionResponse,
     DeltaMessage,
     EmbeddingsRequest,
+    FinishReason,
+    FunctionCall,
+    FunctionDelta,
     LoadLoraAdapterRequest,
     ModelCard,
     ModelList,
     SamplingFields,
     TokenLogprob,
+    ToolCall,
+    ToolCallDelta,
     UnloadLoraAdapterRequest,
     Usage,
 )
@@ -63,15 +74,14 @@ def _given(value: Any) -> bool:
 
 
 _NOT_AVAILABLE = "not supported by ovserve (openvino-genai has no such option)"
+_CHAT_ONLY = "only for /chat/completions (a completion's prompt is not rendered)"
 #: request fields (OpenAI's and vLLM's) that change the answer and that ovserve does not do:
 #: when a request sets one to anything but its neutral value -> 400 naming it
 UNSUPPORTED: dict[str, tuple[Any, str]] = {
     "logit_bias": (_given, _NOT_AVAILABLE),
-    "tools": (_given, "tool calling is not supported"),
-    "functions": (_given, "function calling is not supported"),
-    "tool_choice": (lambda v: v not in (None, "none", "auto"), "tool calling is not supported"),
+    "functions": (_given, "the legacy functions field is not supported; send tools"),
     "function_call": (lambda v: v not in (None, "none", "auto"),
-                      "function calling is not supported"),
+                      "the legacy function_call field is not supported; send tool_choice"),
     "use_beam_search": (_given, "beam search is not supported"),
     "prompt_logprobs": (lambda v: v is not None, "the prompt's logprobs are not available"),
     "bad_words": (_given, _NOT_AVAILABLE),
@@ -80,10 +90,13 @@ UNSUPPORTED: dict[str, tuple[Any, str]] = {
                                 "guided_choice are)"),
     "skip_special_tokens": (lambda v: v is False, "special tokens are always skipped"),
     "spaces_between_special_tokens": (lambda v: v is False, _NOT_AVAILABLE),
-    "chat_template": (_given, "the model's own chat template is used"),
-    "chat_template_kwargs": (_given, "the model's own chat template is used, as it is"),
-    "add_generation_prompt": (lambda v: v is False, "the generation prompt is always added"),
-    "continue_final_message": (_given, "continuing the last message is not supported"),
+    # chat's own fields sent to /completions (chat requests declare them)
+    "tools": (_given, _CHAT_ONLY),
+    "tool_choice": (lambda v: v not in (None, "none", "auto"), _CHAT_ONLY),
+    "chat_template": (_given, _CHAT_ONLY),
+    "chat_template_kwargs": (_given, _CHAT_ONLY),
+    "add_generation_prompt": (lambda v: v is False, _CHAT_ONLY),
+    "continue_final_message": (_given, _CHAT_ONLY),
     "truncate_prompt_tokens": (lambda v: v is not None, "prompts are never truncated; a "
                                "prompt over the context is a 400"),
     "return_tokens_as_token_ids": (_given, _NOT_AVAILABLE),
@@ -124,11 +137,11 @@ def _choice_regex(choices: list[str]) -> str:
     return "(" + "|".join(escaped) + ")"
 
 
-def _structured(req: SamplingFields) -> tuple[Literal["json_schema", "regex"], str] | None:
+def _structured(req: SamplingFields) -> tuple[StructuredKind, str] | None:
     """The one structured-output constraint a request asks for, by OpenAI's
     ``response_format`` or vLLM's ``guided_json`` / ``guided_regex`` / ``guided_choice`` /
     ``structured_outputs``; None for plain text. Two at once is a 400 naming them."""
-    asked: dict[str, tuple[Literal["json_schema", "regex"], str]] = {}
+    asked: dict[str, tuple[StructuredKind, str]] = {}
     fmt = req.response_format
     if fmt is not None and fmt.type == "json_object":
         asked["response_format"] = ("json_schema", json.dumps({"type": "object"}))
@@ -151,7 +164,7 @@ def _structured(req: SamplingFields) -> tuple[Literal["json_schema", "regex"], s
         if extra:
             raise InvalidInput(f"structured_outputs.{extra[0]}: not supported (json, regex and "
                                "choice are)", "structured_outputs")
-        forms: list[tuple[Literal["json_schema", "regex"], str]] = []
+        forms: list[tuple[StructuredKind, str]] = []
         if outputs.json_ is not None:
             forms.append(("json_schema", _schema_text(outputs.json_)))
         if outputs.regex is not None:
@@ -234,8 +247,8 @@ def _completion_logprobs(pairs: list[tuple[str, float]], offset: int = 0
                               text_offset=offsets)
 
 
-def _finish(reason: str | None) -> Literal["stop", "length"] | None:
-    if reason is None or reason == "length":
+def _finish(reason: str | None) -> FinishReason | None:
+    if reason is None or reason in ("length", "tool_calls"):
         return reason  # type: ignore[return-value]
     return "stop"
 
@@ -439,7 +452,7 @@ class OpenAIServing:
             first = GenerationRequest(
                 kind="chat", n=req.n,
                 params=sampling_params(req, req.max_completion_tokens or req.max_tokens),
-                messages=[{"role": m.role, "content": m.text()} for m in req.messages])
+                messages=[m.as_dict() for m in req.messages], chat=chat_settings(req))
             requests = [first]
         else:
             kind = "completion"
@@ -488,7 +501,8 @@ class OpenAIServing:
                         ) -> CompletionResponse | ChatCompletionResponse:
         count = generation.choices
         texts = [generation.prompt_of(i) if generation.echo else "" for i in range(count)]
-        reasons: list[Literal["stop", "length"] | None] = [None] * count
+        answers = [_Answer() for _ in range(count)]
+        reasons: list[FinishReason | None] = [None] * count
         logprobs: list[list[tuple[str, float]]] = [[] for _ in range(count)]
         usage = _Usage(generation.n)
         sources: list[dict[str, Any]] = []
@@ -498,6 +512,7 @@ class OpenAIServing:
                 if chunk.sources and not sources:
                     sources.extend(chunk.sources)
                 texts[chunk.index] += chunk.text
+                answers[chunk.index].add(chunk)
                 logprobs[chunk.index] += chunk.logprobs
                 if chunk.finish_reason is not None:
                     reasons[chunk.index] = _finish(chunk.finish_reason)
@@ -512,13 +527,13 @@ class OpenAIServing:
         if generation.kind == "chat":
             return ChatCompletionResponse(
                 id=f"chatcmpl-{uuid.uuid4().hex}", **common, choices=[
-                    ChatChoice(index=i, message=AssistantMessage(content=text),
+                    ChatChoice(index=i, message=answers[i].message(text),
                                logprobs=_chat_logprobs(logprobs[i]) if generation.logprobs
                                else None, finish_reason=reasons[i])
                     for i, text in enumerate(texts)])
         return CompletionResponse(
             id=f"cmpl-{uuid.uuid4().hex}", **common, choices=[
-                CompletionChoice(index=i, text=text, finish_reason=reasons[i],
+                CompletionChoice(index=i, text=text, finish_reason=_plain(reasons[i]),
                                  logprobs=_completion_logprobs(logprobs[i])
                                  if generation.logprobs else None)
                 for i, text in enumerate(texts)])
@@ -543,7 +558,7 @@ class OpenAIServing:
             pairs = list(chunk.logprobs)
             if chat:
                 return ChatStreamChoice(
-                    index=chunk.index, delta=DeltaMessage(content=chunk.text),
+                    index=chunk.index, delta=_delta(chunk),
                     logprobs=_chat_logprobs(pairs) if generation.logprobs else None,
                     finish_reason=reason)
             logprobs = None
@@ -551,7 +566,7 @@ class OpenAIServing:
                 logprobs = _completion_logprobs(pairs, offsets.get(chunk.index, 0))
                 offsets[chunk.index] = offsets.get(chunk.index, 0) + sum(len(t) for t, _ in pairs)
             return CompletionChoice(index=chunk.index, text=chunk.text, logprobs=logprobs,
-                                    finish_reason=reason)
+                                    finish_reason=_plain(reason))
 
         chunks = generation.chunks()
         try:
@@ -569,7 +584,8 @@ class OpenAIServing:
             async for chunk in _chain(pending, chunks):
                 tracked.first_output()
                 usage.add(chunk)
-                if chunk.text or chunk.finish_reason is not None or chunk.sources:
+                if (chunk.text or chunk.finish_reason is not None or chunk.sources
+                        or chunk.reasoning or chunk.tool_calls):
                     extra = {"sources": list(chunk.sources)} if chunk.sources else {}
                     yield chunk_of([choice(chunk)], **extra)
             self.metrics.tokens(generation.model, usage.prompt, usage.completion)
@@ -584,6 +600,48 @@ class OpenAIServing:
         finally:
             tracked.finish()
             await chunks.aclose()  # a disconnect lands here too: the engine aborts
+
+
+def _plain(reason: FinishReason | None) -> Literal["stop", "length"] | None:
+    """A completion's finish reason (it never calls tools)."""
+    return "stop" if reason == "tool_calls" else reason
+
+
+class _Answer:
+    """One chat choice's reasoning and tool calls, gathered from its chunks."""
+
+    def __init__(self) -> None:
+        self.reasoning = ""
+        self.calls: dict[int, ToolCall] = {}
+
+    def add(self, chunk: GenerationChunk) -> None:
+        self.reasoning += chunk.reasoning
+        for piece in chunk.tool_calls:
+            call = self.calls.get(piece.index)
+            if call is None:
+                call = self.calls[piece.index] = ToolCall(
+                    id=piece.id or "", function=FunctionCall(name=piece.name or "",
+                                                             arguments=""))
+            call.function.arguments += piece.arguments
+
+    def message(self, content: str) -> AssistantMessage:
+        calls = [self.calls[i] for i in sorted(self.calls)]
+        return AssistantMessage(content=content if content or not calls else None,
+                                reasoning_content=self.reasoning or None,
+                                reasoning=self.reasoning or None, tool_calls=calls or None)
+
+
+def _delta(chunk: GenerationChunk) -> DeltaMessage:
+    """A chat chunk's delta: content, reasoning (under both names), tool call pieces."""
+    calls = [ToolCallDelta(index=piece.index, id=piece.id,
+                           type="function" if piece.id else None,
+                           function=FunctionDelta(name=piece.name, arguments=piece.arguments))
+             for piece in chunk.tool_calls] or None
+    delta = DeltaMessage(content=chunk.text if chunk.text or not (calls or chunk.reasoning)
+                         else None, tool_calls=calls)
+    if chunk.reasoning:
+        delta.reasoning_content = delta.reasoning = chunk.reasoning
+    return delta
 
 
 async def _chain(first: list[GenerationChunk], rest: AsyncIterator[GenerationChunk]

@@ -1,0 +1,74 @@
+"""What a parser of generated text gives, and helpers every parser uses."""
+
+from __future__ import annotations
+
+import uuid
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from typing import Any
+
+from ovserve.protocol.chat import Tool, ToolCallDelta
+
+
+@dataclass
+class ParsedDelta:
+    """What new output text turned out to be: answer text, reasoning, tool call pieces."""
+
+    content: str = ""
+    reasoning: str = ""
+    tool_calls: list[ToolCallDelta] = field(default_factory=list)
+
+    def add(self, other: ParsedDelta) -> None:
+        self.content += other.content
+        self.reasoning += other.reasoning
+        self.tool_calls += other.tool_calls
+
+    def __bool__(self) -> bool:
+        return bool(self.content or self.reasoning or self.tool_calls)
+
+
+def call_id() -> str:
+    """A tool call's id, as OpenAI's look (``call_`` and 24 characters)."""
+    return f"call_{uuid.uuid4().hex[:24]}"
+
+
+def held_prefix(text: str, marker: str) -> int:
+    """How many characters at the end of ``text`` could begin ``marker`` (kept back until the
+    next piece says whether the marker comes)."""
+    for size in range(min(len(marker) - 1, len(text)), 0, -1):
+        if marker.startswith(text[-size:]):
+            return size
+    return 0
+
+
+class ToolParser(ABC):
+    """Incremental parser of one choice's output into content and tool calls: ``feed`` each
+    new piece of text, then ``finish`` once. Whatever the pieces, the same calls come out."""
+
+    #: OVMS's name for the format (the graph's ``tool_parser``)
+    name: str = ""
+
+    def __init__(self, tools: tuple[Tool, ...] = ()) -> None:
+        self.tools = {tool.name: tool for tool in tools}
+        self.calls = 0  # calls begun so far
+
+    @abstractmethod
+    def feed(self, text: str) -> ParsedDelta: ...
+
+    @abstractmethod
+    def finish(self) -> ParsedDelta: ...
+
+    @classmethod
+    def tag(cls, tool: Tool) -> dict[str, Any]:
+        """The structural tag (XGrammar's format, which openvino-genai takes) of one call of
+        ``tool`` in this format: its fixed opening, its arguments' schema, its closing."""
+        raise NotImplementedError(f"tool_parser {cls.name} has no guided generation")
+
+    #: what may come between two forced calls, and what opens a call (triggers guidance)
+    separator: str = "\n"
+    trigger: str = ""
+
+    def new_call(self, name: str) -> ToolCallDelta:
+        delta = ToolCallDelta(index=self.calls, id=call_id(), name=name)
+        self.calls += 1
+        return delta

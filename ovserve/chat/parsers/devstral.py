@@ -1,0 +1,83 @@
+"""Devstral / Mistral Small 3.2 tool calls (OVMS's ``devstral``)::
+
+    [TOOL_CALLS]get_weather[ARGS]{"city": "Paris"}
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ovserve.chat.parsers.base import ParsedDelta, ToolParser, held_prefix
+from ovserve.chat.parsers.json_calls import WHITESPACE, value_end
+from ovserve.protocol.chat import Tool, ToolCallDelta
+
+OPEN, ARGS = "[TOOL_CALLS]", "[ARGS]"
+
+
+class DevstralToolParser(ToolParser):
+    name = "devstral"
+    trigger = OPEN
+    separator = ""
+
+    def __init__(self, tools: tuple[Tool, ...] = ()) -> None:
+        super().__init__(tools)
+        self.buffer = ""
+        self.state = "text"  # text | name | args
+        self.index = -1
+        self.sent = 0
+
+    def feed(self, text: str) -> ParsedDelta:
+        self.buffer += text
+        out = ParsedDelta()
+        while self._step(out, final=False):
+            pass
+        return out
+
+    def finish(self) -> ParsedDelta:
+        out = ParsedDelta()
+        while self._step(out, final=True):
+            pass
+        if self.state == "name":
+            out.content += OPEN
+        if self.state != "args":
+            out.content += self.buffer
+        self.buffer = ""
+        return out
+
+    def _step(self, out: ParsedDelta, final: bool) -> bool:
+        buf = self.buffer
+        if self.state == "text":
+            at = buf.find(OPEN)
+            if at >= 0:
+                out.content += buf[:at]
+                self.buffer, self.state = buf[at + len(OPEN):], "name"
+                return True
+            keep = 0 if final else held_prefix(buf, OPEN)
+            out.content += buf[:len(buf) - keep]
+            self.buffer = buf[len(buf) - keep:]
+            return False
+        if self.state == "name":
+            at = buf.find(ARGS)
+            if at < 0:
+                return False
+            delta = self.new_call(buf[:at].strip())
+            out.tool_calls.append(delta)
+            self.index, self.sent = delta.index, 0
+            self.buffer, self.state = buf[at + len(ARGS):].lstrip(WHITESPACE), "args"
+            return True
+        if not buf:
+            return False
+        end = value_end(buf, 0) if buf[0] in "{[" else 0
+        raw = buf[:end] if end else buf
+        if len(raw) > self.sent:
+            out.tool_calls.append(ToolCallDelta(index=self.index, arguments=raw[self.sent:]))
+            self.sent = len(raw)
+        if end is not None:
+            self.buffer, self.state = buf[end:], "text"
+            return True
+        return False
+
+    @classmethod
+    def tag(cls, tool: Tool) -> dict[str, Any]:
+        return {"type": "tag", "begin": f"{OPEN}{tool.name}{ARGS}",
+                "content": {"type": "json_schema", "json_schema": tool.parameters}, "end": ""}

@@ -1,0 +1,120 @@
+"""Qwen3-Coder XML tool calls (OVMS's ``qwen3coder``)::
+
+    <tool_call>
+    <function=get_weather>
+    <parameter=city>
+    Paris
+    </parameter>
+    </function>
+    </tool_call>
+
+Parameter values are text; a parameter the tool's schema types as anything but a string is
+read as JSON when it parses. Arguments stream as a JSON object, a member per parameter.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+from ovserve.chat.parsers.base import ParsedDelta, ToolParser, held_prefix
+from ovserve.protocol.chat import Tool, ToolCallDelta
+
+OPEN, CLOSE = "<tool_call>", "</tool_call>"
+FUNCTION = re.compile(r"<function=([^>\n]+)>")
+PARAMETER = re.compile(r"<parameter=([^>\n]+)>\n?(.*?)\n?</parameter>", re.DOTALL)
+FUNCTION_END = "</function>"
+
+
+class Qwen3CoderToolParser(ToolParser):
+    name = "qwen3coder"
+    trigger = OPEN
+
+    def __init__(self, tools: tuple[Tool, ...] = ()) -> None:
+        super().__init__(tools)
+        self.buffer = ""
+        self.state = "text"  # text | call (inside <tool_call>) | function
+        self.index = -1
+        self.function = ""
+        self.members = 0
+
+    def feed(self, text: str) -> ParsedDelta:
+        self.buffer += text
+        out = ParsedDelta()
+        while self._step(out, final=False):
+            pass
+        return out
+
+    def finish(self) -> ParsedDelta:
+        out = ParsedDelta()
+        while self._step(out, final=True):
+            pass
+        if self.state == "function":  # cut short: close what was sent
+            out.tool_calls.append(ToolCallDelta(index=self.index, arguments="}"
+                                                if self.members else "{}"))
+        elif self.state == "text":
+            out.content += self.buffer
+        self.buffer = ""
+        return out
+
+    def _value(self, parameter: str, text: str) -> Any:
+        tool = self.tools.get(self.function)
+        kind = None
+        if tool is not None:
+            kind = tool.parameters.get("properties", {}).get(parameter, {}).get("type")
+        if kind in (None, "string"):
+            return text
+        try:
+            return json.loads(text)
+        except ValueError:
+            return text
+
+    def _step(self, out: ParsedDelta, final: bool) -> bool:
+        buf = self.buffer
+        if self.state == "text":
+            at = buf.find(OPEN)
+            if at >= 0:
+                out.content += buf[:at]
+                self.buffer, self.state = buf[at + len(OPEN):], "call"
+                return True
+            keep = 0 if final else held_prefix(buf, OPEN)
+            out.content += buf[:len(buf) - keep]
+            self.buffer = buf[len(buf) - keep:]
+            return False
+        if self.state == "call":
+            found = FUNCTION.search(buf)
+            stripped = buf.lstrip()
+            if stripped.startswith(CLOSE):
+                self.buffer, self.state = stripped[len(CLOSE):], "text"
+                return True
+            if found is None:
+                return False
+            self.function = found.group(1).strip()
+            delta = self.new_call(self.function)
+            self.index, self.members = delta.index, 0
+            out.tool_calls.append(delta)
+            self.buffer, self.state = buf[found.end():], "function"
+            return True
+        found = PARAMETER.search(buf)
+        end = buf.find(FUNCTION_END)
+        if found is not None and (end < 0 or found.start() < end):
+            member = json.dumps(found.group(1).strip()) + ": " + json.dumps(
+                self._value(found.group(1).strip(), found.group(2)))
+            out.tool_calls.append(ToolCallDelta(
+                index=self.index, arguments=("{" if not self.members else ", ") + member))
+            self.members += 1
+            self.buffer = buf[found.end():]
+            return True
+        if end >= 0:
+            out.tool_calls.append(ToolCallDelta(index=self.index,
+                                                arguments="}" if self.members else "{}"))
+            self.buffer, self.state = buf[end + len(FUNCTION_END):], "call"
+            return True
+        return False
+
+    @classmethod
+    def tag(cls, tool: Tool) -> dict[str, Any]:
+        return {"type": "tag", "begin": f"{OPEN}\n<function={tool.name}>\n",
+                "content": {"type": "qwen_xml_parameter", "json_schema": tool.parameters},
+                "end": f"</function>\n{CLOSE}"}

@@ -1,0 +1,90 @@
+"""A chat request made ready to run: its prompt, the structured-output constraint its tool
+choice needs, and the output parser of each of its choices.
+
+Parsers: the graph's ``tool_parser`` / ``reasoning_parser`` (OVMS), else the server's, else
+what the chat template implies (OVMS's automatic detection); ``"none"`` turns one off. Tool
+calls are parsed only for a request with tools and a ``tool_choice`` other than ``none``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from ovserve.chat.incremental import ChatOutputParser
+from ovserve.chat.parsers import REASONING_PARSERS, TOOL_PARSERS, ThinkParser, ToolParser
+from ovserve.chat.render import Renderer, render
+from ovserve.chat.tools import guidance
+from ovserve.errors import InvalidInput
+from ovserve.protocol.chat import ChatSettings
+from ovserve.protocol.generation import StructuredKind
+
+DISABLED = "none"
+
+
+@dataclass(frozen=True)
+class ChatConfig:
+    """A model's chat settings from its graph and the server's flags."""
+
+    tool_parser: str | None = None
+    reasoning_parser: str | None = None
+    enable_tool_guided_generation: bool = False
+    chat_template: str | None = None  # the server's --chat_template text
+    allow_request_template: bool = False  # vLLM's --trust-request-chat-template
+
+
+@dataclass(frozen=True)
+class ChatPlan:
+    prompt: str
+    #: ("structural_tags_config", JSON text) when tool calls are constrained
+    structured: tuple[StructuredKind, str] | None
+    tool_parser: type[ToolParser] | None
+    reasoning: tuple[str, str] | None  # the reasoning tags, when reasoning is parsed
+    opens_reasoning: bool
+    settings: ChatSettings
+
+    def output_parser(self) -> ChatOutputParser:
+        """A fresh parser for one choice."""
+        think = None
+        if self.reasoning is not None:
+            think = ThinkParser(*self.reasoning, inside=self.opens_reasoning)
+        tools = self.tool_parser(self.settings.tools) if self.tool_parser else None
+        return ChatOutputParser(think, tools)
+
+
+def _pick(configured: str | None, detected: str | None) -> str | None:
+    if configured == DISABLED:
+        return None
+    return configured or detected
+
+
+def plan(renderer: Renderer, messages: Sequence[dict[str, Any]], settings: ChatSettings,
+         config: ChatConfig, structured: bool = False) -> ChatPlan:
+    """Render and decide parsers; ``structured``: the request has its own constraint
+    (response_format, guided_*), which cannot be combined with a forced tool call."""
+    if settings.chat_template is not None and not config.allow_request_template:
+        raise InvalidInput("chat_template: this server does not take chat templates in "
+                           "requests (start it with --trust_request_chat_template)",
+                           "chat_template")
+    rendered = render(renderer, messages, settings, config.chat_template)
+    tool_name = _pick(config.tool_parser, rendered.detected.tool_parser)
+    reasoning_name = _pick(config.reasoning_parser, rendered.detected.reasoning_parser)
+    parser = TOOL_PARSERS.get(tool_name) if tool_name and settings.calls_tools else None
+    if settings.forced and parser is None:
+        raise InvalidInput(f"tool_choice: {settings.tool_choice!r} needs a tool call format; "
+                           "this model's chat template has none ovserve knows (set the "
+                           "graph's tool_parser)", "tool_choice")
+    constraint: tuple[StructuredKind, str] | None = None
+    if parser is not None:
+        guided = config.enable_tool_guided_generation and not structured
+        text = guidance(settings, parser, guided)
+        if text is not None and structured:
+            raise InvalidInput("tool_choice: a required or named tool call cannot be combined "
+                               "with response_format or guided_* (both constrain the output)",
+                               "tool_choice")
+        if text is not None:
+            constraint = ("structural_tags_config", text)
+    reasoning = REASONING_PARSERS.get(reasoning_name) if reasoning_name else None
+    return ChatPlan(rendered.prompt, constraint, parser, reasoning, rendered.opens_reasoning,
+                    settings)

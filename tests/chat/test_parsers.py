@@ -1,0 +1,140 @@
+"""Each family's parser on recorded model outputs, fed whole and in 1-, 2-, 3- and
+7-character pieces: the same content, reasoning and calls come out."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from ovserve.chat.incremental import ChatOutputParser
+from ovserve.chat.parsers import TOOL_PARSERS, ThinkParser
+from ovserve.protocol.chat import Tool
+
+WEATHER = Tool("get_weather", "Weather in a city", {
+    "type": "object", "properties": {"city": {"type": "string"}, "days": {"type": "integer"}},
+    "required": ["city"]})
+TIME = Tool("get_time", None, {"type": "object", "properties": {"zone": {"type": "string"}}})
+TOOLS = (WEATHER, TIME)
+SIZES = (1, 2, 3, 7, 10_000)
+
+# (parser, recorded output, expected content, expected calls as (name, arguments object))
+RECORDED: list[tuple[str, str, str, list[tuple[str, dict[str, Any]]]]] = [
+    # Qwen2.5-7B-Instruct
+    ("hermes3", '<tool_call>\n{"name": "get_weather", "arguments": {"city": "Paris", '
+                '"days": 3}}\n</tool_call>', "", [("get_weather", {"city": "Paris", "days": 3})]),
+    # Qwen3-8B: two calls, text before
+    ("hermes3", 'Let me check both.\n<tool_call>\n{"name": "get_weather", "arguments": '
+                '{"city": "Paris"}}\n</tool_call>\n<tool_call>\n{"name": "get_time", '
+                '"arguments": {"zone": "CET"}}\n</tool_call>',
+     "Let me check both.", [("get_weather", {"city": "Paris"}), ("get_time", {"zone": "CET"})]),
+    # no call: the text is content, a "<" in it included
+    ("hermes3", "It is 3 < 4, and <tool is not a tag.", "It is 3 < 4, and <tool is not a tag.",
+     []),
+    # arguments in a string, keys in another order, a brace inside a string
+    ("hermes3", '<tool_call>{"arguments": "{\\"city\\": \\"Rome}\\"}", "name": "get_weather"}'
+                '</tool_call>', "", [("get_weather", {"city": "Rome}"})]),
+    # Llama-3.2-3B-Instruct
+    ("llama3", '{"name": "get_weather", "parameters": {"city": "Paris"}}',
+     "", [("get_weather", {"city": "Paris"})]),
+    ("llama3", '<|python_tag|>{"name": "get_weather", "parameters": {"city": "Oslo"}}; '
+               '{"name": "get_time", "parameters": {}}',
+     "", [("get_weather", {"city": "Oslo"}), ("get_time", {})]),
+    ("llama3", "The weather is {unknown}.", "The weather is {unknown}.", []),
+    # Mistral-7B-Instruct-v0.3, with and without its [TOOL_CALLS] token
+    ("mistral", '[TOOL_CALLS][{"name": "get_weather", "arguments": {"city": "Paris"}}, '
+                '{"name": "get_time", "arguments": {"zone": "UTC"}}]',
+     "", [("get_weather", {"city": "Paris"}), ("get_time", {"zone": "UTC"})]),
+    ("mistral", ' [{"name": "get_weather", "arguments": {"city": "Lyon"}}]',
+     "", [("get_weather", {"city": "Lyon"})]),
+    # Phi-4-mini-instruct
+    ("phi4", 'functools[{"name": "get_weather", "arguments": {"city": "Paris", "days": 2}}]',
+     "", [("get_weather", {"city": "Paris", "days": 2})]),
+    # Devstral-Small-2505
+    ("devstral", 'Sure.[TOOL_CALLS]get_weather[ARGS]{"city": "Paris"}',
+     "Sure.", [("get_weather", {"city": "Paris"})]),
+    # Qwen3-Coder-30B-A3B
+    ("qwen3coder", "I'll look.\n<tool_call>\n<function=get_weather>\n<parameter=city>\nNew "
+                   "York\n</parameter>\n<parameter=days>\n5\n</parameter>\n</function>\n"
+                   "</tool_call>",
+     "I'll look.", [("get_weather", {"city": "New York", "days": 5})]),
+]
+
+
+def run(parser: ChatOutputParser, text: str, size: int) -> tuple[str, str, list[Any]]:
+    content = reasoning = ""
+    calls: dict[int, dict[str, Any]] = {}
+    order: list[tuple[str, int]] = []
+
+    def take(delta: Any) -> None:
+        nonlocal content, reasoning
+        content += delta.content
+        reasoning += delta.reasoning
+        for piece in delta.tool_calls:
+            if piece.name is not None:
+                assert piece.index not in calls and piece.id.startswith("call_")
+                calls[piece.index] = {"name": piece.name, "arguments": ""}
+                order.append(("name", piece.index))
+            else:  # arguments only after their call's name
+                assert piece.index in calls
+            calls[piece.index]["arguments"] += piece.arguments
+
+    for i in range(0, len(text), size):
+        take(parser.feed(text[i:i + size]))
+    take(parser.finish())
+    return content, reasoning, [calls[i] for i in sorted(calls)]
+
+
+@pytest.mark.parametrize("size", SIZES)
+@pytest.mark.parametrize(("name", "text", "content", "expected"), RECORDED)
+def test_recorded_outputs(name: str, text: str, content: str,
+                          expected: list[tuple[str, dict[str, Any]]], size: int) -> None:
+    parser = ChatOutputParser(tools=TOOL_PARSERS[name](TOOLS))
+    got_content, _, calls = run(parser, text, size)
+    assert got_content == content
+    assert [(c["name"], json.loads(c["arguments"])) for c in calls] == expected
+    assert parser.called == bool(expected)
+
+
+THINKING = [
+    # Qwen3-0.6B with thinking on
+    ("<think>\nThe user asks 2+2. That is 4.\n</think>\n\nThe answer is 4.", False,
+     "\nThe user asks 2+2. That is 4.\n", "The answer is 4."),
+    # DeepSeek-R1-Distill: the template opened <think>
+    ("Okay, 2+2 is 4.\n</think>\n\n4", True, "Okay, 2+2 is 4.\n", "4"),
+    # no reasoning at all
+    ("Just 4 <think> here is text.", False, "", "Just 4 <think> here is text."),
+    # cut short inside reasoning
+    ("<think>Still thinking", False, "Still thinking", ""),
+]
+
+
+@pytest.mark.parametrize("size", SIZES)
+@pytest.mark.parametrize(("text", "inside", "reasoning", "content"), THINKING)
+def test_reasoning(text: str, inside: bool, reasoning: str, content: str, size: int) -> None:
+    parser = ChatOutputParser(reasoning=ThinkParser(inside=inside))
+    got_content, got_reasoning, _ = run(parser, text, size)
+    assert (got_reasoning, got_content) == (reasoning, content)
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_reasoning_then_a_call(size: int) -> None:
+    text = ('<think>I need the weather tool.</think>\n<tool_call>\n{"name": "get_weather", '
+            '"arguments": {"city": "Paris"}}\n</tool_call>')
+    parser = ChatOutputParser(ThinkParser(), TOOL_PARSERS["hermes3"](TOOLS))
+    content, reasoning, calls = run(parser, text, size)
+    assert (content, reasoning) == ("", "I need the weather tool.")
+    assert [(c["name"], json.loads(c["arguments"])) for c in calls] == [
+        ("get_weather", {"city": "Paris"})]
+
+
+def test_arguments_stream_in_pieces() -> None:
+    """A call's name comes first, alone; its arguments follow in fragments as they arrive."""
+    parser = ChatOutputParser(tools=TOOL_PARSERS["hermes3"](TOOLS))
+    text = '<tool_call>\n{"name": "get_weather", "arguments": {"city": "Paris"}}\n</tool_call>'
+    pieces = [parser.feed(text[i:i + 4]) for i in range(0, len(text), 4)]
+    deltas = [d for p in pieces for d in p.tool_calls]
+    assert deltas[0].name == "get_weather" and deltas[0].arguments == ""
+    assert len(deltas) > 3 and all(d.name is None for d in deltas[1:])
+    assert "".join(d.arguments for d in deltas) == '{"city": "Paris"}'
