@@ -142,7 +142,26 @@ def start_server(
 ) -> Server:
     """Start ovserve and wait until it is ready. ``all_ready=False`` for a configuration with
     servables that fail to load: wait until it serves (live), and check that it is not ready
-    (KServe v2: the server is ready when every model is)."""
+    (KServe v2: the server is ready when every model is). A free port can be taken by another
+    process between ``free_port`` and ovserve's bind: then it starts again on other ports."""
+    for attempt in range(3):
+        try:
+            return _start_server(config, *extra, grpc_port=grpc_port, env=env,
+                                 all_ready=all_ready)
+        except PortTaken:
+            if attempt == 2:
+                raise
+    raise AssertionError("unreachable")
+
+
+class PortTaken(RuntimeError):
+    """ovserve could not bind a port that was free a moment before."""
+
+
+def _start_server(
+    config: Path, *extra: str, grpc_port: int | None, env: dict[str, str] | None,
+    all_ready: bool,
+) -> Server:
     grpc_port = grpc_port or free_port()
     rest_port = free_port()
     process = subprocess.Popen(
@@ -155,7 +174,10 @@ def start_server(
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            raise RuntimeError(f"ovserve exited with {process.returncode}: {server.output()}")
+            output = server.output()
+            if "Address already in use" in output:
+                raise PortTaken(output)
+            raise RuntimeError(f"ovserve exited with {process.returncode}: {output}")
         try:
             if all_ready and httpx.get(f"{server.rest_url}/v2/health/ready",
                                        timeout=1).status_code == 200:
