@@ -54,7 +54,7 @@ def test_the_dashboard_has_grafanas_shape() -> None:
         assert isinstance(panel["title"], str) and panel["title"]
         grid = panel["gridPos"]
         assert all(isinstance(grid[k], int) for k in ("x", "y", "w", "h"))
-        assert 0 <= grid["x"] and grid["x"] + grid["w"] <= 24 and grid["h"] > 0
+        assert grid["x"] >= 0 and grid["x"] + grid["w"] <= 24 and grid["h"] > 0
         cells = {(x, y) for x in range(grid["x"], grid["x"] + grid["w"])
                  for y in range(grid["y"], grid["y"] + grid["h"])}
         assert not cells & taken, f"panel {panel['title']!r} overlaps another"
