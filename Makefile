@@ -19,7 +19,8 @@ REQS := requirements/constraints.txt requirements/serve.txt requirements/export.
         namespaces
 
 # python_model (the seed streaming servable: both seed clients and curl work) and the OpenAI API
-# on the built-in model as smollm2-135m-instruct, sharing one engine.
+# on the built-in model as smollm2-135m-instruct, sharing one engine. Both ports are passed: as in
+# OVMS, gRPC listens only with --port and REST only with --rest_port.
 SERVE_CONFIG ?= servables/config.json
 GRPC_PORT ?= 9000
 REST_PORT ?= 8000

@@ -164,15 +164,17 @@ def test_task_is_inferred_for_a_model_folder_without_a_graph(tmp_path: Path) -> 
 
 
 def test_task_embeddings_serves_a_real_model(embedding_model_dir: Path, tmp_path: Path) -> None:
-    """The OVMS command line for an embeddings model, with the openai SDK on /v3."""
+    """The OVMS command line for an embeddings model, with the openai SDK on /v3; --cache_dir
+    reaches OpenVINO."""
     folder = tmp_path / "minilm"
     folder.mkdir()
     for item in embedding_model_dir.iterdir():
         if item.name != "graph.pbtxt":
             (folder / item.name).symlink_to(item)
+    cache = tmp_path / "cache"
     server = launch("--model_path", str(folder), "--model_name", "minilm", "--task",
                     "embeddings", "--pooling", "MEAN", "--num_streams", "1", "--host",
-                    "127.0.0.1")
+                    "127.0.0.1", "--cache_dir", str(cache))
     try:
         with openai.OpenAI(base_url=f"{server.rest_url}/v3", api_key="unused") as client:
             vectors = client.embeddings.create(model="minilm", input=["a", "b"]).data
@@ -181,6 +183,7 @@ def test_task_embeddings_serves_a_real_model(embedding_model_dir: Path, tmp_path
     finally:
         assert server.terminate() == 0
     assert not (folder / "graph.pbtxt").exists()
+    assert any(cache.iterdir())  # --cache_dir: OpenVINO's model cache (CACHE_DIR) was written
 
 
 def test_configure_writes_the_graph_into_the_folder(tmp_path: Path) -> None:
