@@ -549,6 +549,9 @@ def _check_modes(parser: argparse.ArgumentParser, args: argparse.Namespace) -> N
          "--remove_from_config"),
         (args.add_to_config and args.remove_from_config, "--add_to_config cannot be used with "
          "--remove_from_config"),
+        (args.task and not (args.model_path or hub or args.list_models or args.add_to_config
+                            or args.remove_from_config),
+         "--task needs --model_path (a local model folder) or --source_model"),
         (args.configure and not args.model_path, "--configure requires --model_path"),
         (args.configure and hub, "--configure cannot be used with --pull or --source_model"),
         (args.configure and args.model_name, "--model_name cannot be used with --configure"),

@@ -197,7 +197,11 @@ def test_configure_writes_the_graph_into_the_folder(tmp_path: Path) -> None:
     assert result.stderr.count("--max_num_seqs is ignored: it is an option of --task "
                                "text_generation, not embeddings") == 1
     usage = run("--configure", "--task", "embeddings")
+    assert usage.returncode == 2 and "--task needs --model_path" in usage.stderr
+    usage = run("--configure")
     assert usage.returncode == 2 and "--configure requires --model_path" in usage.stderr
+    usage = run("--config_path", str(tmp_path), "--task", "embeddings", "--rest_port", "1")
+    assert usage.returncode == 2 and "--task needs --model_path" in usage.stderr
 
 
 def test_pull_without_a_model_hub(tmp_path: Path) -> None:
