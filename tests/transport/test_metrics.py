@@ -75,8 +75,8 @@ async def test_forced_lengths_at_a_concurrency_give_vllm_counts(
                                    for _ in range(2)))
         after = await scrape(server)
 
-    def delta(name: str, **labels: str) -> float:
-        return value(after, name, **labels) - value(before, name, **labels)
+    def delta(metric: str, **labels: str) -> float:
+        return value(after, metric, **labels) - value(before, metric, **labels)
 
     generated = 12 * 7 + 2 * 5
     assert delta("vllm:request_success_total", finished_reason="length", **VLLM) == 12
