@@ -222,8 +222,9 @@ class OpenVINOEngine(EngineBase):
         return token_ids
 
     def detokenize(self, token_ids: list[int]) -> str:
+        """The text of ``token_ids``, special tokens included (as vLLM's /detokenize)."""
         with self._tokenizer_lock:
-            return str(self.tokenizer.decode(token_ids))
+            return str(self.tokenizer.decode(token_ids, skip_special_tokens=False))
 
     # -- requests ----------------------------------------------------------------------------
 

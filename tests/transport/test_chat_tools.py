@@ -103,9 +103,9 @@ def test_sdk_stream_helper_assembles_the_call(client: openai.OpenAI) -> None:
     check_call(calls[0].function.name, calls[0].function.arguments)
 
 
-def test_tool_round_trip(client: openai.OpenAI) -> None:
+def test_tool_round_trip(client: openai.OpenAI, server: Server) -> None:
     """The call goes back as an assistant message with tool_calls, the result as a tool
-    message; the model answers."""
+    message; the template renders both and the model answers."""
     first = client.chat.completions.create(
         model=MODEL, messages=QUESTION, tools=TOOLS, max_tokens=200,
         tool_choice={"type": "function", "function": {"name": "get_weather"}})
@@ -118,6 +118,14 @@ def test_tool_round_trip(client: openai.OpenAI) -> None:
         extra_body={"min_tokens": 2})
     assert second.choices[0].message.content and not second.choices[0].message.tool_calls
     assert second.choices[0].finish_reason in ("stop", "length")
+    # what the template made of the history, through vLLM's /tokenize and /detokenize
+    rendered = httpx.post(f"{server.rest_url}/tokenize", json={
+        "model": MODEL, "messages": history, "tools": TOOLS}).json()
+    text = httpx.post(f"{server.rest_url}/detokenize", json={
+        "model": MODEL, "tokens": rendered["tokens"]}).json()["prompt"]
+    assert "<tool_response>" in text and "sunny, 21 C" in text
+    assert '<tool_call>\n{"name": "get_weather", "arguments": {' in text
+    assert '"name": "get_time"' in text  # the tools, in the system message
 
 
 def test_auto_tool_choice_answers_with_text_or_calls(client: openai.OpenAI) -> None:

@@ -398,3 +398,46 @@ class ErrorDetail(BaseModel):
 
 class ErrorResponse(BaseModel):
     error: ErrorDetail
+
+
+# -- tokenizer endpoints (vLLM's /tokenize and /detokenize, OVMS's /v3/tokenize) --------------
+
+class TokenizeRequest(BaseModel):
+    """vLLM's ``prompt`` or ``messages`` (rendered as a chat request would be), or OVMS's
+    ``text`` (a string or a list of them)."""
+
+    model_config = ConfigDict(extra="allow", strict=True)
+    model: str
+    prompt: str | None = None
+    messages: list[ChatMessage] | None = None
+    text: str | list[str] | None = None
+    add_special_tokens: StrictBool | None = None  # vLLM: true for prompt, false for messages
+    add_generation_prompt: StrictBool = True
+    continue_final_message: StrictBool = False
+    tools: list[ToolDefinition] | None = None
+    chat_template: str | None = None
+    chat_template_kwargs: dict[str, Any] | None = None
+    return_token_strs: StrictBool = False
+    max_length: int | None = Field(None, ge=1)  # OVMS: keep at most this many tokens
+    pad_to_max_length: StrictBool = False
+
+
+class TokenizeResponse(Body):
+    """vLLM's answer (``count``, ``max_model_len``, ``tokens``, ``token_strs``); OVMS's
+    ``text`` requests get ``tokens`` alone (a list per text for a list)."""
+
+    omit_if_none = ("count", "max_model_len", "token_strs")
+    count: int | None = None
+    max_model_len: int | None = None
+    tokens: list[int] | list[list[int]]
+    token_strs: list[str] | None = None
+
+
+class DetokenizeRequest(BaseModel):
+    model_config = ConfigDict(extra="allow", strict=True)
+    model: str
+    tokens: list[Annotated[int, Field(ge=0, lt=2**31)]]
+
+
+class DetokenizeResponse(BaseModel):
+    prompt: str

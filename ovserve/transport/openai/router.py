@@ -26,12 +26,16 @@ from ovserve.transport.openai.protocol import (
     ChatCompletionResponse,
     CompletionRequest,
     CompletionResponse,
+    DetokenizeRequest,
+    DetokenizeResponse,
     EmbeddingsRequest,
     EmbeddingsResponse,
     ErrorResponse,
     LoadLoraAdapterRequest,
     ModelCard,
     ModelList,
+    TokenizeRequest,
+    TokenizeResponse,
     UnloadLoraAdapterRequest,
 )
 from ovserve.transport.openai.serving import OpenAIServing
@@ -112,6 +116,8 @@ def build_router(serving: OpenAIServing) -> APIRouter:
         assert isinstance(answer, BaseModel)
         return _json(answer)
 
+    add_tokenizer_routes(router, serving)
+
     @router.post("/completions", response_model=CompletionResponse)
     async def completions(request: Request, body: CompletionRequest) -> Response:
         return await respond(request, body)
@@ -120,4 +126,24 @@ def build_router(serving: OpenAIServing) -> APIRouter:
     async def chat_completions(request: Request, body: ChatCompletionRequest) -> Response:
         return await respond(request, body)
 
+    return router
+
+
+def add_tokenizer_routes(router: APIRouter, serving: OpenAIServing) -> None:
+    """``/tokenize`` (OVMS's ``text``, vLLM's ``prompt`` or ``messages``) and
+    ``/detokenize``."""
+
+    @router.post("/tokenize")
+    async def tokenize(body: TokenizeRequest) -> TokenizeResponse:
+        return await serving.tokenize(body)
+
+    @router.post("/detokenize")
+    async def detokenize(body: DetokenizeRequest) -> DetokenizeResponse:
+        return await serving.detokenize(body)
+
+
+def build_root_router(serving: OpenAIServing) -> APIRouter:
+    """vLLM's tokenizer endpoints at the root (``/tokenize``, ``/detokenize``)."""
+    router = APIRouter(responses=ERRORS, strict_content_type=False)
+    add_tokenizer_routes(router, serving)
     return router

@@ -22,8 +22,10 @@ from typing import Any, Literal
 from pydantic import BaseModel
 
 from ovserve.aio import merged
+from ovserve.chat.plan import ChatConfig, plan
 from ovserve.engine.interface import Engine
 from ovserve.errors import InvalidInput, OvserveError, ServableNotFound
+from ovserve.nodes.llm import LLMCalculator
 from ovserve.protocol.generation import (
     GenerationChunk,
     GenerationRequest,
@@ -34,7 +36,8 @@ from ovserve.serving.registry import Registry
 from ovserve.serving.servable import Servable
 from ovserve.transport.errors import shape_of
 from ovserve.transport.metrics import Metrics, Tracked
-from ovserve.transport.openai.chat_settings import chat_settings
+from ovserve.transport.openai.chat_settings import chat_settings, tools_of
+from ovserve.transport.openai.chat_settings import settings as chat_settings_of
 from ovserve.transport.openai.protocol import (
     AssistantMessage,
     ChatChoice,
@@ -49,6 +52,8 @@ from ovserve.transport.openai.protocol import (
     CompletionRequest,
     CompletionResponse,
     DeltaMessage,
+    DetokenizeRequest,
+    DetokenizeResponse,
     EmbeddingsRequest,
     FinishReason,
     FunctionCall,
@@ -57,6 +62,8 @@ from ovserve.transport.openai.protocol import (
     ModelCard,
     ModelList,
     SamplingFields,
+    TokenizeRequest,
+    TokenizeResponse,
     TokenLogprob,
     ToolCall,
     ToolCallDelta,
@@ -439,6 +446,64 @@ class OpenAIServing:
             data.append({"object": "embedding", "embedding": embedding, "index": index})
         return {"object": "list", "data": data, "model": req.model,
                 "usage": {"prompt_tokens": result.tokens, "total_tokens": result.tokens}}
+
+    # -- tokenizer endpoints -----------------------------------------------------------------
+
+    def _chat_target(self, model: str) -> tuple[Engine, ChatConfig]:
+        """The engine of an LLM model id and its graph's chat settings."""
+        servable, _ = self.llm(model)
+        node = next((c for c in servable.calculators.values()
+                     if isinstance(c, LLMCalculator)), None)
+        if node is None:
+            raise InvalidInput(f"model: `{model}` has no LLM node to tokenize with", "model")
+        return node.engine, node.chat_config
+
+    async def tokenize(self, req: TokenizeRequest) -> TokenizeResponse:
+        _log_unknown(req)
+        given = [name for name in ("prompt", "messages", "text") if getattr(req, name) is not None]
+        if len(given) != 1:
+            raise InvalidInput("prompt: give one of prompt, messages (vLLM) or text (OVMS)",
+                               given[1] if len(given) > 1 else "prompt")
+        if req.pad_to_max_length:
+            raise InvalidInput("pad_to_max_length: padding is not supported", "pad_to_max_length")
+        engine, config = self._chat_target(req.model)
+        loop = asyncio.get_running_loop()
+        if req.text is not None:
+            texts = [req.text] if isinstance(req.text, str) else req.text
+            for text in texts:
+                _unicode("text", text)
+            special = req.add_special_tokens is not False
+            ids = [(await loop.run_in_executor(None, engine.tokenize, t, special))
+                   [:req.max_length] for t in texts]
+            return TokenizeResponse(tokens=ids[0] if isinstance(req.text, str) else ids)
+        if req.messages is not None:
+            settings = chat_settings_of(
+                tools_of(req.tools), None, template_kwargs=req.chat_template_kwargs,
+                add_generation_prompt=req.add_generation_prompt,
+                continue_final_message=req.continue_final_message,
+                chat_template=req.chat_template)
+            messages = [m.as_dict() for m in req.messages]
+            for i, message in enumerate(messages):
+                _unicode(f"messages.{i}.content", message["content"])
+            chat = await loop.run_in_executor(None, lambda: plan(engine, messages, settings,
+                                                                 config))
+            text, special = chat.prompt, req.add_special_tokens is True
+        else:
+            assert req.prompt is not None
+            _unicode("prompt", req.prompt)
+            text, special = req.prompt, req.add_special_tokens is not False
+        tokens = (await loop.run_in_executor(None, engine.tokenize, text, special))[
+            :req.max_length]
+        strs = engine.token_texts(tokens) if req.return_token_strs else None
+        return TokenizeResponse(count=len(tokens), max_model_len=engine.context_length,
+                                tokens=tokens, token_strs=strs)
+
+    async def detokenize(self, req: DetokenizeRequest) -> DetokenizeResponse:
+        _log_unknown(req)
+        engine, _ = self._chat_target(req.model)
+        text = await asyncio.get_running_loop().run_in_executor(None, engine.detokenize,
+                                                                req.tokens)
+        return DetokenizeResponse(prompt=text)
 
     # -- completions and chat ----------------------------------------------------------------
 

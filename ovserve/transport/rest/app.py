@@ -27,6 +27,7 @@ from ovserve.errors import (
 )
 from ovserve.transport.auth import ApiKey, public_path
 from ovserve.transport.kserve import DataPlane
+from ovserve.transport.openai.router import build_root_router
 from ovserve.transport.openai.router import build_router as build_openai_router
 from ovserve.transport.openai.serving import OpenAIServing
 from ovserve.transport.rest import errors, kserve_schemas
@@ -194,7 +195,9 @@ def build_app(plane: DataPlane, *, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
         return JSONResponse({"version": __version__})
 
     app.include_router(build_router(plane))
-    openai = build_openai_router(OpenAIServing(registry, metrics, started=int(time.time())))
+    serving = OpenAIServing(registry, metrics, started=int(time.time()))
+    openai = build_openai_router(serving)
+    app.include_router(build_root_router(serving))  # vLLM's /tokenize and /detokenize
     documents = build_rag_router(registry)
     for prefix in ("/v1", "/v3"):
         app.include_router(openai, prefix=prefix)

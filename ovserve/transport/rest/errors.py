@@ -32,10 +32,13 @@ from ovserve.transport.errors import ErrorShape, shape_of
 
 log = logging.getLogger(__name__)
 OPENAI_PREFIXES = ("/v1/", "/v3/")
+#: vLLM's routes at the root that answer in OpenAI's envelope
+OPENAI_ROOT_PATHS = frozenset({"/tokenize", "/detokenize"})
 
 
 def is_openai(request: Request) -> bool:
-    return request.url.path.startswith(OPENAI_PREFIXES)
+    path = request.url.path
+    return path.startswith(OPENAI_PREFIXES) or path in OPENAI_ROOT_PATHS
 
 
 def openai_body(message: str, type_: str, param: str | None = None,
