@@ -832,6 +832,12 @@ def server_settings(parser: argparse.ArgumentParser, args: argparse.Namespace,
     rest_port = args.rest_port or None
     if grpc_port is None and rest_port is None:
         parser.error("nothing to listen on: give --port (gRPC) and/or --rest_port (REST)")
+    for flag, server, port in (("grpc_bind_address", "gRPC", grpc_port),
+                               ("grpc_channel_arguments", "gRPC", grpc_port),
+                               ("rest_bind_address", "REST", rest_port)):
+        if given(args, flag) and port is None:
+            log.warning("--%s is ignored: %s is off (no %s)", flag, server,
+                        "--port" if server == "gRPC" else "--rest_port")
     plugin_config = dict(args.plugin_config)
     if args.cache_dir:
         plugin_config[EVERY_DEVICE] = {"CACHE_DIR": args.cache_dir,

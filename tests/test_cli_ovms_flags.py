@@ -148,12 +148,14 @@ def listening(host: str, port: int) -> bool:
 
 def test_grpc_is_off_without_port(config: Path) -> None:
     """As OVMS: no --port, no gRPC server; REST serves."""
-    server = launch("--config_path", str(config), "--host", "127.0.0.1")
+    server = launch("--config_path", str(config), "--host", "127.0.0.1",
+                    "--grpc_bind_address", "127.0.0.1")
     try:
         assert httpx.get(f"{server.rest_url}/v2/models/echo/ready").status_code == 200
     finally:
         assert server.terminate() == 0
     assert "gRPC off (no --port)" in server.log and "gRPC :" not in server.log
+    assert len(warnings_naming(server.log, "grpc_bind_address")) == 1
 
 
 def test_port_0_is_off_and_no_port_at_all_is_a_usage_error(config: Path) -> None:
