@@ -58,6 +58,9 @@ class StartupError(OvserveError):
 
 @dataclass(frozen=True)
 class ServerSettings:
+    """Everything the server runs with, as the command line gives it (``cli.server_settings``);
+    the defaults suit programs that build one directly (tests, Ray Serve)."""
+
     entries: list[ServableEntry]
     #: the address both servers listen on unless grpc_hosts / rest_hosts say otherwise
     host: str = "0.0.0.0"
@@ -210,7 +213,8 @@ class RunningServer:
 
 async def start(settings: ServerSettings, engines: EngineRegistry | None = None
                 ) -> RunningServer:
-    """Load every servable and start both servers. ``engines``: the engine registry (one
+    """Load every servable and start the servers asked for (gRPC with a ``grpc_port``, REST
+    with a ``rest_port``). ``engines``: the engine registry (one
     with openvino-genai engines unless given, e.g. one of fake engines in tests). Raises
     ``StartupError`` when a port cannot be used."""
     engines = engines if engines is not None else EngineRegistry(
