@@ -19,7 +19,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 __all__ = ["TIME_BOUNDS", "TOKEN_BOUNDS", "Distribution", "EngineMeasurements",
-           "FinishedRequest"]
+           "FinishedRequest", "ModelTimings"]
 
 #: vLLM's time-to-first-token buckets
 TTFT_BUCKETS = (0.001, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5,
@@ -33,6 +33,10 @@ REQUEST_BUCKETS = (0.3, 0.5, 0.8, 1.0, 1.5, 2.0, 2.5, 5.0, 10.0, 15.0, 20.0, 30.
 #: ovserve's own latency buckets
 OVSERVE_BUCKETS = (.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60, 120)
 TIME_BOUNDS = tuple(sorted({*TTFT_BUCKETS, *ITL_BUCKETS, *REQUEST_BUCKETS, *OVSERVE_BUCKETS}))
+#: OVMS's histogram buckets in microseconds: floor(10 * 1.8^i), i < 33
+OVMS_BOUNDS_US = tuple(float(int(10 * 1.8 ** i)) for i in range(33))
+#: every view's time bounds in seconds (OVMS's too): what request times are kept at
+ALL_TIME_BOUNDS = tuple(sorted({*TIME_BOUNDS, *(b / 1e6 for b in OVMS_BOUNDS_US)}))
 
 
 def one_two_five(limit: int) -> tuple[int, ...]:
@@ -169,3 +173,31 @@ class EngineMeasurements:
         with self._lock:
             copied = copy.deepcopy({k: v for k, v in vars(self).items() if k != "_lock"})
         return EngineMeasurements(**copied)
+
+
+class ModelTimings:
+    """A plain model's infer requests: the wait for a free one, inference on it, and how many
+    are in use now (OVMS's wait_for_infer_req_time, inference_time, infer_req_active)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.wait = Distribution(ALL_TIME_BOUNDS)
+        self.inference = Distribution(ALL_TIME_BOUNDS)
+        self.active = 0
+
+    def acquired(self, waited: float) -> None:
+        with self._lock:
+            self.wait.observe(waited)
+            self.active += 1
+
+    def released(self, inferred: float | None) -> None:
+        """An infer request went back to the pool; ``inferred``: its inference time (None: it
+        did not run)."""
+        with self._lock:
+            self.active -= 1
+            if inferred is not None:
+                self.inference.observe(inferred)
+
+    def snapshot(self) -> tuple[Distribution, Distribution, int]:
+        with self._lock:
+            return copy.deepcopy(self.wait), copy.deepcopy(self.inference), self.active

@@ -18,6 +18,7 @@ import logging
 import math
 import re
 import threading
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,6 +28,7 @@ import numpy as np
 
 from ovserve.engine import devices
 from ovserve.engine.embeddings import LLM_ONLY
+from ovserve.engine.measurements import ModelTimings
 from ovserve.errors import EngineError, EngineUnavailable, InvalidInput
 
 log = logging.getLogger(__name__)
@@ -177,6 +179,7 @@ class ModelEngine:
         self._lock = threading.Lock()  # guards the idle list and the waiters, never inference
         self._closed = False
         self.total_requests = 0
+        self.timings = ModelTimings()  # for OVMS's metrics
         log.info("model: loaded %s on %s (%d infer requests; inputs %s; outputs %s)",
                  config.path, config.device, self.nireq,
                  ", ".join(f"{i.name} {i.datatype}{list(i.shape)}" for i in self.inputs),
@@ -277,7 +280,10 @@ class ModelEngine:
         pool)."""
         import openvino as ov
 
+        waiting = time.monotonic()
         request = await self._acquire()
+        self.timings.acquired(time.monotonic() - waiting)
+        inferred: float | None = None
         try:
             for name, array in arrays.items():
                 # numpy views are shared with OpenVINO; read-only buffers (a request's bytes)
@@ -290,8 +296,10 @@ class ModelEngine:
             loop = asyncio.get_running_loop()
             done: asyncio.Future[None] = loop.create_future()
             request.set_callback(_done, (loop, done))
+            started = time.monotonic()
             request.start_async()
             await asyncio.shield(done)  # a cancelled caller leaves the request to finish
+            inferred = time.monotonic() - started
             try:
                 request.wait()
             except Exception as exc:
@@ -301,6 +309,7 @@ class ModelEngine:
             return {info.name: np.array(request.get_tensor(port).data, copy=True)
                     for info, port in zip(self.outputs, self.compiled.outputs, strict=True)}
         finally:
+            self.timings.released(inferred)
             self._release(request)
 
     async def _acquire(self) -> Any:

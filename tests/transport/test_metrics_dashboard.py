@@ -17,6 +17,7 @@ from ovserve.app import ServerSettings, start
 from ovserve.engine import EngineConfig, EngineRegistry
 from ovserve.engine.fake import FakeEngine
 from ovserve.serving.server_config import load_server_config
+from ovserve.transport.metrics.config import FAMILIES
 from tests.conftest import REPO
 from tests.engine.model_files import save, unary
 from tests.transport.fake_server import LLM, write_config
@@ -86,7 +87,8 @@ async def server(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> AsyncIterat
     grpc_port, rest_port = free_port(), free_port()
     running = await start(ServerSettings(
         entries=load_server_config(config), host="127.0.0.1", grpc_port=grpc_port,
-        rest_port=rest_port, grace_seconds=1, config_path=config, metrics_enable=True),
+        rest_port=rest_port, grace_seconds=1, config_path=config, metrics_enable=True,
+        metrics_list=FAMILIES),
         EngineRegistry(factory))
     try:
         yield Endpoints(grpc_port, rest_port)
@@ -119,6 +121,8 @@ async def test_every_panel_names_a_metric_a_running_server_has(server: Endpoints
     assert value(text, "ovms_request_time_us_count", name="plus", interface="REST",
                  version="1") == 1
     assert value(text, "ovms_inference_time_us_count", name="plus", version="1") == 1
+    assert value(text, "ovms_wait_for_infer_req_time_us_count", name="plus", version="1") == 1
+    assert value(text, "ovms_infer_req_active", name="plus", version="1") == 0
     assert value(text, "ovms_current_requests", name="plus", version="1") == 0
     assert value(text, "ovms_streams", name="plus", version="1") >= 1
     # a graph's KServe and V3 calls are counted under the graph's own families, not these

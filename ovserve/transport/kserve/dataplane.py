@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import bisect
 import contextlib
-import time
 from collections.abc import AsyncIterator, Callable
 
 from ovserve import __version__
@@ -105,9 +104,7 @@ class DataPlane:
                 number, _ = servable.version(request.version)
                 tracked.version = str(number)
                 tracked.accept()
-                started = time.perf_counter()
                 outputs = await servable.infer(request.inputs, request.version)
-                tracked.inference(time.perf_counter() - started)
                 return InferResponse(request.model, select(servable, outputs, request.outputs),
                                      id=request.id, version=str(number), request=request)
             servable.check_inputs(request.inputs)

@@ -14,15 +14,13 @@ import threading
 import time
 from dataclasses import dataclass, field
 
-from ovserve.engine.measurements import TIME_BOUNDS, Distribution
+from ovserve.engine.measurements import ALL_TIME_BOUNDS, OVMS_BOUNDS_US, Distribution
 from ovserve.transport.errors import shape_of
 
 __all__ = ["OVMS_BOUNDS_US", "Edge", "EdgeKey", "EdgeMeasurements"]
 
-#: OVMS's histogram buckets in microseconds: floor(10 * 1.8^i), i < 33
-OVMS_BOUNDS_US = tuple(float(int(10 * 1.8 ** i)) for i in range(33))
 #: the seconds bounds every edge distribution keeps: ovserve's, vLLM's and OVMS's
-EDGE_BOUNDS = tuple(sorted({*TIME_BOUNDS, *(b / 1e6 for b in OVMS_BOUNDS_US)}))
+EDGE_BOUNDS = ALL_TIME_BOUNDS
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,8 +71,6 @@ class Edge:
     ok_duration: Distribution = field(default_factory=_seconds)
     failed_duration: Distribution = field(default_factory=_seconds)
     first_output: Distribution = field(default_factory=_seconds)
-    #: a plain model's inference (waiting for an infer request included)
-    inference: Distribution = field(default_factory=_seconds)
     #: stream sessions' lengths (ModelStreamInfer)
     sessions: Distribution = field(default_factory=_seconds)
 
@@ -161,10 +157,6 @@ class Tracked:
         if not self.failed_once:
             self.failed_once = True
             self.store.error(self.key, shape_of(exc).grpc_code.name)
-
-    def inference(self, seconds: float) -> None:
-        """A plain model's inference took this long (waiting for an infer request too)."""
-        self.store.observe(self.key, "inference", seconds)
 
     def finish(self) -> None:
         if self.finished:

@@ -28,6 +28,7 @@ from ovserve.engine.measurements import (
     TTFT_BUCKETS,
     Distribution,
     EngineMeasurements,
+    ModelTimings,
     one_two_five,
 )
 from ovserve.transport.metrics.config import OvmsMetricsConfig
@@ -385,14 +386,14 @@ class OvmsView:
                               _merge(Distribution(_EDGE_DEFAULT),
                                      *(e.ok_duration for e in calls)))
             per_version = {"name": name, "version": version}
-            out.histogram("ovms_inference_time_us", per_version,
-                          _merge(Distribution(_EDGE_DEFAULT), *(e.inference for _, e in mine)))
+            timings = getattr(engine, "timings", None)
+            if isinstance(timings, ModelTimings):
+                wait, inference, active = timings.snapshot()
+                out.histogram("ovms_wait_for_infer_req_time_us", per_version, wait)
+                out.histogram("ovms_inference_time_us", per_version, inference)
+                out.add("ovms_infer_req_active", per_version, active)
             out.add("ovms_current_requests", per_version, sum(e.in_flight for _, e in mine))
-            nireq = int(getattr(engine, "nireq", 0))
-            out.add("ovms_infer_req_queue_size", per_version, nireq)
-            idle = getattr(engine, "_idle", None)
-            if isinstance(idle, list):
-                out.add("ovms_infer_req_active", per_version, nireq - len(idle))
+            out.add("ovms_infer_req_queue_size", per_version, int(getattr(engine, "nireq", 0)))
             out.add("ovms_streams", per_version, _streams(engine))
 
 
