@@ -226,6 +226,9 @@ async def test_ovms_names_count_kserve_calls_on_python_graphs(tmp_path: Path) ->
             bad = {"inputs": [{**TEXT["inputs"][0], "name": "nope"}]}
             assert (await http.post("/v2/models/echo/infer", json=bad)).status_code == 400
             assert (await http.post("/v2/models/fail/infer", json=TEXT)).status_code == 500
+            assert (await http.get("/v2/models/echo/ready")).status_code == 200
+            assert (await http.get("/v2/models/echo")).status_code == 200
+            assert (await http.get("/v2/models/echo/versions/9")).status_code == 404
         client = grpcclient.InferenceServerClient(server.grpc_url)
         try:
             tensor = grpcclient.InferInput("text", [1], "BYTES")
@@ -268,6 +271,13 @@ async def test_ovms_names_count_kserve_calls_on_python_graphs(tmp_path: Path) ->
             "Stream"), strict=True))} in label_sets(text, "ovms_requests_accepted")
     assert "ovms_request_time_us_count" not in names(text)  # none for graphs, as in OVMS
     assert "ovms_infer_req_queue_size" not in names(text)  # not a default family
+    # status calls: ModelReady and ModelMetadata, success and failure (an unknown version)
+    ready = {**echo_rest, "method": "ModelReady"}
+    metadata = {**echo_rest, "method": "ModelMetadata"}
+    assert value(text, "ovms_requests_success", **ready) == 1
+    assert value(text, "ovms_requests_success", **metadata) == 1
+    assert value(text, "ovms_requests_fail", **metadata) == 1
+    assert value(text, "ovms_requests_success", **{**metadata, "interface": "gRPC"}) == 0
     # ovserve's own names beside them
     assert value(text, "ovserve_requests_total", servable="echo", interface="rest") == 3
 

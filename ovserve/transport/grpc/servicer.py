@@ -31,7 +31,7 @@ class InferenceServicer(service_pb2_grpc.GRPCInferenceServiceServicer):  # type:
         return service_pb2.ServerReadyResponse(ready=self.plane.ready())
 
     async def ModelReady(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
-        ready, _ = self.plane.model_ready(request.name, request.version or None)
+        ready, _ = self.plane.model_ready(request.name, request.version or None, "grpc")
         return service_pb2.ModelReadyResponse(ready=ready)
 
     async def ServerMetadata(self, request: Any, context: Any) -> Any:
@@ -41,7 +41,7 @@ class InferenceServicer(service_pb2_grpc.GRPCInferenceServiceServicer):  # type:
 
     async def ModelMetadata(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
         return codec.encode_metadata(
-            self.plane.model_metadata(request.name, request.version or None))
+            self.plane.model_metadata(request.name, request.version or None, "grpc"))
 
     async def ModelInfer(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
         response = await self.plane.infer(

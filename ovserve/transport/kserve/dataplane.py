@@ -70,16 +70,24 @@ class DataPlane:
                                    f"(versions: {', '.join(VERSIONS)})")
         return servable, adapter
 
-    def model_ready(self, model: str, version: str | None = None) -> tuple[bool, str | None]:
-        """Whether a model can take requests, and why not. Raises for unknown models."""
-        try:
-            servable, _ = self.servable(model, version)
-        except ServableNotReady as exc:
-            return False, str(exc)
-        ready = self.state.accepting and servable.ready
-        return ready, None if ready else f"servable {model!r} is not ready"
+    def model_ready(self, model: str, version: str | None = None, interface: str = ""
+                    ) -> tuple[bool, str | None]:
+        """Whether a model can take requests, and why not. Raises for unknown models.
+        ``interface`` ("grpc", "rest"): counted in OVMS's metrics."""
+        with self.metrics.status_call(model, interface, "ModelReady"):
+            try:
+                servable, _ = self.servable(model, version)
+            except ServableNotReady as exc:
+                return False, str(exc)
+            ready = self.state.accepting and servable.ready
+            return ready, None if ready else f"servable {model!r} is not ready"
 
-    def model_metadata(self, model: str, version: str | None = None) -> ModelMetadata:
+    def model_metadata(self, model: str, version: str | None = None, interface: str = ""
+                       ) -> ModelMetadata:
+        with self.metrics.status_call(model, interface, "ModelMetadata"):
+            return self._model_metadata(model, version)
+
+    def _model_metadata(self, model: str, version: str | None) -> ModelMetadata:
         servable, _ = self.servable(model, version)
         if isinstance(servable, ModelServable):  # the real names, datatypes and shapes
             return ModelMetadata(

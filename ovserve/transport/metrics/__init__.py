@@ -81,6 +81,19 @@ class Metrics:
         with self._status_lock:
             self._status[key] = self._status.get(key, 0) + 1
 
+    @contextmanager
+    def status_call(self, servable: str, interface: str, method: str) -> Iterator[None]:
+        """Count a ModelMetadata / ModelReady call as it ends (an error: failed; no
+        ``interface``: not counted)."""
+        try:
+            yield
+        except Exception:
+            if interface:
+                self.status(servable, interface, method, False)
+            raise
+        if interface:
+            self.status(servable, interface, method, True)
+
     # -- streams (ModelStreamInfer): one graph run, many requests ------------------------------
 
     def _key(self, servable: str, interface: str) -> EdgeKey:

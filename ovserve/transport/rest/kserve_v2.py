@@ -178,12 +178,12 @@ def build_router(plane: DataPlane) -> APIRouter:
     @router.get("/v2/models/{model}")
     @router.get("/v2/models/{model}/versions/{version}")
     async def model_metadata(model: str, version: str | None = None) -> dict[str, Any]:
-        return encode_metadata(plane.model_metadata(model, version))
+        return encode_metadata(plane.model_metadata(model, version, "rest"))
 
     @router.get("/v2/models/{model}/ready")
     @router.get("/v2/models/{model}/versions/{version}/ready")
     async def model_ready(model: str, version: str | None = None) -> Response:
-        ready, reason = plane.model_ready(model, version)
+        ready, reason = plane.model_ready(model, version, "rest")
         body: dict[str, Any] = {"name": model, "ready": ready}
         if reason is not None:
             body["error"] = reason
