@@ -2,8 +2,9 @@
 OpenVINO infer requests, shared through the engine registry like the LLM and embedding engines.
 
 Concurrent requests run on the pool at once: each takes an idle ``InferRequest``, starts it
-with ``start_async`` and awaits its completion callback; with every request busy, callers
-wait their turn in order. Nothing holds a lock while OpenVINO computes.
+with ``start_async`` and awaits its end (a thread per infer request waits on it: OpenVINO's
+Python completion callback is skipped when an inference fails); with every request busy,
+callers wait their turn in order. Nothing holds a lock while OpenVINO computes.
 
     engine = ModelEngine(ModelConfig(path=Path("model/1/model.xml"), nireq=4))
     outputs = await engine.infer({"a": array_a, "b": array_b})   # name -> numpy array
@@ -20,6 +21,7 @@ import re
 import threading
 import time
 from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -173,8 +175,9 @@ class ModelEngine:
         nireq = config.nireq or int(compiled.get_property("OPTIMAL_NUMBER_OF_INFER_REQUESTS"))
         self.nireq = max(nireq, 1)
         self._idle = [compiled.create_infer_request() for _ in range(self.nireq)]
-        for request in self._idle:
-            request.set_callback(_done, None)
+        # one thread per infer request waits for it: OpenVINO's Python completion callback
+        # is not called when an inference fails, so waiting is the only way to see failures
+        self._wait_pool = ThreadPoolExecutor(self.nireq, thread_name_prefix=f"infer-{self.name}")
         self._waiters: collections.deque[asyncio.Future[Any]] = collections.deque()
         self._lock = threading.Lock()  # guards the idle list and the waiters, never inference
         self._closed = False
@@ -277,13 +280,13 @@ class ModelEngine:
     async def infer(self, arrays: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         """Run the model on ``arrays`` (checked by ``check_inputs``); the outputs by name,
         each an array of its own (copied out of the infer request, which goes back to the
-        pool)."""
+        pool). A caller cancelled mid-inference leaves the request to finish; it goes back to
+        the pool then."""
         import openvino as ov
 
         waiting = time.monotonic()
         request = await self._acquire()
         self.timings.acquired(time.monotonic() - waiting)
-        inferred: float | None = None
         try:
             for name, array in arrays.items():
                 # numpy views are shared with OpenVINO; read-only buffers (a request's bytes)
@@ -293,24 +296,43 @@ class ModelEngine:
                         array.flags.writeable and array.flags.c_contiguous)))
                 except Exception as exc:
                     raise InvalidInput(f"input {name!r}: {_last_line(exc)}", name) from exc
-            loop = asyncio.get_running_loop()
-            done: asyncio.Future[None] = loop.create_future()
-            request.set_callback(_done, (loop, done))
             started = time.monotonic()
             request.start_async()
-            await asyncio.shield(done)  # a cancelled caller leaves the request to finish
-            inferred = time.monotonic() - started
-            try:
-                request.wait()
-            except Exception as exc:
-                raise EngineError(f"model {self.name}: inference failed: {_last_line(exc)}"
-                                  ) from exc
+        except BaseException:
+            self._give_back(request, None)
+            raise
+        waiting_for = asyncio.get_running_loop().run_in_executor(self._wait_pool, request.wait)
+        try:
+            await asyncio.shield(waiting_for)
+        except asyncio.CancelledError:
+            waiting_for.add_done_callback(lambda done: self._finished(done, request, started))
+            raise
+        except Exception as exc:
+            self._give_back(request, time.monotonic() - started)
+            reason = _last_line(exc)
+            if "shape" in reason.lower() or "dim" in reason.lower():
+                # every input fit the model on its own: their shapes together do not
+                raise InvalidInput(f"model {self.name} cannot run on these inputs: "
+                                   f"{reason}") from exc
+            raise EngineError(f"model {self.name}: inference failed: {reason}") from exc
+        inferred = time.monotonic() - started
+        try:
             self.total_requests += 1
             return {info.name: np.array(request.get_tensor(port).data, copy=True)
                     for info, port in zip(self.outputs, self.compiled.outputs, strict=True)}
         finally:
-            self.timings.released(inferred)
-            self._release(request)
+            self._give_back(request, inferred)
+
+    def _finished(self, done: asyncio.Future[Any], request: Any, started: float) -> None:
+        """A cancelled caller's inference ended: its request goes back to the pool."""
+        if not done.cancelled():
+            done.exception()  # retrieved: the caller is gone, nobody else wants it
+        self._give_back(request, time.monotonic() - started)
+
+    def _give_back(self, request: Any, inferred: float | None) -> None:
+        """An acquired request goes back to the pool (``inferred``: its inference time)."""
+        self.timings.released(inferred)
+        self._release(request)
 
     async def _acquire(self) -> Any:
         if self._closed:
@@ -343,6 +365,7 @@ class ModelEngine:
 
     def close(self) -> None:
         self._closed = True
+        self._wait_pool.shutdown(wait=False)
 
 
 def _array(tensor: Any, view: memoryview, dtype: Any, shape: tuple[int, ...]) -> np.ndarray:
@@ -361,20 +384,6 @@ def _hand_over(waiter: asyncio.Future[Any], request: Any, engine: ModelEngine) -
         engine._release(request)
     else:
         waiter.set_result(request)
-
-
-def _done(userdata: Any) -> None:
-    """An infer request's completion callback (OpenVINO's thread): wake its awaiter."""
-    if userdata is None:
-        return
-    loop, future = userdata
-    if not loop.is_closed():
-        loop.call_soon_threadsafe(_resolve, future)
-
-
-def _resolve(future: asyncio.Future[None]) -> None:
-    if not future.done():
-        future.set_result(None)
 
 
 def _last_line(exc: BaseException) -> str:

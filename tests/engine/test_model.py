@@ -166,3 +166,15 @@ async def test_mapping_config_renames_inputs_and_outputs(tmp_path: Path) -> None
     (tmp_path / "1" / "mapping_config.json").write_text('{"inputs": ["a"]}')
     with pytest.raises(EngineError, match=r"mapping_config\.json: expected"):
         engine(path)
+
+
+async def test_inputs_that_fit_alone_but_not_together_are_invalid(affine_xml: Path) -> None:
+    model = engine(affine_xml, nireq=1)
+    arrays = model.check_inputs(tensors(np.ones((2, 4), np.float32),
+                                        np.ones((3, 3), np.float32)), "m")
+    with pytest.raises(InvalidInput, match="cannot run on these inputs"):
+        await asyncio.wait_for(model.infer(arrays), 30)  # OpenVINO's callback never comes
+    assert len(model._idle) == 1  # the request is back, and works
+    one = model.check_inputs(tensors(np.ones((1, 4), np.float32), np.ones((1, 3), np.float32)),
+                             "m")
+    assert (await model.infer(one))["y"].shape == (1, 3)
