@@ -38,6 +38,7 @@ from ovserve.transport.openai.protocol import (
     TokenizeResponse,
     UnloadLoraAdapterRequest,
 )
+from ovserve.transport.openai.responses import ResponsesRequest, ResponsesServing, events_sse
 from ovserve.transport.openai.serving import OpenAIServing
 from ovserve.transport.rest.disconnect import cancel_on_disconnect
 from ovserve.transport.rest.errors import error_body
@@ -117,6 +118,21 @@ def build_router(serving: OpenAIServing) -> APIRouter:
         return _json(answer)
 
     add_tokenizer_routes(router, serving)
+    responses = ResponsesServing(serving)
+
+    @router.post("/responses")
+    async def create_response(request: Request, body: ResponsesRequest) -> Response:
+        """OpenAI's Responses API: a response object, or its event stream."""
+        if body.stream:
+            events = await responses.create(body)
+            assert not isinstance(events, dict)
+            return StreamingResponse(events_sse(events), media_type="text/event-stream",
+                                     headers={"Cache-Control": "no-cache"})
+        answer = await cancel_on_disconnect(request, responses.create(body))
+        if answer is None:
+            return Response(status_code=499)
+        assert isinstance(answer, dict)
+        return JSONResponse(answer)
 
     @router.post("/completions", response_model=CompletionResponse)
     async def completions(request: Request, body: CompletionRequest) -> Response:
@@ -146,4 +162,19 @@ def build_root_router(serving: OpenAIServing) -> APIRouter:
     """vLLM's tokenizer endpoints at the root (``/tokenize``, ``/detokenize``)."""
     router = APIRouter(responses=ERRORS, strict_content_type=False)
     add_tokenizer_routes(router, serving)
+    responses = ResponsesServing(serving)
+
+    @router.post("/responses")
+    async def create_response(request: Request, body: ResponsesRequest) -> Response:
+        """OpenAI's Responses API: a response object, or its event stream."""
+        if body.stream:
+            events = await responses.create(body)
+            assert not isinstance(events, dict)
+            return StreamingResponse(events_sse(events), media_type="text/event-stream",
+                                     headers={"Cache-Control": "no-cache"})
+        answer = await cancel_on_disconnect(request, responses.create(body))
+        if answer is None:
+            return Response(status_code=499)
+        assert isinstance(answer, dict)
+        return JSONResponse(answer)
     return router

@@ -507,7 +507,8 @@ class OpenAIServing:
 
     # -- completions and chat ----------------------------------------------------------------
 
-    def _prepare(self, req: CompletionRequest | ChatCompletionRequest) -> Generation:
+    def prepare(self, req: CompletionRequest | ChatCompletionRequest) -> Generation:
+        """A validated request ready to run (the Responses API prepares through it too)."""
         _unsupported(req)
         _log_unknown(req)
         _check_text(req)
@@ -548,7 +549,7 @@ class OpenAIServing:
         there: errors before the first token raise here, so they get a status code."""
         tracked = self.metrics.track(req.model, "openai", streamed=req.stream)
         try:
-            generation = self._prepare(req)
+            generation = self.prepare(req)
             if not req.stream:
                 return await self._complete(generation)
             chunks = self._stream(generation, tracked)
@@ -646,7 +647,7 @@ class OpenAIServing:
                         index=i, delta=DeltaMessage(role="assistant", content=""),
                         logprobs=None, finish_reason=None)])
             pending = [first] if first is not None else []
-            async for chunk in _chain(pending, chunks):
+            async for chunk in chain(pending, chunks):
                 tracked.first_output()
                 usage.add(chunk)
                 if (chunk.text or chunk.finish_reason is not None or chunk.sources
@@ -709,7 +710,7 @@ def _delta(chunk: GenerationChunk) -> DeltaMessage:
     return delta
 
 
-async def _chain(first: list[GenerationChunk], rest: AsyncIterator[GenerationChunk]
+async def chain(first: list[GenerationChunk], rest: AsyncIterator[GenerationChunk]
                  ) -> AsyncIterator[GenerationChunk]:
     for chunk in first:
         yield chunk
