@@ -18,7 +18,8 @@ import httpx
 import pytest
 
 from tests.conftest import REPO
-from tests.transport.metrics_text import value
+from tests.engine.lora_files import write_adapter
+from tests.transport.metrics_text import label_sets, value
 from tests.transport.server import Server, start_server
 
 MODEL = "smollm2-135m-instruct"  # the engine's name: its model folder's
@@ -26,12 +27,16 @@ VLLM = {"model_name": MODEL}
 COUNT, TOKENS = 6, 24
 
 
+def llm_graph(model_dir: Path) -> str:
+    graph = (REPO / "graphs/llm/graph.pbtxt").read_text()
+    return graph.replace("../../models/smollm2-135m-instruct", str(model_dir))
+
+
 @pytest.fixture(scope="module")
 def server(default_model_dir: Path, tmp_path_factory: pytest.TempPathFactory
            ) -> Iterator[Server]:
     root = tmp_path_factory.mktemp("metrics_real")
-    graph = (REPO / "graphs/llm/graph.pbtxt").read_text()
-    graph = graph.replace("../../models/smollm2-135m-instruct", str(default_model_dir))
+    graph = llm_graph(default_model_dir)
     # openvino-genai honours max_num_seqs without dynamic split-fuse (with it, it batches all)
     graph = graph.replace("max_num_seqs: 256", "max_num_seqs: 2, dynamic_split_fuse: false")
     assert "max_num_seqs: 2," in graph
@@ -110,3 +115,39 @@ def test_known_counts_and_queueing_on_the_real_engine(server: Server) -> None:
     assert delta("ovms_graph_error", **v3) == 0
     assert delta("ovms_graph_processing_time_us_count", name="llm", method="Unary") == COUNT
     assert delta("ovserve_requests_total", servable="llm", interface="openai") == COUNT
+
+
+def test_lora_requests_info_names_the_adapter_running(default_model_dir: Path,
+                                                      tmp_path: Path) -> None:
+    """A streamed request on adapter "alpha" (PEFT files with random matrices): while it runs,
+    vllm:lora_requests_info says alpha runs, with the server's --max_loras."""
+    for seed, name in enumerate(("alpha", "beta")):
+        write_adapter(tmp_path / "loras" / name, seed=seed)
+    (tmp_path / "llm").mkdir()
+    (tmp_path / "llm/graph.pbtxt").write_text(llm_graph(default_model_dir))
+    config = tmp_path / "config.json"
+    config.write_text(json.dumps({"mediapipe_config_list": [{"name": "llm",
+                                                             "base_path": "llm"}]}))
+    server = start_server(config, "--lora_dir", str(tmp_path / "loras"), "--max_loras", "2")
+    try:
+        def info() -> list[dict[str, str]]:
+            text = httpx.get(f"{server.rest_url}/metrics").text
+            return label_sets(text, "vllm:lora_requests_info")
+
+        assert info() == [{"max_lora": "2", "running_lora_adapters": "",
+                           "waiting_lora_adapters": ""}]
+        body = {"model": "alpha", "prompt": "Tell a long story.", "max_tokens": 2000,
+                "ignore_eos": True, "stream": True}
+        seen: list[dict[str, str]] = []
+        with httpx.stream("POST", f"{server.rest_url}/v1/completions", json=body,
+                          timeout=300) as reply:
+            assert reply.status_code == 200
+            for line in reply.iter_lines():  # reading it keeps it running
+                if line.startswith("data:"):
+                    seen = info()
+                    if seen[0]["running_lora_adapters"] == "alpha":
+                        break
+        assert seen == [{"max_lora": "2", "running_lora_adapters": "alpha",
+                         "waiting_lora_adapters": ""}]
+    finally:
+        assert server.terminate() == 0
