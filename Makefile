@@ -60,7 +60,7 @@ test-kernels: $(MODEL_DIR)/ovserve_model.json $(EMBEDDING_DIR)/ovserve_model.jso
 docker:
 	bash deploy/docker/ensure_docker.sh
 
-# The serving image (deploy/docker/Dockerfile); BASE= another base image, TARGET=serve for one
+# The serving image (Dockerfile); BASE= another base image, TARGET=serve for one
 # without models (mount them)
 IMAGE ?= ovserve:latest
 image: $(MODEL_DIR)/ovserve_model.json $(EMBEDDING_DIR)/ovserve_model.json docker

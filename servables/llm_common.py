@@ -9,14 +9,25 @@ from ovserve.errors import InvalidInput
 from ovserve.protocol.tensor import bytes_tensor, decode_bytes
 from pyovms import Tensor
 
-DEFAULT_MODEL = Path(__file__).resolve().parent.parent / "models" / "smollm2-135m-instruct"
+BUILT_IN_MODEL = Path(__file__).resolve().parent.parent / "models" / "smollm2-135m-instruct"
+OVMS_DEMO_MODEL = Path("/model")  # where OVMS's demo mounts the model (docker run -v ...:/model)
+
+
+def default_model():
+    """$OVSERVE_MODEL_PATH, else a model mounted at /model as OVMS's demo mounts it, else the
+    built-in one."""
+    if os.environ.get("OVSERVE_MODEL_PATH"):
+        return os.environ["OVSERVE_MODEL_PATH"]
+    if (OVMS_DEMO_MODEL / "openvino_model.xml").is_file():
+        return str(OVMS_DEMO_MODEL)
+    return str(BUILT_IN_MODEL)
 
 
 def engine_and_settings():
-    """The shared engine (OVSERVE_MODEL_PATH, default the built-in model), this servable's
+    """The shared engine (default_model()), this servable's
     length default (OVSERVE_MAX_TOKENS, default 256; ovserve.engine.limits decides the rest)
     and sampling (OVSERVE_IGNORE_EOS=1: always generate that many tokens, for load tests)."""
-    path = os.environ.get("OVSERVE_MODEL_PATH") or str(DEFAULT_MODEL)
+    path = default_model()
     device = os.environ.get("OVSERVE_DEVICE", "CPU")
     limits = GenerationLimits(default_max_tokens=int(os.environ.get("OVSERVE_MAX_TOKENS", "256")))
     params = SamplingParams(ignore_eos=os.environ.get("OVSERVE_IGNORE_EOS", "0") == "1")

@@ -32,7 +32,7 @@ if [ "$TARGET" = baked ]; then
         [ -f "$model/graph.pbtxt" ] || { echo "error: $model has no graph.pbtxt: run make model" >&2; exit 1; }
     done
 fi
-args=(--network host -f deploy/docker/Dockerfile --target "$TARGET" -t "$TAG")
+args=(--network host -f Dockerfile --target "$TARGET" -t "$TAG")
 [ -n "$BASE" ] && args+=(--build-arg "BASE=$BASE")
 echo "docker build ${args[*]} ."
 DOCKER_BUILDKIT=${DOCKER_BUILDKIT:-0} docker build "${args[@]}" .

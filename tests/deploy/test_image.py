@@ -20,6 +20,8 @@ from pathlib import Path
 import httpx
 import openai
 import pytest
+import tritonclient.grpc as grpcclient
+from tritonclient.utils import InferenceServerException
 
 from tests.conftest import REPO
 from tests.transport.server import free_port
@@ -119,6 +121,42 @@ def test_non_root_without_torch_and_healthy(served: Container) -> None:
                         served.name).strip()) != "healthy":
         assert status == "starting" and time.monotonic() < deadline, status
         time.sleep(1)
+
+
+def test_ovms_demo_docker_run_line(image: str, default_model_dir: Path) -> None:
+    """OVMS's LLM demo starts its server as `docker run -d --rm -p 9000:9000 -v
+    ${PWD}/servable_unary:/workspace -v ${PWD}/${SELECTED_MODEL}:/model -e
+    SELECTED_MODEL=${SELECTED_MODEL} openvino/model_server:py --config_path
+    /workspace/config.json --port 9000`: the same line with ovserve's image (only the host side
+    of -p is a free port), the seed's unary client answered by the model at /model."""
+    host_port = free_port()
+    name = f"ovserve-test-{uuid.uuid4().hex[:8]}"
+    sh("docker", "run", "-d", "--rm", "--name", name, "-p", f"127.0.0.1:{host_port}:9000",
+       "-v", f"{REPO / 'servables/servable_unary'}:/workspace",
+       "-v", f"{default_model_dir}:/model", "-e", f"SELECTED_MODEL={MODEL}", *passed_env(),
+       image, "--config_path", "/workspace/config.json", "--port", "9000")
+    try:
+        with grpcclient.InferenceServerClient(f"127.0.0.1:{host_port}") as client:
+            deadline = time.monotonic() + 180
+            while not _ready(client):
+                state = json.loads(sh("docker", "inspect", "-f", "{{json .State}}", name))
+                assert state["Running"] and time.monotonic() < deadline, state
+                time.sleep(0.5)
+        out = sh(sys.executable, str(REPO / "clients/client_unary.py"), "--url",
+                 f"127.0.0.1:{host_port}", timeout=300)
+        assert "Total time" in out, out
+        logs = subprocess.run(["docker", "logs", name], capture_output=True, text=True)
+        assert "/workspace/graph.pbtxt" in logs.stdout + logs.stderr
+        assert "/model" in logs.stdout + logs.stderr  # the engine loaded the mounted model
+    finally:
+        subprocess.run(["docker", "rm", "-f", name], capture_output=True)
+
+
+def _ready(client: grpcclient.InferenceServerClient) -> bool:
+    try:
+        return bool(client.is_server_ready())
+    except InferenceServerException:
+        return False
 
 
 def test_ovms_style_mounted_model_folder_and_sigterm_drain(image: str,

@@ -3,6 +3,8 @@
 #
 #   deploy/docker/build_image.sh                 # wheels on the host, then this build offline
 #   docker run --network host ovserve:latest     # serves /opt/ovserve/servables/config.json
+#   docker run -p 9000:9000 -v $PWD/servable_unary:/workspace -v $PWD/model:/model \
+#       ovserve:latest --config_path /workspace/config.json --port 9000   # OVMS's demo line
 #
 # Targets: `serve` (models mounted: -v $PWD/models:/opt/ovserve/models, or OVMS's layout
 # -v $PWD/model:/model with --model_path /model --model_name NAME) and `baked` (the default:
@@ -41,8 +43,10 @@ COPY --chown=ovserve:ovserve clients/ clients/
 RUN mkdir -p models data adapters /model /workspace && \
     chown ovserve:ovserve models data adapters /model /workspace
 # without --config_path or --model_path: the image's servables (seed demo, LLM, embeddings, RAG)
+# (PYTHONPATH: the seed servables' shared llm_common, for their folders mounted at /workspace
+# as OVMS's demo mounts them)
 ENV PATH=/opt/venv/bin:$PATH PYTHONUNBUFFERED=1 OVSERVE_REST_PORT=8000 \
-    OVSERVE_CONFIG_PATH=/opt/ovserve/servables/config.json
+    OVSERVE_CONFIG_PATH=/opt/ovserve/servables/config.json PYTHONPATH=/opt/ovserve/servables
 USER ovserve
 EXPOSE 9000 8000
 # docker stop sends SIGTERM: ovserve turns unready, lets in-flight requests and streams finish
