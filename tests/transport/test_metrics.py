@@ -119,7 +119,8 @@ async def test_running_and_waiting_move_as_requests_queue(
         engine = server.engine
         engine.pause()
         async with httpx.AsyncClient(base_url=server.rest_url, timeout=60) as http:
-            sent = [asyncio.create_task(http.post("/v1/completions", json=completion(60)))
+            # 300 tokens: a wave of 2 lasts 1.5 s or more, far longer than a scrape
+            sent = [asyncio.create_task(http.post("/v1/completions", json=completion(300)))
                     for _ in range(5)]
             text = await until(server, lambda t: value(
                 t, "ovserve_engine_requests_active", model=LLM) == 5, "5 requests in")
@@ -128,6 +129,7 @@ async def test_running_and_waiting_move_as_requests_queue(
             engine.resume()
             text = await until(server, lambda t: value(
                 t, "vllm:num_requests_running", **VLLM) == 2, "2 running")
+            assert value(text, "vllm:num_requests_waiting", **VLLM) == 3
             engine.pause()
             text = await scrape(server)
             assert value(text, "vllm:num_requests_running", **VLLM) == 2
@@ -141,8 +143,8 @@ async def test_running_and_waiting_move_as_requests_queue(
     assert value(text, "vllm:num_requests_running", **VLLM) == 0
     assert value(text, "vllm:num_requests_waiting", **VLLM) == 0
     assert value(text, "vllm:request_queue_time_seconds_count", **VLLM) == 5
-    # the last two waited for two full requests of 60 steps each before them
-    assert value(text, "vllm:request_queue_time_seconds_sum", **VLLM) >= 2 * 2 * 60 * 0.005
+    # requests 3 and 4 waited for a wave of 300 steps, request 5 for two
+    assert value(text, "vllm:request_queue_time_seconds_sum", **VLLM) >= 4 * 300 * 0.005
 
 
 async def test_lora_requests_info_lists_running_and_waiting_adapters(
@@ -159,11 +161,11 @@ async def test_lora_requests_info_lists_running_and_waiting_adapters(
         engine.pause()
         async with httpx.AsyncClient(base_url=server.rest_url, timeout=60) as http:
             alpha = asyncio.create_task(http.post("/v1/completions",
-                                                  json=completion(40, model="alpha")))
+                                                  json=completion(300, model="alpha")))
             await until(server, lambda t: value(
                 t, "ovserve_engine_requests_active", model=LLM) == 1, "alpha in")
             beta = asyncio.create_task(http.post("/v1/completions",
-                                                 json=completion(40, model="beta")))
+                                                 json=completion(300, model="beta")))
             await until(server, lambda t: value(
                 t, "ovserve_engine_requests_active", model=LLM) == 2, "beta in")
             engine.resume()
