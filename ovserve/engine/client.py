@@ -283,11 +283,8 @@ class OpenVINOEngine(EngineBase):
             fields["logprobs"] = 1  # the sampled token's (openvino-genai has no alternatives)
         self._prompt_lookup(fields, params)
         if params.structured is not None:
-            if self.catalog is not None:  # its grammar would not fit the widened vocabulary
-                raise Unsupported("structured output (response_format, guided_json, "
-                                  "guided_regex, guided_choice, structured_outputs) is not "
-                                  "available on a model that serves LoRA adapters; serve the "
-                                  "model without --lora_dir for it")
+            # beside LoRA adapters too: the widened detokenizer names every slot's tokens
+            # (engine.lora_graph.widen_detokenizer), so the grammar masks within each slot
             kind, value = params.structured
             fields[kind] = value
         try:  # fail here, as a bad request, not later in the engine process

@@ -150,8 +150,11 @@ def add_adapters(model: Any, slots: Sequence[LoraWeights | None], rank: int) -> 
     model.validate_nodes_and_infer_types()
 
 
-def widen_detokenizer(model: Any, vocab: int) -> None:
-    """Put ``ids mod vocab`` in front of a detokenizer model, in place."""
+def widen_detokenizer(model: Any, vocab: int, copies: int = 1) -> None:
+    """Put ``ids mod vocab`` in front of a detokenizer model, in place; and make its
+    vocabulary ``copies`` times as long (each slot's block naming the same strings), so
+    that structured output, whose grammar openvino-genai builds from this vocabulary, sees
+    every slot's token ``k * vocab + t`` as the text of ``t``."""
     import openvino.opset13 as ops
 
     ids = model.inputs[0]
@@ -160,6 +163,15 @@ def widen_detokenizer(model: Any, vocab: int) -> None:
     wrapped = ops.floor_mod(ids, ops.constant(np.array(vocab, dtype=dtype)))
     for consumer in consumers:
         consumer.replace_source_output(wrapped.output(0))
+    if copies > 1:
+        decoders = [op for op in model.get_ops() if op.get_type_name() == "VocabDecoder"]
+        for decoder in decoders:
+            for index in (1, 2):  # the tokens' begin and end offsets in the characters
+                const = decoder.input(index).get_source_output().get_node()
+                data = const.get_data()
+                if len(data) == vocab:
+                    tiled = ops.constant(np.tile(data, copies))
+                    decoder.input(index).replace_source_output(tiled.output(0))
     model.validate_nodes_and_infer_types()
 
 
@@ -176,7 +188,7 @@ def build_model_dir(models_path: Path, slots: Sequence[LoraWeights | None], rank
     add_adapters(model, slots, rank)
     ov.save_model(model, out_dir / "openvino_model.xml", compress_to_fp16=False)
     detokenizer = core.read_model(models_path / "openvino_detokenizer.xml")
-    widen_detokenizer(detokenizer, vocab)
+    widen_detokenizer(detokenizer, vocab, copies=len(slots) + 1)
     ov.save_model(detokenizer, out_dir / "openvino_detokenizer.xml", compress_to_fp16=False)
     for item in models_path.iterdir():
         target = out_dir / item.name
