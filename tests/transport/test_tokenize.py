@@ -66,3 +66,27 @@ def test_bad_requests(server: Server, body: dict[str, object], param: str) -> No
 def test_detokenize_unknown_model_is_a_404(server: Server) -> None:
     response = httpx.post(f"{server.rest_url}/detokenize", json={"model": "x", "tokens": [1]})
     assert response.status_code == 404
+
+
+def prompt_of(server: Server, **body: object) -> str:
+    ids = post(server, "/tokenize", **body).json()["tokens"]
+    return str(post(server, "/detokenize", tokens=ids).json()["prompt"])
+
+
+def test_generation_prompt_and_continuing_the_last_message(server: Server) -> None:
+    """vLLM's add_generation_prompt false (the prompt ends with the last message) and
+    continue_final_message (the assistant's unfinished message is continued, not closed)."""
+    assert prompt_of(server, messages=CHAT, add_generation_prompt=False).endswith(
+        "Hello there<|im_end|>\n")
+    prefill = [*CHAT, {"role": "assistant", "content": "General Kenobi, the"}]
+    assert prompt_of(server, messages=prefill, add_generation_prompt=False,
+                     continue_final_message=True).endswith(
+        "<|im_start|>assistant\nGeneral Kenobi, the")
+    reply = post(server, "/v1/chat/completions", messages=prefill, max_tokens=3,
+                 add_generation_prompt=False, continue_final_message=True,
+                 ignore_eos=True).json()
+    assert reply["usage"]["completion_tokens"] == 3
+    # the same prompt as /tokenize gave (the continued message is not closed)
+    assert reply["usage"]["prompt_tokens"] == post(
+        server, "/tokenize", messages=prefill, add_generation_prompt=False,
+        continue_final_message=True).json()["count"]
