@@ -92,6 +92,10 @@ class ServerSettings:
     body_timeout: float = DEFAULT_BODY_TIMEOUT
     #: every LLM engine in deterministic mode (--deterministic, engine.determinism)
     deterministic: bool = False
+    #: every LLM's chat template instead of its own (--chat_template); requests may bring
+    #: their own (--trust_request_chat_template)
+    chat_template: str | None = None
+    trust_request_chat_template: bool = False
     #: --file_system_poll_wait_seconds: how often config.json and its graphs are checked for
     #: changes (OVMS's default 1; 0: never). Read by the config reload.
     config_poll_seconds: float = 1.0
@@ -219,7 +223,9 @@ async def start(settings: ServerSettings, engines: EngineRegistry | None = None
     ``StartupError`` when a port cannot be used."""
     engines = engines if engines is not None else EngineRegistry(
         overrides=settings.generation_overrides, lora=settings.lora, devices=settings.devices,
-        deterministic=settings.deterministic)
+        deterministic=settings.deterministic, chat={
+            "chat_template": settings.chat_template,
+            "trust_request_chat_template": settings.trust_request_chat_template})
     registry = Registry(BUILTIN_CALCULATORS, engines)  # hands engines down to the graphs
     try:  # OVMS's ovms_* families: --metrics_enable/--metrics_list or config.json's block
         ovms = OvmsMetricsConfig.resolve(settings.metrics_enable, settings.metrics_list,

@@ -388,6 +388,14 @@ def build_parser() -> argparse.ArgumentParser:
                         "the connection closed (default 30, as nginx's client_body_timeout)")
     add_device_args(parser)
     parser.add_argument(
+        "--chat_template", default=None,
+        help="every LLM's chat template instead of its own: a Jinja file, or the template "
+        "itself (vLLM's --chat-template)")
+    parser.add_argument(
+        "--trust_request_chat_template", action="store_true",
+        help="requests may bring their own chat_template (vLLM's "
+        "--trust-request-chat-template); without it such a request is a 400")
+    parser.add_argument(
         "--deterministic", action="store_true",
         default=env_flag("OVSERVE_DETERMINISTIC"),
         help="reproducible output: a request's tokens do not depend on what else runs or is "
@@ -487,6 +495,19 @@ def add_lora_args(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--enable_lora", action="store_true",
                        help="serve adapters even with no folder (load them at run time with "
                        "POST /v1/load_lora_adapter)")
+
+
+def chat_template(parser: argparse.ArgumentParser, value: str | None) -> str | None:
+    """--chat_template: a file's text, or the template as given (vLLM's rule)."""
+    if value is None:
+        return None
+    path = Path(value)
+    if "{" not in value and "\n" not in value:
+        if not path.is_file():
+            parser.error(f"--chat_template {value}: no such file (give a Jinja file or the "
+                         "template itself)")
+        return path.read_text()
+    return value
 
 
 def lora_options(args: argparse.Namespace) -> LoraOptions | None:
@@ -858,6 +879,8 @@ def server_settings(parser: argparse.ArgumentParser, args: argparse.Namespace,
         devices=DeviceChoice(args.device, plugin_config), api_keys=api_keys(parser, args),
         cors=cors, header_timeout=args.header_timeout, body_timeout=args.body_timeout,
         deterministic=args.deterministic, config_poll_seconds=1.0 if poll is None else poll,
+        chat_template=chat_template(parser, args.chat_template),
+        trust_request_chat_template=args.trust_request_chat_template,
         metrics_enable=bool(args.metrics_enable),
         metrics_list=Cors.split(args.metrics_list or ""),
         config_path=config_file(args.config_path) if args.config_path else None,

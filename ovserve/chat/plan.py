@@ -30,7 +30,6 @@ class ChatConfig:
     tool_parser: str | None = None
     reasoning_parser: str | None = None
     enable_tool_guided_generation: bool = False
-    chat_template: str | None = None  # the server's --chat_template text
     allow_request_template: bool = False  # vLLM's --trust-request-chat-template
 
 
@@ -67,7 +66,7 @@ def plan(renderer: Renderer, messages: Sequence[dict[str, Any]], settings: ChatS
         raise InvalidInput("chat_template: this server does not take chat templates in "
                            "requests (start it with --trust_request_chat_template)",
                            "chat_template")
-    rendered = render(renderer, messages, settings, config.chat_template)
+    rendered = render(renderer, messages, settings)
     tool_name = _pick(config.tool_parser, rendered.detected.tool_parser)
     reasoning_name = _pick(config.reasoning_parser, rendered.detected.reasoning_parser)
     parser = TOOL_PARSERS.get(tool_name) if tool_name and settings.calls_tools else None

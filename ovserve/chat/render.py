@@ -1,9 +1,10 @@
 """Chat messages and tools through a chat template into the prompt text.
 
-The template: a request's own (when the server trusts requests' templates), else the server's
-``--chat_template``, else the model folder's ``chat_template.jinja`` (OVMS), else the
-tokenizer's. A request with tools on a ChatML model whose template does not render tools
-(SmolLM2's) gets ``templates/chatml_tools.jinja``, Hermes-style, so the model can call them.
+The template: a request's own (when the server trusts requests' templates), else the
+engine's (the server's ``--chat_template``, else the model folder's ``chat_template.jinja`` as
+in OVMS, else the tokenizer's). A request with tools on a ChatML model whose template does
+not render tools (SmolLM2's) gets ``templates/chatml_tools.jinja``, Hermes-style, so the model
+can call them.
 """
 
 from __future__ import annotations
@@ -50,9 +51,8 @@ class Rendered:
         return self.prompt.rstrip().endswith("<think>")
 
 
-def template_for(model_template: str, settings: ChatSettings, server_template: str | None,
-                 needs_tools: bool) -> str:
-    source = settings.chat_template or server_template or model_template
+def template_for(model_template: str, settings: ChatSettings, needs_tools: bool) -> str:
+    source = settings.chat_template or model_template
     if needs_tools and not detect(source).renders_tools and "<|im_start|>" in source:
         return builtin("chatml_tools")
     return source
@@ -85,13 +85,13 @@ def normalize(messages: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
     return out
 
 
-def render(renderer: Renderer, messages: Sequence[dict[str, Any]], settings: ChatSettings,
-           server_template: str | None = None) -> Rendered:
+def render(renderer: Renderer, messages: Sequence[dict[str, Any]], settings: ChatSettings
+           ) -> Rendered:
     """The prompt for ``messages`` (vLLM's rules for ``add_generation_prompt`` and
     ``continue_final_message``)."""
     needs_tools = settings.calls_tools or any(
         m.get("tool_calls") or m.get("role") == "tool" for m in messages)
-    template = template_for(renderer.chat_template, settings, server_template, needs_tools)
+    template = template_for(renderer.chat_template, settings, needs_tools)
     tools = [t.as_dict() for t in settings.tools] if settings.calls_tools else None
     history = normalize(messages)
     add_prompt = settings.add_generation_prompt

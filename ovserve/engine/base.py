@@ -97,6 +97,10 @@ class EngineConfig:
     generation_overrides: Mapping[str, Any] = field(default_factory=dict)
     #: None: no adapters (the model runs unmodified)
     lora: LoraOptions | None = None
+    #: the server's --chat_template: the model's chat template instead of its own
+    chat_template: str | None = None
+    #: requests may bring their own chat template (--trust_request_chat_template)
+    trust_request_chat_template: bool = False
 
     @property
     def prompt_lookup(self) -> bool:

@@ -196,12 +196,12 @@ class OpenVINOEngine(EngineBase):
 
     @property
     def chat_template(self) -> str:
-        """The model's chat template: its folder's ``chat_template.jinja`` (as OVMS reads
-        it), else the tokenizer's."""
+        """The model's chat template: the server's (``--chat_template``), else its folder's
+        ``chat_template.jinja`` (as OVMS reads it), else the tokenizer's."""
         if not hasattr(self, "_chat_template"):
             path = self.config.models_path / "chat_template.jinja"
-            self._chat_template = (path.read_text() if path.is_file()
-                                   else str(self.tokenizer.chat_template or ""))
+            self._chat_template = (self.config.chat_template or (
+                path.read_text() if path.is_file() else str(self.tokenizer.chat_template or "")))
         return self._chat_template
 
     def render_chat(self, messages: list[dict[str, Any]], *, add_generation_prompt: bool,

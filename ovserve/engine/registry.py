@@ -65,13 +65,17 @@ class EngineRegistry:
                  embedding_factory: Callable[[EmbeddingConfig], EmbeddingEngine] =
                  embedding_engine, devices: DeviceChoice | None = None,
                  deterministic: bool = False,
-                 model_factory: Callable[[ModelConfig], ModelEngine] = model_engine) -> None:
+                 model_factory: Callable[[ModelConfig], ModelEngine] = model_engine,
+                 chat: Mapping[str, Any] | None = None) -> None:
         self.factory = factory
         self.devices = devices or DeviceChoice()  # --device / --plugin_config over the graphs
         self.embedding_factory = embedding_factory
         self.overrides = dict(overrides or {})  # generation defaults for every engine
         self.lora = lora  # LoRA adapters of every engine whose owners set none (--lora_dir)
         self.deterministic = deterministic  # --deterministic: every LLM engine
+        #: chat template settings of every LLM engine (--chat_template,
+        #: --trust_request_chat_template): EngineConfig fields
+        self.chat = dict(chat or {})
         self._entries: dict[Path, _Entry] = {}
         self._embedding_entries: dict[Path, _Entry] = {}
         self.model_factory = model_factory
@@ -94,7 +98,7 @@ class EngineRegistry:
             if entry is None:
                 options.setdefault("lora", self.lora)
                 config = EngineConfig(models_path=path, **options,
-                                      generation_overrides=self.overrides)
+                                      generation_overrides=self.overrides, **self.chat)
                 engine = self.factory(config)  # under the lock: one load per model
                 entry = self._entries[path] = _Entry(engine, config)
             else:

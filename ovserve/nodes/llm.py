@@ -90,7 +90,9 @@ class LLMCalculator(Calculator):
         self.chat_config = ChatConfig(
             tool_parser=self.agent_options["tool_parser"],
             reasoning_parser=self.agent_options["reasoning_parser"],
-            enable_tool_guided_generation=options.enable_tool_guided_generation)
+            enable_tool_guided_generation=options.enable_tool_guided_generation,
+            allow_request_template=bool(
+                context.engines.chat.get("trust_request_chat_template")))
 
     def engine_options(self) -> dict[str, Any]:
         """The ``EngineConfig`` fields this graph sets (those it leaves out are not compared
