@@ -27,6 +27,7 @@ from ovserve.engine.devices import DeviceChoice
 from ovserve.errors import OvserveError
 from ovserve.nodes import BUILTIN_CALCULATORS
 from ovserve.serving.registry import Registry
+from ovserve.serving.reload import ConfigReloader
 from ovserve.serving.server_config import ServableEntry
 from ovserve.transport.auth import ApiKey
 from ovserve.transport.grpc.auth import ApiKeyInterceptor
@@ -181,10 +182,13 @@ class RunningServer:
     uv: _Uvicorn | None
     uv_task: asyncio.Task[None] | None
     health_task: asyncio.Task[None]
+    reloader: ConfigReloader | None = None
 
     async def stop(self) -> None:
         log.info("shutting down: finishing in-flight requests (grace %.0f s)",
                  self.settings.grace_seconds)
+        if self.reloader is not None:
+            await self.reloader.stop()
         self.state.accepting = False
         self.health_task.cancel()
         await self.health.enter_graceful_shutdown()
@@ -256,6 +260,10 @@ async def start(settings: ServerSettings, engines: EngineRegistry | None = None
             rest_sockets.append(rest_socket)
 
     await registry.load(settings.entries)
+    # config.json, its graphs and version folders, watched (--file_system_poll_wait_seconds)
+    # and reloaded on demand (POST /v1/config/reload)
+    reloader = ConfigReloader(registry, settings.config_path, settings.entries,
+                              settings.config_poll_seconds)
     failed = {n: s.error for n, s in registry.states.items() if s.servable is None}
     reported: dict[str, int] = {}
     await _report_health(registry, health_servicer, reported)
@@ -287,8 +295,9 @@ async def start(settings: ServerSettings, engines: EngineRegistry | None = None
         uv_task = asyncio.create_task(uv.serve(sockets=rest_sockets))
         log.info("REST listening on %s port %d", ", ".join(settings.rest_addresses),
                  settings.rest_port)
+    reloader.start()
     return RunningServer(settings, engines, registry, state, health_servicer, grpc_server, uv,
-                         uv_task, health_task)
+                         uv_task, health_task, reloader)
 
 
 async def _report_health(registry: Registry, servicer: health.aio.HealthServicer,
@@ -300,6 +309,7 @@ async def _report_health(registry: Registry, servicer: health.aio.HealthServicer
     statuses = {name: serving if state.servable is not None and state.servable.ready
                 else not_serving for name, state in registry.states.items()}
     statuses[""] = serving if registry.ready() else not_serving
+    statuses.update((name, not_serving) for name in reported if name not in statuses)  # removed
     for name, status in statuses.items():
         if reported.get(name) != status:
             await servicer.set(name, status)

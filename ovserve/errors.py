@@ -94,3 +94,5 @@ class EngineUnavailable(EngineError):
 
 class EngineConflict(GraphConfigError):
     """Two graphs ask for one model with different engine options."""
+
+    owners: tuple[str, ...] = ()  # the two owners (servables) that disagree

@@ -147,9 +147,28 @@ class EngineRegistry:
         with self._lock:
             self._named.setdefault(name, {})[version] = engine
 
-    def unname_model(self, name: str) -> None:
+    def unname_model(self, name: str, versions: Mapping[int, ModelEngine] | None = None
+                     ) -> None:
+        """``name`` no longer names a model; with ``versions``: only while it names exactly
+        those engines (a reloaded model's old generation leaves the new one's named)."""
         with self._lock:
+            named = self._named.get(name)
+            if versions is not None and (named is None or named.keys() != versions.keys() or any(
+                    named[v] is not engine for v, engine in versions.items())):
+                return
             self._named.pop(name, None)
+
+    def rename_owner(self, old: str, new: str) -> None:
+        """What ``old`` uses is ``new``'s from now on (a config reload renames a servable's
+        outgoing generation, so the incoming one acquires under the servable's name and
+        shares every engine whose options did not change)."""
+        with self._lock:
+            for entries in (self._entries, self._embedding_entries, self._model_entries):
+                for entry in entries.values():
+                    if old in entry.owners:
+                        entry.owners[new] = entry.owners.pop(old)
+            for owner, packet in [k for k in self._sessions if k[0] == old]:
+                self._sessions[(new, packet)] = self._sessions.pop((owner, packet))
 
     def model(self, owner: str, name: str, version: int | None = None) -> ModelEngine:
         """Version ``version`` (None: the latest loaded) of plain model ``name``, used by
@@ -185,10 +204,12 @@ class EngineRegistry:
         for name, value in options.items():
             for other, given in entry.owners.items():
                 if other != owner and name in given and given[name] != value:
-                    raise EngineConflict(
+                    conflict = EngineConflict(
                         f"graphs {other!r} and {owner!r} ask for model {path} with different "
                         f"{name}: {given[name]!r} and {value!r}; one engine serves a model, so "
                         "give them the same options")
+                    conflict.owners = (other, owner)
+                    raise conflict
             loaded = getattr(entry.config, name)
             if value != loaded:  # nobody asked for the loaded value by name: it stays
                 log.warning("engine %s is already loaded with %s=%r; %s asked for %r",

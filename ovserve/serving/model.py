@@ -20,6 +20,7 @@ from ovserve.engine.model import MODEL_SUFFIXES, ModelEngine, TensorInfo, model_
 from ovserve.engine.registry import EngineRegistry
 from ovserve.errors import GraphConfigError, OvserveError, ServableNotFound, Unsupported
 from ovserve.protocol.tensor import Tensor
+from ovserve.serving.inflight import InFlight
 from ovserve.serving.server_config import ModelEntry
 
 log = logging.getLogger(__name__)
@@ -71,6 +72,9 @@ class ModelServable:
         self.entry = entry
         self.engines = engines
         self.versions = dict(sorted(versions.items()))
+        #: whose engines these are in the engine registry (see ``Servable.owner``)
+        self.owner = entry.name
+        self.inflight: InFlight[ModelServable] = InFlight(entry.name)
 
     @property
     def name(self) -> str:
@@ -100,6 +104,7 @@ class ModelServable:
         except OvserveError:
             engines.release(entry.name)
             raise
+        engines.unname_model(entry.name)  # a reload's new generation: exactly its versions
         for version, engine in versions.items():
             engines.name_model(entry.name, version, engine)
         log.info("model %s: serving version(s) %s from %s%s", entry.name,
@@ -135,12 +140,15 @@ class ModelServable:
                     ) -> dict[str, Tensor]:
         """Run one version on KServe tensors (checked: ``InvalidInput`` names the input);
         the outputs as tensors by the model's output names."""
+        if self.inflight.retired:  # replaced by a config reload: its successor serves
+            return await self.inflight.next().infer(inputs, version)
         _, engine = self.version(version)
         arrays = engine.check_inputs(inputs, self.name)
-        results = await engine.infer(arrays)
+        with self.inflight.held():
+            results = await engine.infer(arrays)
         return {info.name: Tensor(info.name, results[info.name], shape=results[info.name].shape,
                                   datatype=info.datatype) for info in engine.outputs}
 
     async def unload(self) -> None:
-        self.engines.unname_model(self.name)
-        self.engines.release(self.name)
+        self.engines.unname_model(self.name, self.versions)
+        self.engines.release(self.owner)

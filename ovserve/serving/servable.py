@@ -33,6 +33,7 @@ from ovserve.protocol.generation import REQUEST_TAG, GenerationChunk, Generation
 from ovserve.protocol.tensor import Tensor
 from ovserve.rag.ingest import IngestReport, ingest_document
 from ovserve.serving.images import check_image
+from ovserve.serving.inflight import InFlight
 from ovserve.serving.server_config import GraphEntry
 
 log = logging.getLogger(__name__)
@@ -66,11 +67,15 @@ class Servable:
         self.calculators = calculators
         self.executor = executor
         self.engines = engines
+        #: whose engines these are in the engine registry: the servable's name, until a config
+        #: reload replaces it (then its outgoing generation's own name, see ``Registry``)
+        self.owner = entry.name
+        self.inflight: InFlight[Servable] = InFlight(entry.name)
 
     @property
     def ready(self) -> bool:
         """False while an engine it uses cannot take requests (e.g. restarting)."""
-        return self.engines.ready(self.name)
+        return self.engines.ready(self.owner)
 
     @property
     def name(self) -> str:
@@ -78,7 +83,7 @@ class Servable:
 
     def adapters(self) -> list[AdapterSource]:
         """The LoRA adapters of the engines this servable uses."""
-        return [a for engine in self.engines.engines(self.name) for a in engine.adapters()]
+        return [a for engine in self.engines.engines(self.owner) for a in engine.adapters()]
 
     def retriever(self) -> RetrieverCalculator | None:
         """The graph's retriever node (a RAG or retrieval graph), if it has one."""
@@ -94,6 +99,8 @@ class Servable:
 
     async def ingest(self, name: str, data: bytes) -> IngestReport:
         """Add (or update) one document in this graph's document store."""
+        if self.inflight.retired:
+            return await self.inflight.next().ingest(name, data)
         retriever = self._store()
         report = IngestReport()
 
@@ -101,13 +108,18 @@ class Servable:
             ingest_document(retriever.store, lambda texts: retriever.engine.embed(texts).vectors,
                             name, data, report)
 
-        await asyncio.get_running_loop().run_in_executor(self.executor, run)
+        with self.inflight.held():
+            await asyncio.get_running_loop().run_in_executor(self.executor, run)
         return report
 
     async def documents(self) -> dict[str, int]:
         """Each document in this graph's store and its number of chunks."""
+        if self.inflight.retired:
+            return await self.inflight.next().documents()
         store = self._store().store
-        return await asyncio.get_running_loop().run_in_executor(self.executor, store.sources)
+        with self.inflight.held():
+            return await asyncio.get_running_loop().run_in_executor(self.executor,
+                                                                     store.sources)
 
     @property
     def embedding_input(self) -> str | None:
@@ -116,6 +128,8 @@ class Servable:
 
     async def embed(self, texts: list[str]) -> EmbeddingResult:
         """Run an embeddings graph on ``texts``."""
+        if self.inflight.retired:
+            return await self.inflight.next().embed(texts)
         name = self.embedding_input
         if name is None:
             raise Unsupported(f"servable {self.name} is not an embeddings graph (it has no "
@@ -190,7 +204,7 @@ class Servable:
                 log.exception("servable %s: unloading node %s failed (unload goes on)",
                               self.name, calculator.node.name)
         self.executor.shutdown(wait=False, cancel_futures=True)
-        self.engines.release(self.name)  # closes the engines no other servable uses
+        self.engines.release(self.owner)  # closes the engines no other servable uses
 
     # -- requests -----------------------------------------------------------------------------
 
@@ -238,11 +252,17 @@ class Servable:
                adapter: str | None = None) -> GraphRun:
         """A streaming run; use ``async with``. Side packets come from the first request;
         ``adapter``: the LoRA adapter a model name chose, for the handlers' engine calls."""
-        return GraphRun(self.graph, self.calculators, mode="stream",
-                        side_packets=self._check_side_packets(side_packets), adapter=adapter)
+        if self.inflight.retired:  # replaced by a config reload: its successor serves
+            return self.inflight.next().stream(side_packets=side_packets, adapter=adapter)
+        return _CountedRun(self.inflight, self.graph, self.calculators, mode="stream",
+                           side_packets=self._check_side_packets(side_packets), adapter=adapter)
 
     async def generate(self, request: GenerationRequest) -> AsyncGenerator[GenerationChunk, None]:
         """Run an LLM graph on one generation request; closing the iterator aborts it."""
+        if self.inflight.retired:
+            async for chunk in self.inflight.next().generate(request):
+                yield chunk
+            return
         name = self.generation_input
         if name is None:
             raise Unsupported(f"servable {self.name} is not an LLM graph (it has no "
@@ -266,10 +286,13 @@ class Servable:
         adapter: str | None = None,
     ) -> dict[str, Any]:
         """Run the graph once; returns a payload per graph output that got one, in graph order."""
+        if self.inflight.retired:
+            return await self.inflight.next().infer(inputs, side_packets=side_packets,
+                                                    timestamp=timestamp, adapter=adapter)
         self.check_inputs(inputs)
         outputs: dict[str, Any] = {}
-        run = GraphRun(self.graph, self.calculators, mode="unary",
-                       side_packets=self._check_side_packets(side_packets), adapter=adapter)
+        run = _CountedRun(self.inflight, self.graph, self.calculators, mode="unary",
+                          side_packets=self._check_side_packets(side_packets), adapter=adapter)
         async with run:
             run.send(inputs, timestamp)
             run.close_inputs()
@@ -289,3 +312,31 @@ class Servable:
             raise NodeError(producer, "produced no packet on any graph output")
         # Outputs no packet reached are left out (a stream's end_signal has no unary answer).
         return {name: outputs[name] for name in self.graph.output_names if name in outputs}
+
+
+class _CountedRun(GraphRun):
+    """A run counted in its servable's ``InFlight`` from ``async with`` to its end."""
+
+    def __init__(self, inflight: InFlight[Servable], *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._inflight: InFlight[Servable] | None = inflight
+
+    async def __aenter__(self) -> GraphRun:
+        assert self._inflight is not None
+        self._inflight.enter()
+        try:
+            return await super().__aenter__()
+        except BaseException:
+            self._leave()
+            raise
+
+    async def __aexit__(self, *exc: object) -> None:
+        try:
+            await super().__aexit__(*exc)
+        finally:
+            self._leave()
+
+    def _leave(self) -> None:
+        inflight, self._inflight = self._inflight, None
+        if inflight is not None:
+            inflight.exit()

@@ -205,4 +205,33 @@ def build_router(plane: DataPlane) -> APIRouter:
             return Response(status_code=499)  # the client left: its run was cancelled
         return encode_response(response)
 
+    add_config_routes(router, plane)
     return router
+
+
+def add_config_routes(router: APIRouter, plane: DataPlane) -> None:
+    """OVMS's config status and reload (src/http_rest_api_handler.cpp): the status document
+    of every servable's versions; a reload answers it too, 201 when something was loaded or
+    unloaded and 200 when nothing changed; its errors are OVMS's (the reason is in the log,
+    under the error id given beside)."""
+    registry = plane.registry
+
+    @router.get("/v1/config")
+    async def config_status() -> dict[str, Any]:
+        return registry.status()
+
+    @router.post("/v1/config/reload")
+    async def config_reload() -> JSONResponse:
+        reloader = registry.reloader
+        if reloader is None:  # a registry without a reload (not started by the app)
+            return JSONResponse(registry.status())
+        result = await reloader.reload(on_demand=True)
+        if result.missing:
+            return JSONResponse({"error": "Config file not found or cannot open.",
+                                 "error_id": result.error_id}, status_code=500)
+        if not result.ok:
+            return JSONResponse({"error": "Reloading config file failed. Check server logs "
+                                 "for more info.", "error_id": result.error_id,
+                                 "servables": result.errors},
+                                status_code=412 if result.invalid else 500)
+        return JSONResponse(registry.status(), status_code=201 if result.reloaded else 200)
