@@ -43,6 +43,11 @@ class ChatPlan:
     opens_reasoning: bool
     settings: ChatSettings
 
+    @property
+    def parses(self) -> bool:
+        """Whether the output is parsed at all (else its text is the answer's content)."""
+        return self.reasoning is not None or self.tool_parser is not None
+
     def output_parser(self) -> ChatOutputParser:
         """A fresh parser for one choice."""
         think = None

@@ -157,7 +157,7 @@ class _LLMRun(NodeRun):
                 prompt = chat.prompt
                 params = replace(params, apply_chat_template=False,
                                  structured=chat.structured or params.structured)
-                parsers = chat.output_parser
+                parsers = chat.output_parser if chat.parses else None
             return engine.prepare(prompt, params, calc.limits, request.adapter)
 
         # rendering and tokenizing are blocking work: off the event loop

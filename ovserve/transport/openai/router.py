@@ -162,19 +162,4 @@ def build_root_router(serving: OpenAIServing) -> APIRouter:
     """vLLM's tokenizer endpoints at the root (``/tokenize``, ``/detokenize``)."""
     router = APIRouter(responses=ERRORS, strict_content_type=False)
     add_tokenizer_routes(router, serving)
-    responses = ResponsesServing(serving)
-
-    @router.post("/responses")
-    async def create_response(request: Request, body: ResponsesRequest) -> Response:
-        """OpenAI's Responses API: a response object, or its event stream."""
-        if body.stream:
-            events = await responses.create(body)
-            assert not isinstance(events, dict)
-            return StreamingResponse(events_sse(events), media_type="text/event-stream",
-                                     headers={"Cache-Control": "no-cache"})
-        answer = await cancel_on_disconnect(request, responses.create(body))
-        if answer is None:
-            return Response(status_code=499)
-        assert isinstance(answer, dict)
-        return JSONResponse(answer)
     return router

@@ -651,7 +651,7 @@ class OpenAIServing:
                 tracked.first_output()
                 usage.add(chunk)
                 if (chunk.text or chunk.finish_reason is not None or chunk.sources
-                        or chunk.reasoning or chunk.tool_calls):
+                        or chunk.reasoning or chunk.tool_calls or chunk.logprobs):
                     extra = {"sources": list(chunk.sources)} if chunk.sources else {}
                     yield chunk_of([choice(chunk)], **extra)
             self.metrics.tokens(generation.model, usage.prompt, usage.completion)
