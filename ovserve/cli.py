@@ -125,9 +125,9 @@ OVMS_FLAGS: tuple[OvmsFlag, ...] = (
     OvmsFlag("rest_workers", "int", "server", "", ignored="REST is one asyncio event loop "
              "(uvicorn) serving every connection at once; more processes would each load the "
              "models"),
-    OvmsFlag("file_system_poll_wait_seconds", "int", "server", "how often config.json and its "
-             "graphs are checked for changes (0: never), kept in the server settings for the "
-             "config reload"),
+    OvmsFlag("file_system_poll_wait_seconds", "int", "server", "how often config.json, its "
+             "graphs, their handlers and plain models' version folders are checked for changes "
+             "(default 1; 0: never): see Config reload"),
     OvmsFlag("custom_node_resources_cleaner_interval_seconds", "int", "server", "",
              ignored="ovserve has no custom nodes (DAG .so libraries)"),
     OvmsFlag("cpu_extension", "text", "server", "", ignored="custom CPU layer libraries are "
