@@ -144,6 +144,7 @@ class Registry:
                 continue
             subconfig_models[graph.name] = [m.name for m in models]
             wanted.update((m.name, m) for m in models)
+        announced: set[str] = set()
 
         # graphs first: they use the models
         for name in sorted((n for n in self.states if n not in wanted),
@@ -164,6 +165,11 @@ class Registry:
             if not due:
                 continue
             result.changed = True
+            owner = next((g for g, names in subconfig_models.items() if entry.name in names), "")
+            if owner and owner not in announced and isinstance(entry, ModelEntry):
+                announced.add(owner)
+                log.info("graph %s: loading %d model(s) from subconfig %s", owner,
+                         len(subconfig_models[owner]), entry.source)
             had = state is not None and state.servable is not None
             error = await self._bring_up(entry, attempt, problems.get(entry.name))
             if error is not None:
