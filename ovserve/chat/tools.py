@@ -8,6 +8,7 @@ import json
 from typing import Any
 
 from ovserve.chat.parsers import ToolParser
+from ovserve.engine import grammar
 from ovserve.errors import InvalidInput
 from ovserve.protocol.chat import ChatSettings, Tool
 
@@ -38,6 +39,10 @@ def check_parameters(schema: Any, where: str) -> dict[str, Any]:
         json.dumps(schema)
     except (TypeError, ValueError) as exc:
         raise InvalidInput(f"{where}: not JSON ({exc})", field) from exc
+    try:  # what structured output could not compile (a call of it may be forced)
+        grammar.check_schema(schema, where)
+    except InvalidInput as exc:
+        raise InvalidInput(str(exc), field) from exc
     return schema
 
 

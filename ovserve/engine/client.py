@@ -32,7 +32,7 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
-from ovserve.engine import devices, process
+from ovserve.engine import devices, grammar, process
 from ovserve.engine.adapters import AdapterSource
 from ovserve.engine.base import EngineConfig, Prepared, SamplingParams
 from ovserve.engine.limits import GenerationLimits, Prompt, max_new_tokens, render_prompt
@@ -286,6 +286,7 @@ class OpenVINOEngine(EngineBase):
             # beside LoRA adapters too: the widened detokenizer names every slot's tokens
             # (engine.lora_graph.widen_detokenizer), so the grammar masks within each slot
             kind, value = params.structured
+            grammar.check(kind, value)  # one that cannot compile would fail the whole batch
             fields[kind] = value
         try:  # fail here, as a bad request, not later in the engine process
             process.generation_config(fields).validate()

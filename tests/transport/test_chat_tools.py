@@ -152,6 +152,14 @@ BAD: list[tuple[dict[str, Any], str]] = [
     ({"tools": TOOLS, "tool_choice": "required", "response_format": {"type": "json_object"}},
      "tool_choice"),
     ({"chat_template": "{{ messages }}"}, "chat_template"),
+    # what structured output could not compile: refused before it reaches the engine, where
+    # it would fail the whole batch's step and leave the pipeline unusable
+    ({"tools": [{"type": "function", "function": {"name": "f", "parameters": {
+        "type": "object", "properties": {"x": {"$ref": "#/$defs/nope"}}}}}],
+      "tool_choice": "required"}, "tools"),
+    ({"response_format": {"type": "json_schema", "json_schema": {"name": "x", "schema": {
+        "type": "object", "properties": {"x": {"type": "strange"}}}}}}, "response_format"),
+    ({"guided_regex": "((("}, "guided_regex"),
 ]
 
 
@@ -163,6 +171,9 @@ def test_bad_tool_requests_are_a_400_naming_the_field(server: Server, extra: dic
     assert response.status_code == 400, response.text
     named = response.json()["error"]["param"]
     assert named == param or named.startswith(f"{param}."), named  # or its path in the field
+    after = httpx.post(f"{server.rest_url}/v1/chat/completions", timeout=60, json={
+        "model": MODEL, "messages": QUESTION, "max_tokens": 2})
+    assert after.status_code == 200  # the engine serves on
 
 
 # -- reasoning: the `thinker` graph has reasoning_parser qwen3 ---------------------------------

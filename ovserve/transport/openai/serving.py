@@ -23,6 +23,7 @@ from pydantic import BaseModel
 
 from ovserve.aio import merged
 from ovserve.chat.plan import ChatConfig, plan
+from ovserve.engine import grammar
 from ovserve.engine.interface import Engine
 from ovserve.errors import InvalidInput, OvserveError, ServableNotFound
 from ovserve.nodes.llm import LLMCalculator
@@ -186,6 +187,11 @@ def _structured(req: SamplingFields) -> tuple[StructuredKind, str] | None:
         names = sorted(asked)
         raise InvalidInput(f"{names[1]}: give one structured-output constraint, not "
                            f"{' and '.join(names)}", names[1])
+    for name, (kind, value) in asked.items():
+        try:  # one that cannot compile would fail the engine's whole batch
+            grammar.check(kind, value)
+        except InvalidInput as exc:
+            raise InvalidInput(f"{name}: {exc}", name) from exc
     return next(iter(asked.values()), None)
 
 
