@@ -60,9 +60,12 @@ def function_calls(message: ChatCompletionMessage) -> list[ChatCompletionMessage
     return [c for c in calls if isinstance(c, ChatCompletionMessageFunctionToolCall)]
 
 
-def test_required_tool_choice_gives_valid_calls(client: openai.OpenAI) -> None:
-    reply = client.chat.completions.create(model=MODEL, messages=QUESTION, tools=TOOLS,
-                                           tool_choice="required", max_tokens=200)
+@pytest.mark.parametrize("api", ["v1", "v3"])
+def test_required_tool_choice_gives_valid_calls(server: Server, api: str) -> None:
+    """On OpenAI's path and OVMS's."""
+    with openai.OpenAI(base_url=f"{server.rest_url}/{api}", api_key="unused") as client:
+        reply = client.chat.completions.create(model=MODEL, messages=QUESTION, tools=TOOLS,
+                                               tool_choice="required", max_tokens=200)
     choice = reply.choices[0]
     assert choice.finish_reason == "tool_calls"
     calls = function_calls(choice.message)

@@ -140,6 +140,25 @@ def test_reasoning_item(server: Server) -> None:
     assert "<think>" not in response["output"][1]["content"][0]["text"]
 
 
+def test_streamed_reasoning_item(server: Server) -> None:
+    """Reasoning streams as its own item (reasoning_text deltas) before the message's."""
+    with httpx.stream("POST", f"{server.rest_url}/v1/responses", timeout=60, json={
+            "model": THINKER, "input": "Hi", "max_output_tokens": 100, "stream": True,
+            "guided_regex": THINK}) as response:
+        events = [json.loads(line[len("data: "):]) for line in response.iter_lines()
+                  if line.startswith("data: ")]
+    kinds = [event["type"] for event in events]
+    first_text = kinds.index("response.output_text.delta")
+    assert "response.reasoning_text.delta" in kinds[:first_text]
+    assert "response.reasoning_text.delta" not in kinds[first_text:]
+    assert kinds.index("response.reasoning_text.done") < first_text
+    final = events[-1]["response"]
+    assert [item["type"] for item in final["output"]] == ["reasoning", "message"]
+    reasoning = "".join(e["delta"] for e in events if e["type"] == "response.reasoning_text.delta")
+    assert reasoning == final["output"][0]["content"][0]["text"]
+    assert re.fullmatch(r"[a-z]{3,8}( [a-z]{3,8}){2,5}", reasoning)
+
+
 @pytest.mark.parametrize(("body", "param"), [
     ({"previous_response_id": "resp_1"}, "previous_response_id"),
     ({"tools": [{"type": "web_search"}]}, "tools"),
