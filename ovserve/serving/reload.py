@@ -84,6 +84,7 @@ class ConfigReloader:
         """Read the config (when it changed, or ``on_demand``) and apply it; ``on_demand``
         (the reload endpoint) also loads again what failed last time."""
         result = ReloadResult()
+        read = False  # a changed config.json was read (OVMS answers 201 then, as it reloaded)
         path = self.config_path
         if path is not None:
             now = digest(path)
@@ -94,6 +95,7 @@ class ConfigReloader:
             elif now != self._seen or on_demand:
                 try:
                     self.entries = load_server_config(path)
+                    read = now != self._seen
                     self._seen, self._reported = now, None
                 except GraphConfigError as exc:
                     result.invalid = True
@@ -101,7 +103,7 @@ class ConfigReloader:
                                  f"and the servables loaded go on serving: {exc}", now, result,
                                  on_demand)
         applied = await self.registry.apply(self.entries, retry_failed=on_demand)
-        result.reloaded, result.errors = applied.changed, applied.errors
+        result.reloaded, result.errors = applied.changed or read, applied.errors
         return result
 
     def _report(self, message: str, version: str, result: ReloadResult, always: bool) -> None:

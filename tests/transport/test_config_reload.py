@@ -297,6 +297,10 @@ def test_a_broken_config_leaves_the_servables_serving(root: Path) -> None:
         assert reply.status_code == 201, reply.text
         assert states(server)["bad"] == [("1", "AVAILABLE", "OK")]
         assert echo(server, "bad").json()["outputs"][0]["data"] == ["HI"]
+        # OVMS: a changed config.json is a reload (201) even when no servable changes
+        config.write_text(config.read_text() + "\n")
+        assert httpx.post(reload_url, timeout=60).status_code == 201
+        assert httpx.post(reload_url, timeout=60).status_code == 200
     finally:
         assert server.terminate() == 0
     assert "invalid JSON" in server.log  # the reason is in the log
