@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import time
 from typing import Any
 
 import pytest
@@ -138,3 +139,25 @@ def test_arguments_stream_in_pieces() -> None:
     assert deltas[0].name == "get_weather" and deltas[0].arguments == ""
     assert len(deltas) > 3 and all(d.name is None for d in deltas[1:])
     assert "".join(d.arguments for d in deltas) == '{"city": "Paris"}'
+
+
+@pytest.mark.parametrize("name", ["hermes3", "qwen3coder", "devstral"])
+def test_long_arguments_are_read_once(name: str) -> None:
+    """A coding agent's call writes a file through its arguments: 30,000 characters, braces,
+    quotes and backslashes in strings, one character at a time. The same text comes out, and
+    each piece is read once (re-reading the call per piece took over a minute here)."""
+    content = 'x = {"a": [1]}  # "q" \\ }\n' * 1200
+    write = Tool("write", None, {"type": "object", "properties": {
+        "path": {"type": "string"}, "content": {"type": "string"}}})
+    arguments = json.dumps({"path": "a.py", "content": content})
+    text = {
+        "hermes3": f'<tool_call>\n{{"name": "write", "arguments": {arguments}}}\n</tool_call>',
+        "qwen3coder": "<tool_call>\n<function=write>\n<parameter=path>\na.py\n</parameter>\n"
+                      f"<parameter=content>\n{content}\n</parameter>\n</function>\n</tool_call>",
+        "devstral": f"[TOOL_CALLS]write[ARGS]{arguments}",
+    }[name]
+    started = time.monotonic()
+    _, _, calls = run(ChatOutputParser(tools=TOOL_PARSERS[name]((write,))), text, 1)
+    assert time.monotonic() - started < 10
+    assert [(c["name"], json.loads(c["arguments"])) for c in calls] == [
+        ("write", {"path": "a.py", "content": content})]

@@ -8,7 +8,7 @@ from __future__ import annotations
 from typing import Any
 
 from ovserve.chat.parsers.base import ParsedDelta, ToolParser, held_prefix
-from ovserve.chat.parsers.json_calls import WHITESPACE, value_end
+from ovserve.chat.parsers.json_calls import WHITESPACE, ValueScanner
 from ovserve.protocol.chat import Tool, ToolCallDelta
 
 OPEN, ARGS = "[TOOL_CALLS]", "[ARGS]"
@@ -25,6 +25,7 @@ class DevstralToolParser(ToolParser):
         self.state = "text"  # text | name | args
         self.index = -1
         self.sent = 0
+        self.scanner: ValueScanner | None = None
 
     def feed(self, text: str) -> ParsedDelta:
         self.buffer += text
@@ -67,13 +68,18 @@ class DevstralToolParser(ToolParser):
             return True
         if not buf:
             return False
-        end = value_end(buf, 0) if buf[0] in "{[" else 0
+        if buf[0] in "{[":
+            if self.scanner is None:
+                self.scanner = ValueScanner(0)
+            end = self.scanner.advance(buf)  # only the new text is read
+        else:
+            end = 0
         raw = buf[:end] if end else buf
         if len(raw) > self.sent:
             out.tool_calls.append(ToolCallDelta(index=self.index, arguments=raw[self.sent:]))
             self.sent = len(raw)
         if end is not None:
-            self.buffer, self.state = buf[end:], "text"
+            self.buffer, self.state, self.scanner = buf[end:], "text", None
             return True
         return False
 

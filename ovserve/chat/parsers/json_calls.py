@@ -69,6 +69,41 @@ def _skip(text: str, i: int) -> int:
 MALFORMED = -1
 
 
+class ValueScanner:
+    """Where a JSON object or array that starts at ``start`` ends, reading only the text
+    added since the last call (a long call's arguments are scanned once, not per piece)."""
+
+    def __init__(self, start: int) -> None:
+        self.i = start
+        self.depth = 0
+        self.in_string = self.escape = False
+
+    def advance(self, text: str) -> int | None:
+        i, depth, in_string, escape = self.i, self.depth, self.in_string, self.escape
+        end = None
+        while i < len(text):
+            char = text[i]
+            i += 1
+            if in_string:
+                if escape:
+                    escape = False
+                elif char == "\\":
+                    escape = True
+                elif char == '"':
+                    in_string = False
+            elif char == '"':
+                in_string = True
+            elif char in "{[":
+                depth += 1
+            elif char in "}]":
+                depth -= 1
+                if depth == 0:
+                    end = i
+                    break
+        self.i, self.depth, self.in_string, self.escape = i, depth, in_string, escape
+        return end
+
+
 def members(obj: str) -> tuple[dict[str, tuple[int, int | None]], int | None]:
     """The top-level members of the JSON object ``obj`` begins (``obj[0] == "{"``) so far:
     key -> (start, end or None) of its raw value; and the index after the object (None: not
@@ -115,6 +150,23 @@ class _ObjectCall:
         self.parser = parser
         self.delta: ToolCallDelta | None = None  # its first piece, once its name is known
         self.sent = 0  # characters of its arguments' raw text sent
+        #: its arguments (an object or array) being read: where they start, their scanner
+        self.scanning: tuple[int, ValueScanner] | None = None
+
+    def stream(self, obj: str) -> tuple[list[ToolCallDelta], bool]:
+        """While its arguments are being read: their new text, and whether they ended (then
+        the object's members are read again, once)."""
+        assert self.scanning is not None and self.delta is not None
+        start, scanner = self.scanning
+        end = scanner.advance(obj)
+        raw = obj[start:end if end is not None else len(obj)]
+        out = []
+        if len(raw) > self.sent:
+            out.append(ToolCallDelta(index=self.delta.index, arguments=raw[self.sent:]))
+            self.sent = len(raw)
+        if end is not None:
+            self.scanning = None
+        return out, end is not None
 
     def update(self, obj: str, spans: dict[str, tuple[int, int | None]], complete: bool
                ) -> list[ToolCallDelta]:
@@ -152,6 +204,10 @@ class _ObjectCall:
         if len(raw) > self.sent:
             out.append(ToolCallDelta(index=index, arguments=raw[self.sent:]))
             self.sent = len(raw)
+        if end is None and raw[:1] in ("{", "["):  # read on from here as text arrives
+            scanner = ValueScanner(start)
+            scanner.advance(obj)
+            self.scanning = (start, scanner)
         return out
 
 
@@ -246,6 +302,11 @@ class JsonCallsParser(ToolParser):
             return True
         # an object
         assert self.call is not None
+        if self.call.scanning is not None:  # its arguments: only the new text is read
+            pieces, ended = self.call.stream(buf)
+            out.tool_calls += pieces
+            if not ended:
+                return False
         spans, end = members(buf)
         if end == MALFORMED:
             if self.call.delta is None:

@@ -38,6 +38,7 @@ class Qwen3CoderToolParser(ToolParser):
         self.index = -1
         self.function = ""
         self.members = 0
+        self.scanned = 0  # characters of a function's text looked at for a closing tag
 
     def feed(self, text: str) -> ParsedDelta:
         self.buffer += text
@@ -94,8 +95,13 @@ class Qwen3CoderToolParser(ToolParser):
             delta = self.new_call(self.function)
             self.index, self.members = delta.index, 0
             out.tool_calls.append(delta)
-            self.buffer, self.state = buf[found.end():], "function"
+            self.buffer, self.state, self.scanned = buf[found.end():], "function", 0
             return True
+        # a long parameter arrives in many pieces: look for its end in the new text only
+        since = max(self.scanned - len(FUNCTION_END) - 1, 0)
+        self.scanned = len(buf)
+        if "</parameter>" not in buf[since:] and FUNCTION_END not in buf[since:]:
+            return False
         found = PARAMETER.search(buf)
         end = buf.find(FUNCTION_END)
         if found is not None and (end < 0 or found.start() < end):
@@ -104,7 +110,7 @@ class Qwen3CoderToolParser(ToolParser):
             out.tool_calls.append(ToolCallDelta(
                 index=self.index, arguments=("{" if not self.members else ", ") + member))
             self.members += 1
-            self.buffer = buf[found.end():]
+            self.buffer, self.scanned = buf[found.end():], 0
             return True
         if end >= 0:
             out.tool_calls.append(ToolCallDelta(index=self.index,
