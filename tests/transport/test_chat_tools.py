@@ -220,3 +220,30 @@ def test_guided_generation_in_the_graph_keeps_auto_calls_valid(client: openai.Op
                                            max_tokens=150)
     for call in function_calls(reply.choices[0].message):
         check_call(call.function.name, call.function.arguments)
+
+
+def test_every_choice_is_parsed_on_its_own(client: openai.OpenAI) -> None:
+    """n choices, each with its own parser: every one a valid call, streamed with usage."""
+    stream = client.chat.completions.create(
+        model=MODEL, messages=QUESTION, tools=TOOLS, tool_choice="required", n=2,
+        max_tokens=200, stream=True, stream_options={"include_usage": True},
+        parallel_tool_calls=False, temperature=0.8, seed=5)
+    arguments: dict[int, str] = {0: "", 1: ""}
+    names: dict[int, str] = {}
+    reasons: dict[int, str] = {}
+    usage = None
+    for chunk in stream:
+        usage = chunk.usage or usage
+        for choice in chunk.choices:
+            for call in choice.delta.tool_calls or []:
+                assert call.index == 0  # one call per choice
+                if call.function and call.function.name:
+                    names[choice.index] = call.function.name
+                arguments[choice.index] += (call.function.arguments or "") if call.function \
+                    else ""
+            if choice.finish_reason:
+                reasons[choice.index] = choice.finish_reason
+    assert reasons == {0: "tool_calls", 1: "tool_calls"}
+    for index in (0, 1):
+        check_call(names[index], arguments[index])
+    assert usage is not None and usage.completion_tokens > 0
