@@ -284,6 +284,8 @@ def test_a_broken_config_leaves_the_servables_serving(root: Path) -> None:
         assert reply.status_code == 500, reply.text
         assert reply.json()["error"] == ("Reloading config file failed. Check server logs for "
                                          "more info.")
+        # beside OVMS's message: the servables that did not load, with the log's error ids
+        assert [e.split()[1] for e in reply.json()["servables"]] == ["echo", "bad"]
         assert states(server) == {"echo": [("1", "AVAILABLE", "OK")],
                                   "endless": [("1", "AVAILABLE", "OK")],
                                   "bad": [("1", "LOADING", "FAILED_PRECONDITION")]}

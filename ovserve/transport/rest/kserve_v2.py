@@ -230,8 +230,11 @@ def add_config_routes(router: APIRouter, plane: DataPlane) -> None:
             return JSONResponse({"error": "Config file not found or cannot open.",
                                  "error_id": result.error_id}, status_code=500)
         if not result.ok:
-            return JSONResponse({"error": "Reloading config file failed. Check server logs "
-                                 "for more info.", "error_id": result.error_id,
-                                 "servables": result.errors},
-                                status_code=412 if result.invalid else 500)
+            body: dict[str, Any] = {"error": "Reloading config file failed. Check server logs "
+                                    "for more info."}
+            if result.error_id:  # the config file's
+                body["error_id"] = result.error_id
+            if result.errors:  # each servable that did not load, with its error id
+                body["servables"] = result.errors
+            return JSONResponse(body, status_code=412 if result.invalid else 500)
         return JSONResponse(registry.status(), status_code=201 if result.reloaded else 200)
