@@ -119,10 +119,18 @@ class Server(Endpoints):
     config: Path
     log: str = ""
 
-    def terminate(self, timeout: float = 60) -> int:
-        """SIGTERM, wait, keep the server's output in ``log``; returns the exit code."""
-        if self.process.poll() is None:
+    terminated: bool = False  # SIGTERM sent (a second one while it exits would kill it)
+
+    def sigterm(self) -> None:
+        """Send SIGTERM once: the server stops taking work and drains."""
+        if not self.terminated and self.process.poll() is None:
             self.process.send_signal(signal.SIGTERM)
+        self.terminated = True
+
+    def terminate(self, timeout: float = 60) -> int:
+        """SIGTERM (unless sent already), wait, keep the server's output in ``log``; returns
+        the exit code."""
+        self.sigterm()
         try:
             self.log, _ = self.process.communicate(timeout=timeout)
         except subprocess.TimeoutExpired:

@@ -27,7 +27,7 @@ def test_sigterm_during_a_stream_lets_it_finish(tmp_path: Path) -> None:
         client.async_stream_infer("words", [text_input("text", ["one two three four five"])])
         first, error = responses.get(timeout=30)
         assert error is None and first.as_numpy("word").tolist() == [b"one"]
-        server.process.terminate()  # SIGTERM while four more words are being generated
+        server.sigterm()  # while four more words are being generated
         words = [b"one"]
         while True:
             result, error = responses.get(timeout=30)
@@ -161,7 +161,7 @@ def test_streams_past_the_grace_period_end_with_an_error_event(
                     continue
                 events.append(line[len("data: "):])
                 if len(events) == 1:
-                    server.process.terminate()
+                    server.sigterm()
         assert events[-1] == "[DONE]"
         assert "error" in json.loads(events[-2]), (
             f"the stream ended by itself ({len(events) - 2} events) within the grace period")
