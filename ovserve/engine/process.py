@@ -179,6 +179,11 @@ class EngineLoop:
         self.conn = conn
         self.active: dict[int, _Slot] = {}
         self.released = True  # False: requests were cancelled and no step has freed them
+        #: a step failed: openvino-genai's pipeline may not run again (measured on 2026.4.1: a
+        #: request whose grammar does not compile, beside another, leaves every later step
+        #: failing with "... already in scheduling phase"), so the process exits and the
+        #: supervisor starts a new one
+        self.broken = False
 
     def run(self) -> None:
         while True:
@@ -208,6 +213,10 @@ class EngineLoop:
                 self._release()
             if updates or scheduled:
                 self.conn.send(Step(updates, self._cache_usage(), started, ended, scheduled))
+            if self.broken:
+                log.error("engine: a generation step failed; exiting so that the server "
+                          "starts a new engine process (the pipeline may not run again)")
+                return
 
     def _handle(self, message: Add | Abort, updates: list[Output]) -> None:
         if isinstance(message, Add):
@@ -259,6 +268,7 @@ class EngineLoop:
             for slot in self.active.values():
                 slot.handle.cancel()
             self.active.clear()
+            self.broken = True
             return failed, ()
         scheduled = self._newly_scheduled()
         return self._collect(), scheduled
