@@ -68,6 +68,54 @@ class ToolParser(ABC):
     separator: str = "\n"
     trigger: str = ""
 
+
+class BufferedToolParser(ToolParser):
+    """A ``ToolParser`` as a state machine over a text buffer: ``_step`` consumes what can be
+    decided and says whether the state changed; ``feed`` and ``finish`` run it until it stops,
+    then ``finish`` hands what is left to ``_end``."""
+
+    def __init__(self, tools: tuple[Tool, ...] = ()) -> None:
+        super().__init__(tools)
+        self.buffer = ""
+        self.state = "text"
+
+    def feed(self, text: str) -> ParsedDelta:
+        self.buffer += text
+        out = ParsedDelta()
+        while self._step(out, final=False):
+            pass
+        return out
+
+    def finish(self) -> ParsedDelta:
+        out = ParsedDelta()
+        while self._step(out, final=True):
+            pass
+        self._end(out)
+        self.buffer = ""
+        return out
+
+    @abstractmethod
+    def _step(self, out: ParsedDelta, final: bool) -> bool: ...
+
+    def _end(self, out: ParsedDelta) -> None:
+        """What the buffer still holds when the output ends (``finish``)."""
+        if self.state == "text":
+            out.content += self.buffer
+
+    def _text_until(self, out: ParsedDelta, marker: str, final: bool, then: str) -> bool:
+        """In text: content up to ``marker``, after which the state is ``then``; the end of
+        the buffer that could begin ``marker`` is held back until the next piece."""
+        buf = self.buffer
+        at = buf.find(marker)
+        if at >= 0:
+            out.content += buf[:at]
+            self.buffer, self.state = buf[at + len(marker):], then
+            return True
+        keep = 0 if final else held_prefix(buf, marker)
+        out.content += buf[:len(buf) - keep]
+        self.buffer = buf[len(buf) - keep:]
+        return False
+
     def new_call(self, name: str) -> ToolCallDelta:
         delta = ToolCallDelta(index=self.calls, id=call_id(), name=name)
         self.calls += 1

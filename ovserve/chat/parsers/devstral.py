@@ -7,56 +7,34 @@ from __future__ import annotations
 
 from typing import Any
 
-from ovserve.chat.parsers.base import ParsedDelta, ToolParser, held_prefix
+from ovserve.chat.parsers.base import BufferedToolParser, ParsedDelta
 from ovserve.chat.parsers.json_calls import WHITESPACE, ValueScanner
 from ovserve.protocol.chat import Tool, ToolCallDelta
 
 OPEN, ARGS = "[TOOL_CALLS]", "[ARGS]"
 
 
-class DevstralToolParser(ToolParser):
+class DevstralToolParser(BufferedToolParser):
     name = "devstral"
     trigger = OPEN
     separator = ""
 
     def __init__(self, tools: tuple[Tool, ...] = ()) -> None:
-        super().__init__(tools)
-        self.buffer = ""
-        self.state = "text"  # text | name | args
+        super().__init__(tools)  # states: text | name | args
         self.index = -1
         self.sent = 0
         self.scanner: ValueScanner | None = None
 
-    def feed(self, text: str) -> ParsedDelta:
-        self.buffer += text
-        out = ParsedDelta()
-        while self._step(out, final=False):
-            pass
-        return out
-
-    def finish(self) -> ParsedDelta:
-        out = ParsedDelta()
-        while self._step(out, final=True):
-            pass
+    def _end(self, out: ParsedDelta) -> None:
         if self.state == "name":
             out.content += OPEN
         if self.state != "args":
             out.content += self.buffer
-        self.buffer = ""
-        return out
 
     def _step(self, out: ParsedDelta, final: bool) -> bool:
         buf = self.buffer
         if self.state == "text":
-            at = buf.find(OPEN)
-            if at >= 0:
-                out.content += buf[:at]
-                self.buffer, self.state = buf[at + len(OPEN):], "name"
-                return True
-            keep = 0 if final else held_prefix(buf, OPEN)
-            out.content += buf[:len(buf) - keep]
-            self.buffer = buf[len(buf) - keep:]
-            return False
+            return self._text_until(out, OPEN, final, "name")
         if self.state == "name":
             at = buf.find(ARGS)
             if at < 0:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from ovserve.chat.parsers.base import ParsedDelta, ToolParser, held_prefix
+from ovserve.chat.parsers.base import BufferedToolParser, ParsedDelta, held_prefix
 from ovserve.protocol.chat import Tool, ToolCallDelta
 
 WHITESPACE = " \t\r\n"
@@ -211,7 +211,7 @@ class _ObjectCall:
         return out
 
 
-class JsonCallsParser(ToolParser):
+class JsonCallsParser(BufferedToolParser):
     """Content, then regions opened by ``opening`` (and closed by ``closing``, or by other
     text when ``closing`` is empty) holding JSON call objects apart by ``separators``."""
 
@@ -224,29 +224,15 @@ class JsonCallsParser(ToolParser):
     argument_keys: tuple[str, ...] = ("arguments", "parameters")
 
     def __init__(self, tools: tuple[Tool, ...] = ()) -> None:
-        super().__init__(tools)
-        self.buffer = ""
-        self.state = "text"  # text | region | object
+        super().__init__(tools)  # states: text | region | object
         self.started = False  # any non-whitespace output seen
         self.call: _ObjectCall | None = None
 
-    def feed(self, text: str) -> ParsedDelta:
-        self.buffer += text
-        out = ParsedDelta()
-        while self._step(out, final=False):
-            pass
-        return out
-
-    def finish(self) -> ParsedDelta:
-        out = ParsedDelta()
-        while self._step(out, final=True):
-            pass
+    def _end(self, out: ParsedDelta) -> None:
         if self.state == "object" and self.call is not None and self.call.delta is None:
             out.content += self.buffer  # never became a call: it was text
         elif self.state == "text":
             out.content += self.buffer
-        self.buffer = ""
-        return out
 
     def _step(self, out: ParsedDelta, final: bool) -> bool:
         """Consume what can be decided of the buffer; True if the state changed."""

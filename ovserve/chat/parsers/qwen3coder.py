@@ -18,7 +18,7 @@ import json
 import re
 from typing import Any
 
-from ovserve.chat.parsers.base import ParsedDelta, ToolParser, held_prefix
+from ovserve.chat.parsers.base import BufferedToolParser, ParsedDelta
 from ovserve.protocol.chat import Tool, ToolCallDelta
 
 OPEN, CLOSE = "<tool_call>", "</tool_call>"
@@ -27,37 +27,23 @@ PARAMETER = re.compile(r"<parameter=([^>\n]+)>\n?(.*?)\n?</parameter>", re.DOTAL
 FUNCTION_END = "</function>"
 
 
-class Qwen3CoderToolParser(ToolParser):
+class Qwen3CoderToolParser(BufferedToolParser):
     name = "qwen3coder"
     trigger = OPEN
 
     def __init__(self, tools: tuple[Tool, ...] = ()) -> None:
-        super().__init__(tools)
-        self.buffer = ""
-        self.state = "text"  # text | call (inside <tool_call>) | function
+        super().__init__(tools)  # states: text | call (inside <tool_call>) | function
         self.index = -1
         self.function = ""
         self.members = 0
         self.scanned = 0  # characters of a function's text looked at for a closing tag
 
-    def feed(self, text: str) -> ParsedDelta:
-        self.buffer += text
-        out = ParsedDelta()
-        while self._step(out, final=False):
-            pass
-        return out
-
-    def finish(self) -> ParsedDelta:
-        out = ParsedDelta()
-        while self._step(out, final=True):
-            pass
+    def _end(self, out: ParsedDelta) -> None:
         if self.state == "function":  # cut short: close what was sent
             out.tool_calls.append(ToolCallDelta(index=self.index, arguments="}"
                                                 if self.members else "{}"))
         elif self.state == "text":
             out.content += self.buffer
-        self.buffer = ""
-        return out
 
     def _value(self, parameter: str, text: str) -> Any:
         tool = self.tools.get(self.function)
@@ -74,15 +60,7 @@ class Qwen3CoderToolParser(ToolParser):
     def _step(self, out: ParsedDelta, final: bool) -> bool:
         buf = self.buffer
         if self.state == "text":
-            at = buf.find(OPEN)
-            if at >= 0:
-                out.content += buf[:at]
-                self.buffer, self.state = buf[at + len(OPEN):], "call"
-                return True
-            keep = 0 if final else held_prefix(buf, OPEN)
-            out.content += buf[:len(buf) - keep]
-            self.buffer = buf[len(buf) - keep:]
-            return False
+            return self._text_until(out, OPEN, final, "call")
         if self.state == "call":
             found = FUNCTION.search(buf)
             stripped = buf.lstrip()
