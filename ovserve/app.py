@@ -11,7 +11,7 @@ import contextlib
 import logging
 import signal
 import socket
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -29,6 +29,7 @@ from ovserve.nodes import BUILTIN_CALCULATORS
 from ovserve.serving.registry import Registry
 from ovserve.serving.reload import ConfigReloader
 from ovserve.serving.server_config import ServableEntry
+from ovserve.transport.admission import Admission, AdmissionInterceptor, Limits
 from ovserve.transport.auth import ApiKey
 from ovserve.transport.grpc.auth import ApiKeyInterceptor
 from ovserve.transport.grpc.errors import ErrorInterceptor
@@ -40,6 +41,7 @@ from ovserve.transport.metrics import (
     OvmsMetricsConfig,
     serving_servables,
 )
+from ovserve.transport.metrics.admission import AdmissionView
 from ovserve.transport.rest.app import (
     DEFAULT_BODY_TIMEOUT,
     DEFAULT_MAX_BODY_BYTES,
@@ -106,6 +108,9 @@ class ServerSettings:
     metrics_list: tuple[str, ...] = ()
     #: the config file the entries came from (None: --model_path, --task)
     config_path: Path | None = None
+    #: --max_concurrent_requests / --max_queued_requests (transport.admission); None: no limit
+    max_concurrent_requests: int | None = None
+    max_queued_requests: int | None = None
 
     @property
     def grpc_addresses(self) -> tuple[str, ...]:
@@ -144,6 +149,7 @@ def build_grpc_server(
     plane: DataPlane, health_servicer: health.aio.HealthServicer, max_message_bytes: int,
     api_key: str | Sequence[str] | None = None,
     extra_options: Sequence[tuple[str, int | str]] = (),
+    admission: Admission | None = None,
 ) -> grpc.aio.Server:
     options: list[tuple[str, int | str]] = [
         ("grpc.max_receive_message_length", max_message_bytes),
@@ -153,6 +159,8 @@ def build_grpc_server(
     given = {name for name, _ in extra_options}
     options = [o for o in options if o[0] not in given] + list(extra_options)
     interceptors: list[grpc.aio.ServerInterceptor] = [ErrorInterceptor()]
+    if admission is not None:  # inside the error interceptor: refusals become its codes
+        interceptors.append(AdmissionInterceptor(admission))
     if api_key:  # checked first: a call without the key is refused before anything else
         interceptors.insert(0, ApiKeyInterceptor(ApiKey(api_key)))
     server = grpc.aio.server(options=options, interceptors=interceptors)
@@ -238,12 +246,15 @@ async def start(settings: ServerSettings, engines: EngineRegistry | None = None
         raise StartupError(str(exc)) from exc
     state = ServerState(registry)
     metrics = Metrics(engines, ovms, serving_servables(registry))
+    admission = Admission(Limits(settings.max_concurrent_requests,
+                                 settings.max_queued_requests), _waiting(engines))
+    metrics.registry.register(AdmissionView(admission))
     health_servicer = health.aio.HealthServicer()
     plane = DataPlane(registry, metrics, state)
     grpc_server = None
     if settings.grpc_port is not None:
         grpc_server = build_grpc_server(plane, health_servicer, settings.max_body_bytes,
-                                        settings.api_keys, settings.grpc_options)
+                                        settings.api_keys, settings.grpc_options, admission)
         for host in settings.grpc_addresses:
             # Probe the port ourselves: grpc core only logs a multi-line error when it fails.
             bind_socket(host, settings.grpc_port, "gRPC").close()
@@ -283,7 +294,7 @@ async def start(settings: ServerSettings, engines: EngineRegistry | None = None
     if rest_sockets:
         app = build_app(plane, max_body_bytes=settings.max_body_bytes,
                         api_key=settings.api_keys, body_timeout=settings.body_timeout,
-                        cors=settings.cors)
+                        cors=settings.cors, admission=admission)
         # httptools: uvicorn's C HTTP parser (h11, the pure-Python fallback, costs more CPU
         # per streamed chunk, and that CPU is taken from the engine on small machines), with
         # a deadline for request heads and no chunked coding for HTTP/1.0 clients
@@ -298,6 +309,14 @@ async def start(settings: ServerSettings, engines: EngineRegistry | None = None
     reloader.start()
     return RunningServer(settings, engines, registry, state, health_servicer, grpc_server, uv,
                          uv_task, health_task, reloader)
+
+
+def _waiting(engines: EngineRegistry) -> Callable[[], int]:
+    """Requests waiting for an engine slot, over every LLM engine (--max_queued_requests)."""
+    def waiting() -> int:
+        return sum(engine.stats().waiting_requests for engine in engines.engines())
+
+    return waiting
 
 
 async def _report_health(registry: Registry, servicer: health.aio.HealthServicer,

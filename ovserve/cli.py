@@ -263,6 +263,48 @@ _READERS: dict[str, dict[str, Any]] = {
 }
 
 
+# ---- ovserve's own operations flags (limits, names, ids, traces) ----------------------------
+
+@dataclass(frozen=True)
+class OwnFlag:
+    """One of ovserve's own flags, with the peer it follows. ``value``: a reader of
+    ``_READERS`` (or ``names``: repeatable, several values each). ``env``: an environment
+    variable that gives its default."""
+
+    name: str
+    value: str
+    effect: str
+    env: str = ""
+
+
+OPERATIONS_FLAGS: tuple[OwnFlag, ...] = (
+    OwnFlag("max_concurrent_requests", "int", "inference requests in flight across the server "
+            "(TGI's --max-concurrent-requests); past it a request is refused at once: 429 with "
+            "Retry-After, RESOURCE_EXHAUSTED on gRPC (default: no limit)",
+            "OVSERVE_MAX_CONCURRENT_REQUESTS"),
+    OwnFlag("max_queued_requests", "int", "requests waiting for an engine slot (SGLang's "
+            "--max-queued-requests); while that many wait a new request is refused at once "
+            "(default: no limit)", "OVSERVE_MAX_QUEUED_REQUESTS"),
+)
+
+
+def add_operations_flags(parser: argparse.ArgumentParser) -> None:
+    """``OPERATIONS_FLAGS``, in their own group; each defaults to its environment variable, or
+    None."""
+    group = parser.add_argument_group("operations (limits, names, request ids, traces)")
+    for flag in OPERATIONS_FLAGS:
+        reader = dict(_READERS[flag.value])
+        default: Any = os.environ.get(flag.env) or None if flag.env else None
+        if default is not None and "type" in reader:
+            try:
+                default = reader["type"](default)
+            except argparse.ArgumentTypeError as exc:
+                raise SystemExit(f"ovserve: ${flag.env}: {exc}") from None
+        help_text = flag.effect + (f" [${flag.env}]" if flag.env else "")
+        group.add_argument(f"--{flag.name}", dest=flag.name, default=default, help=help_text,
+                           **reader)
+
+
 def _task_groups(flag: OvmsFlag) -> list[str]:
     return [g for g in flag.group.split(",") if g in TASK_OPTIONS]
 
@@ -408,6 +450,7 @@ def build_parser() -> argparse.ArgumentParser:
         "health, readiness, /metrics, GET /v1/config and the web page's files (default: "
         "$OVSERVE_API_KEY; with --api_key_file or $API_KEY, any of the keys; none: open)")
     add_lora_args(parser)
+    add_operations_flags(parser)
     add_ovms_flags(parser)
     return parser
 
@@ -884,7 +927,16 @@ def server_settings(parser: argparse.ArgumentParser, args: argparse.Namespace,
         metrics_enable=bool(args.metrics_enable),
         metrics_list=Cors.split(args.metrics_list or ""),
         config_path=config_file(args.config_path) if args.config_path else None,
+        max_concurrent_requests=_limit(parser, args, "max_concurrent_requests"),
+        max_queued_requests=_limit(parser, args, "max_queued_requests"),
     )
+
+
+def _limit(parser: argparse.ArgumentParser, args: argparse.Namespace, name: str) -> int | None:
+    value: int | None = getattr(args, name)
+    if value is not None and value < 1:
+        parser.error(f"--{name} must be at least 1 (leave it out for no limit)")
+    return value
 
 
 def event_loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:

@@ -92,6 +92,17 @@ class EngineUnavailable(EngineError):
     """The engine cannot take requests now (restarting after a crash, or shut down)."""
 
 
+class Overloaded(OvserveError):
+    """The server is at a limit it was given (--max_concurrent_requests, --max_queued_requests):
+    the request is refused at once, to be retried later or elsewhere. ``reason``: the limit;
+    ``retry_after``: seconds a client should wait before retrying."""
+
+    def __init__(self, message: str, reason: str, retry_after: int = 1) -> None:
+        self.reason = reason
+        self.retry_after = retry_after
+        super().__init__(message)
+
+
 class EngineConflict(GraphConfigError):
     """Two graphs ask for one model with different engine options."""
 

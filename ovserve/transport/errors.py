@@ -16,6 +16,7 @@ from ovserve.errors import (
     HeadersTooLarge,
     InvalidInput,
     NodeError,
+    Overloaded,
     OvserveError,
     ServableNotFound,
     ServableNotReady,
@@ -47,6 +48,8 @@ ERROR_TABLE: dict[type[OvserveError], ErrorShape] = {
     EngineError: ErrorShape(500, grpc.StatusCode.INTERNAL, "server_error"),
     EngineUnavailable: ErrorShape(503, grpc.StatusCode.UNAVAILABLE, "service_unavailable"),
     DependencyUnavailable: ErrorShape(503, grpc.StatusCode.UNAVAILABLE, "service_unavailable"),
+    # past --max_concurrent_requests / --max_queued_requests: try again later (Retry-After)
+    Overloaded: ErrorShape(429, grpc.StatusCode.RESOURCE_EXHAUSTED, "rate_limit_exceeded"),
     Unauthenticated: ErrorShape(401, grpc.StatusCode.UNAUTHENTICATED, "invalid_request_error"),
 }
 FALLBACK = ErrorShape(500, grpc.StatusCode.INTERNAL, "server_error")

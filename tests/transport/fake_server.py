@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -50,7 +51,9 @@ def write_config(root: Path) -> Path:
 
 @asynccontextmanager
 async def fake_server(root: Path, monkeypatch: pytest.MonkeyPatch,
+                      settings: dict[str, Any] | None = None,
                       **engine_options: float) -> AsyncIterator[FakeServer]:
+    """``settings``: ``ServerSettings`` fields beside the test's own (limits, names ...)."""
     config = write_config(root)
     monkeypatch.setenv("OVSERVE_MODEL_PATH", str(root / "model"))
     monkeypatch.setenv("OVSERVE_MAX_TOKENS", "400")
@@ -61,12 +64,13 @@ async def fake_server(root: Path, monkeypatch: pytest.MonkeyPatch,
         engines.append(engine)
         return engine
 
-    settings = ServerSettings(entries=load_server_config(config), host="127.0.0.1",
-                              grpc_port=free_port(), rest_port=free_port(), grace_seconds=1)
-    running = await start(settings, EngineRegistry(factory))
-    assert settings.rest_port is not None and settings.grpc_port is not None
+    server = ServerSettings(entries=load_server_config(config), host="127.0.0.1",
+                            grpc_port=free_port(), rest_port=free_port(), grace_seconds=1,
+                            **(settings or {}))
+    running = await start(server, EngineRegistry(factory))
+    assert server.rest_port is not None and server.grpc_port is not None
     try:
-        yield FakeServer(grpc_port=settings.grpc_port, rest_port=settings.rest_port,
+        yield FakeServer(grpc_port=server.grpc_port, rest_port=server.rest_port,
                          running=running, engines=engines)
     finally:
         await running.stop()

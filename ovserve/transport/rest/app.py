@@ -25,6 +25,7 @@ from ovserve.errors import (
     OvserveError,
     Unauthenticated,
 )
+from ovserve.transport.admission import Admission, AdmissionControl
 from ovserve.transport.auth import ApiKey, public_path
 from ovserve.transport.kserve import DataPlane
 from ovserve.transport.openai.router import build_root_router
@@ -156,15 +157,17 @@ class ApiKeyCheck:
 
 def build_app(plane: DataPlane, *, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
               api_key: str | Sequence[str] | None = None,
-              body_timeout: float = DEFAULT_BODY_TIMEOUT, cors: Cors | None = OVMS_CORS
-              ) -> FastAPI:
+              body_timeout: float = DEFAULT_BODY_TIMEOUT, cors: Cors | None = OVMS_CORS,
+              admission: Admission | None = None) -> FastAPI:
     """``api_key``: a key, or several (any one will do); every request but probes and metrics
     must carry it (``transport.auth``). ``cors``: cross-origin access (default OVMS's: any
     origin, method and header, no credentials); None: no CORS headers, preflights not
-    answered."""
+    answered. ``admission``: the server's limits (``transport.admission``)."""
     registry, metrics, state = plane.registry, plane.metrics, plane.state
     app = FastAPI(title="ovserve", version=__version__, docs_url=None, redoc_url=None)
     errors.install(app)
+    if admission is not None:  # inside the key check: a request without the key gets 401
+        app.add_middleware(AdmissionControl, admission=admission, refuse=refuse)
     if api_key:
         app.add_middleware(ApiKeyCheck, api_key=ApiKey(api_key))
     app.add_middleware(RequestLimits, max_body_bytes=max_body_bytes,

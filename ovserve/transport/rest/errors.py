@@ -24,6 +24,7 @@ from starlette.requests import ClientDisconnect
 from ovserve.errors import (
     BodyTimeout,
     InvalidInput,
+    Overloaded,
     OvserveError,
     ServableNotFound,
     Unauthenticated,
@@ -54,6 +55,8 @@ def error_body(exc: OvserveError, shape: ErrorShape) -> dict[str, Any]:
         param, code = "model", "model_not_found"
     elif isinstance(exc, Unauthenticated):
         code = "invalid_api_key"  # as OpenAI answers a wrong key
+    elif isinstance(exc, Overloaded):
+        code = "rate_limit_exceeded"  # as OpenAI answers a 429
     return openai_body(str(exc), shape.openai_type, param, code)
 
 
@@ -61,6 +64,8 @@ def error_response(request: Request, exc: OvserveError) -> JSONResponse:
     shape = shape_of(exc)
     # what is left of a stalled body would be read as the next request: close the connection
     headers = {"Connection": "close"} if isinstance(exc, BodyTimeout) else None
+    if isinstance(exc, Overloaded):  # when to come back (the openai SDK's retry waits so long)
+        headers = {"Retry-After": str(exc.retry_after)}
     if not is_openai(request):
         return JSONResponse({"error": str(exc)}, status_code=shape.http_status, headers=headers)
     return JSONResponse(error_body(exc, shape), status_code=shape.http_status, headers=headers)
