@@ -28,6 +28,7 @@ from ovserve.engine.devices import DeviceChoice
 from ovserve.engine.embeddings import EmbeddingConfig, EmbeddingEngine
 from ovserve.engine.interface import Engine
 from ovserve.engine.model import ModelConfig, ModelEngine
+from ovserve.engine.rerank import RerankConfig, RerankEngine
 from ovserve.errors import EngineConflict, ServableNotFound
 
 log = logging.getLogger(__name__)
@@ -56,6 +57,10 @@ def model_engine(config: ModelConfig) -> ModelEngine:
     return ModelEngine(config)
 
 
+def rerank_engine(config: RerankConfig) -> RerankEngine:
+    return RerankEngine(config)
+
+
 class EngineRegistry:
     """One engine per model directory, shared by every owner that asks for it."""
 
@@ -66,7 +71,9 @@ class EngineRegistry:
                  embedding_engine, devices: DeviceChoice | None = None,
                  deterministic: bool = False,
                  model_factory: Callable[[ModelConfig], ModelEngine] = model_engine,
-                 chat: Mapping[str, Any] | None = None) -> None:
+                 chat: Mapping[str, Any] | None = None,
+                 rerank_factory: Callable[[RerankConfig], RerankEngine] = rerank_engine
+                 ) -> None:
         self.factory = factory
         self.devices = devices or DeviceChoice()  # --device / --plugin_config over the graphs
         self.embedding_factory = embedding_factory
@@ -80,6 +87,8 @@ class EngineRegistry:
         self._embedding_entries: dict[Path, _Entry] = {}
         self.model_factory = model_factory
         self._model_entries: dict[Path, _Entry] = {}
+        self.rerank_factory = rerank_factory
+        self._rerank_entries: dict[Path, _Entry] = {}
         #: plain models by servable name and version, as graphs' session nodes find them
         self._named: dict[str, dict[int, ModelEngine]] = {}
         #: (graph, side packet name) -> the session a session node made for that graph
@@ -125,6 +134,24 @@ class EngineRegistry:
             engine: EmbeddingEngine = entry.engine
             return engine
 
+    def acquire_rerank(self, owner: str, models_path: str | Path, **options: Any
+                       ) -> RerankEngine:
+        """The rerank engine of ``models_path`` for ``owner`` (``RerankConfig`` fields as
+        options; those given must agree with other owners')."""
+        path = Path(models_path).resolve()
+        options = self.devices.apply(options)
+        options.pop("deterministic", None)
+        with self._lock:
+            entry = self._rerank_entries.get(path)
+            if entry is None:
+                config = RerankConfig(models_path=path, **options)
+                entry = self._rerank_entries[path] = _Entry(self.rerank_factory(config), config)
+            else:
+                self._check(entry, owner, path, options)
+            entry.owners.setdefault(owner, {}).update(options)
+            engine: RerankEngine = entry.engine
+            return engine
+
     def acquire_model(self, owner: str, path: str | Path, **options: Any) -> ModelEngine:
         """The engine of the plain model file ``path`` for ``owner`` (``ModelConfig`` fields
         as options; those given must agree with other owners')."""
@@ -163,7 +190,8 @@ class EngineRegistry:
         outgoing generation, so the incoming one acquires under the servable's name and
         shares every engine whose options did not change)."""
         with self._lock:
-            for entries in (self._entries, self._embedding_entries, self._model_entries):
+            for entries in (self._entries, self._embedding_entries, self._model_entries,
+                            self._rerank_entries):
                 for entry in entries.values():
                     if old in entry.owners:
                         entry.owners[new] = entry.owners.pop(old)
@@ -221,7 +249,8 @@ class EngineRegistry:
         with self._lock:
             for key in [k for k in self._sessions if k[0] == owner]:
                 del self._sessions[key]
-            for entries in (self._entries, self._embedding_entries, self._model_entries):
+            for entries in (self._entries, self._embedding_entries, self._model_entries,
+                            self._rerank_entries):
                 for path, entry in list(entries.items()):
                     if entry.owners.pop(owner, None) is not None and not entry.owners:
                         del entries[path]
@@ -247,10 +276,12 @@ class EngineRegistry:
         with self._lock:
             engines = [e.engine for e in (*self._entries.values(),
                                            *self._embedding_entries.values(),
-                                           *self._model_entries.values())]
+                                           *self._model_entries.values(),
+                                           *self._rerank_entries.values())]
             self._entries.clear()
             self._embedding_entries.clear()
             self._model_entries.clear()
+            self._rerank_entries.clear()
             self._named.clear()
             self._sessions.clear()
         for engine in engines:

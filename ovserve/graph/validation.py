@@ -34,7 +34,7 @@ LOOPBACK = "LOOPBACK"
 #: Side packets ovserve provides itself; any other must be a graph input_side_packet.
 PROVIDED_SIDE_PACKET_TAGS = frozenset({"PYTHON_NODE_RESOURCES", "LLM_NODE_RESOURCES",
                                        "LLM_NODE_EXECUTION_CONTEXTS",
-                                       "EMBEDDINGS_NODE_RESOURCES"})
+                                       "EMBEDDINGS_NODE_RESOURCES", "RERANK_NODE_RESOURCES"})
 
 
 def _refs(texts: list[str], where: str, kind: str, problems: list[str]) -> list[StreamRef]:

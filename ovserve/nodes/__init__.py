@@ -11,6 +11,7 @@ from ovserve.nodes.openvino_inference import (
     PyTensorOvTensorConverterCalculator,
 )
 from ovserve.nodes.python_executor import PythonExecutorCalculator
+from ovserve.nodes.rerank import RerankCalculator
 from ovserve.nodes.retriever import RetrieverCalculator
 
 BUILTIN_CALCULATORS: dict[str, type[Calculator]] = {
@@ -19,6 +20,7 @@ BUILTIN_CALCULATORS: dict[str, type[Calculator]] = {
     "LLMCalculator": LLMCalculator,
     EmbeddingsCalculator.name: EmbeddingsCalculator,  # OVMS's name, EmbeddingsCalculatorOV
     RetrieverCalculator.name: RetrieverCalculator,
+    RerankCalculator.name: RerankCalculator,  # OVMS's name, RerankCalculatorOV
     OpenVINOModelServerSessionCalculator.name: OpenVINOModelServerSessionCalculator,
     OpenVINOInferenceCalculator.name: OpenVINOInferenceCalculator,
     PyTensorOvTensorConverterCalculator.name: PyTensorOvTensorConverterCalculator,
