@@ -6,6 +6,11 @@ the prompt template's ``{context}`` and ``{input}`` with them and passes the req
 (``HTTP_REQUEST_PAYLOAD`` out) with the chunks as its sources, which the LLM node returns beside
 the answer. Alone, it is the KServe "vector store predictor": a BYTES ``question`` in,
 ``DOCUMENTS`` / ``SOURCES`` (BYTES) and ``SCORES`` (FP32) out.
+
+With ``rerank_models_path`` set it reranks: the ``rerank_candidates`` closest chunks are scored
+against the question by the rerank model (a cross-encoder, as ``RerankCalculatorOV`` uses) and
+the best ``top_k`` go on, in the reranker's order; sources then carry ``rerank_score`` beside
+the vector ``score``, and ``SCORES`` holds the rerank scores.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from ovserve.engine.embeddings import EmbeddingEngine
+from ovserve.engine.rerank import RerankEngine
 from ovserve.errors import InvalidInput, NodeError, ServableNotReady
 from ovserve.graph.calculator import Calculator, LoadContext, NodeRun, Packet, RunContext
 from ovserve.graph.config import node_options
@@ -73,6 +79,7 @@ class RetrieverCalculator(Calculator):
 
     engine: EmbeddingEngine
     store: VectorStore
+    reranker: RerankEngine | None = None
 
     @classmethod
     def check(cls, node: NodeSpec, base_path: Path) -> list[str]:
@@ -92,6 +99,13 @@ class RetrieverCalculator(Calculator):
                 problems.append(f"prompt_template has no {field}")
         if options.top_k < 1:
             problems.append("top_k must be at least 1")
+        if options.rerank_models_path:
+            problems += model_problems("rerank_models_path",
+                                       resolve(options.rerank_models_path, base_path),
+                                       "scripts/make_reranker.py")
+            if options.rerank_candidates < options.top_k:
+                problems.append(f"rerank_candidates ({options.rerank_candidates}) must be at "
+                                f"least top_k ({options.top_k})")
         return problems
 
     def __init__(self, node: NodeSpec, context: LoadContext) -> None:
@@ -101,6 +115,8 @@ class RetrieverCalculator(Calculator):
         self.options = options
         self.template = options.prompt_template or DEFAULT_TEMPLATE
         self.embedding_path = resolve(options.embedding_models_path, context.base_path)
+        self.rerank_path = (resolve(options.rerank_models_path, context.base_path)
+                            if options.rerank_models_path else None)
         self.store_config = StoreConfig(
             path=None if options.chroma_url else resolve(options.store_path, context.base_path),
             url=options.chroma_url, collection=options.collection)
@@ -119,28 +135,48 @@ class RetrieverCalculator(Calculator):
 
         self.engine, self.store = await asyncio.get_running_loop().run_in_executor(
             context.executor, acquire)
+        if self.rerank_path is not None:
+            path = self.rerank_path
+            self.reranker = await asyncio.get_running_loop().run_in_executor(
+                context.executor, lambda: context.engines.acquire_rerank(context.servable, path))
 
     async def retrieve(self, question: str) -> list[Hit]:
+        """The chunks for ``question``, best first (reranked when a reranker is set; then
+        each ``Hit.score`` is still the vector store's; ``retrieve_scored`` has both)."""
+        return [hit for hit, _ in await self.retrieve_scored(question)]
+
+    async def retrieve_scored(self, question: str) -> list[tuple[Hit, float | None]]:
+        """The chunks for ``question``, best first, each with its rerank score (None when
+        the graph does not rerank)."""
         try:
             vector = (await self.engine.aembed([question])).vectors[0]
         except InvalidInput as exc:
             raise InvalidInput(f"the question cannot be searched with: {exc}") from exc
         loop = asyncio.get_running_loop()
+        wanted = self.options.top_k
+        if self.reranker is not None:
+            wanted = max(self.options.rerank_candidates, wanted)
         hits = await loop.run_in_executor(self.context.executor, self.store.query,
-                                          np.asarray(vector).tolist(), self.options.top_k)
+                                          np.asarray(vector).tolist(), wanted)
         if not hits:
             raise ServableNotReady(f"servable {self.context.servable}: the document store is "
                                    "empty; ingest documents first (scripts/ingest.py or the "
                                    "web page's upload)")
-        return hits
+        if self.reranker is None:
+            return [(hit, None) for hit in hits]
+        scores = (await self.reranker.arerank(question, [h.text for h in hits])).scores
+        order = sorted(range(len(hits)), key=lambda i: (-scores[i], i))[:self.options.top_k]
+        return [(hits[i], scores[i]) for i in order]
 
-    def augment(self, request: GenerationRequest, question: str, hits: list[Hit]
-                ) -> GenerationRequest:
+    def augment(self, request: GenerationRequest, question: str,
+                scored: list[tuple[Hit, float | None]]) -> GenerationRequest:
         context = "\n\n".join(f"[{n}] ({hit.source})\n{hit.text}"
-                              for n, hit in enumerate(hits, 1))
+                              for n, (hit, _) in enumerate(scored, 1))
         prompt = self.template.replace("{context}", context).replace("{input}", question)
         sources = tuple({"source": h.source, "section": h.section, "position": h.position,
-                         "score": round(h.score, 4), "text": h.text} for h in hits)
+                         "score": round(h.score, 4), "text": h.text,
+                         **({} if rerank is None else {"rerank_score": round(rerank, 4)})}
+                        for h, rerank in scored)
         if request.kind == "chat":
             messages = list(request.messages)
             last = max(i for i, m in enumerate(messages) if m.get("role") == "user")
@@ -164,18 +200,20 @@ class _RetrieverRun(NodeRun):
             if REQUEST_TAG not in calc.ports:
                 raise NodeError(calc.node.name, f"has no {REQUEST_TAG} output for requests")
             question = question_of(payload)
-            hits = await calc.retrieve(question)
+            scored = await calc.retrieve_scored(question)
             self.context.emit(calc.ports[REQUEST_TAG],
-                              Packet(timestamp, calc.augment(payload, question, hits)))
+                              Packet(timestamp, calc.augment(payload, question, scored)))
         elif isinstance(payload, Tensor):
             texts = texts_of(payload)
             if len(texts) != 1 or not texts[0].strip():
                 raise InvalidInput(f"input {payload.name!r}: one non-empty question")
-            hits = await calc.retrieve(texts[0])
+            scored = await calc.retrieve_scored(texts[0])
+            hits = [hit for hit, _ in scored]
+            scores = [hit.score if rerank is None else rerank for hit, rerank in scored]
             outputs: dict[str, Any] = {
                 "DOCUMENTS": bytes_tensor("documents", [h.text for h in hits]),
                 "SOURCES": bytes_tensor("sources", [h.source for h in hits]),
-                "SCORES": Tensor("scores", np.array([h.score for h in hits], np.float32)
+                "SCORES": Tensor("scores", np.array(scores, np.float32)
                                  .tobytes(), shape=(len(hits),), datatype="FP32")}
             for tag, tensor in outputs.items():
                 if tag in calc.ports:

@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n.ovserve/graph/proto/retriever_calculator.proto\x12\tmediapipe\"\xda\x01\n\x1aRetrieverCalculatorOptions\x12\x1d\n\x15\x65mbedding_models_path\x18\x01 \x01(\t\x12\x1f\n\nstore_path\x18\x02 \x01(\t:\x0b\x64\x61ta/chroma\x12\x14\n\nchroma_url\x18\x03 \x01(\t:\x00\x12\x1d\n\ncollection\x18\x04 \x01(\t:\tdocuments\x12\x10\n\x05top_k\x18\x05 \x01(\r:\x01\x34\x12\x19\n\x0fprompt_template\x18\x06 \x01(\t:\x00\x12\x1a\n\rtarget_device\x18\x07 \x01(\t:\x03\x43PU')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n.ovserve/graph/proto/retriever_calculator.proto\x12\tmediapipe\"\x97\x02\n\x1aRetrieverCalculatorOptions\x12\x1d\n\x15\x65mbedding_models_path\x18\x01 \x01(\t\x12\x1f\n\nstore_path\x18\x02 \x01(\t:\x0b\x64\x61ta/chroma\x12\x14\n\nchroma_url\x18\x03 \x01(\t:\x00\x12\x1d\n\ncollection\x18\x04 \x01(\t:\tdocuments\x12\x10\n\x05top_k\x18\x05 \x01(\r:\x01\x34\x12\x19\n\x0fprompt_template\x18\x06 \x01(\t:\x00\x12\x1a\n\rtarget_device\x18\x07 \x01(\t:\x03\x43PU\x12\x1c\n\x12rerank_models_path\x18\x08 \x01(\t:\x00\x12\x1d\n\x11rerank_candidates\x18\t \x01(\r:\x02\x32\x30')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -32,5 +32,5 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'ovserve.graph.proto.retriev
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_RETRIEVERCALCULATOROPTIONS']._serialized_start=62
-  _globals['_RETRIEVERCALCULATOROPTIONS']._serialized_end=280
+  _globals['_RETRIEVERCALCULATOROPTIONS']._serialized_end=341
 # @@protoc_insertion_point(module_scope)

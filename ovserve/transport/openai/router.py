@@ -38,6 +38,7 @@ from ovserve.transport.openai.protocol import (
     TokenizeResponse,
     UnloadLoraAdapterRequest,
 )
+from ovserve.transport.openai.rerank import add_rerank_routes
 from ovserve.transport.openai.responses import ResponsesRequest, ResponsesServing, events_sse
 from ovserve.transport.openai.serving import OpenAIServing
 from ovserve.transport.rest.disconnect import cancel_on_disconnect
@@ -118,6 +119,7 @@ def build_router(serving: OpenAIServing) -> APIRouter:
         return _json(answer)
 
     add_tokenizer_routes(router, serving)
+    add_rerank_routes(router, serving)  # Cohere's /v3/rerank, vLLM's /v1/rerank and /v1/score
     responses = ResponsesServing(serving)
 
     @router.post("/responses")
@@ -159,7 +161,9 @@ def add_tokenizer_routes(router: APIRouter, serving: OpenAIServing) -> None:
 
 
 def build_root_router(serving: OpenAIServing) -> APIRouter:
-    """vLLM's tokenizer endpoints at the root (``/tokenize``, ``/detokenize``)."""
+    """vLLM's tokenizer endpoints at the root (``/tokenize``, ``/detokenize``), and its
+    ``/rerank`` and ``/score``."""
     router = APIRouter(responses=ERRORS, strict_content_type=False)
     add_tokenizer_routes(router, serving)
+    add_rerank_routes(router, serving)
     return router
