@@ -42,6 +42,8 @@ from ovserve.transport.metrics import (
     serving_servables,
 )
 from ovserve.transport.metrics.admission import AdmissionView
+from ovserve.transport.names import ServedNames
+from ovserve.transport.request_ids import RequestIdInterceptor
 from ovserve.transport.rest.app import (
     DEFAULT_BODY_TIMEOUT,
     DEFAULT_MAX_BODY_BYTES,
@@ -111,6 +113,10 @@ class ServerSettings:
     #: --max_concurrent_requests / --max_queued_requests (transport.admission); None: no limit
     max_concurrent_requests: int | None = None
     max_queued_requests: int | None = None
+    #: --served_model_name: servable -> its aliases (transport.names)
+    served_model_names: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    #: --enable_request_id_headers: responses carry X-Request-Id (transport.request_ids)
+    request_id_headers: bool = False
 
     @property
     def grpc_addresses(self) -> tuple[str, ...]:
@@ -149,7 +155,7 @@ def build_grpc_server(
     plane: DataPlane, health_servicer: health.aio.HealthServicer, max_message_bytes: int,
     api_key: str | Sequence[str] | None = None,
     extra_options: Sequence[tuple[str, int | str]] = (),
-    admission: Admission | None = None,
+    admission: Admission | None = None, request_id_headers: bool = False,
 ) -> grpc.aio.Server:
     options: list[tuple[str, int | str]] = [
         ("grpc.max_receive_message_length", max_message_bytes),
@@ -158,7 +164,9 @@ def build_grpc_server(
     ]
     given = {name for name, _ in extra_options}
     options = [o for o in options if o[0] not in given] + list(extra_options)
-    interceptors: list[grpc.aio.ServerInterceptor] = [ErrorInterceptor()]
+    # the call's id first, so the error interceptor's log lines carry it
+    interceptors: list[grpc.aio.ServerInterceptor] = [RequestIdInterceptor(request_id_headers),
+                                                      ErrorInterceptor()]
     if admission is not None:  # inside the error interceptor: refusals become its codes
         interceptors.append(AdmissionInterceptor(admission))
     if api_key:  # checked first: a call without the key is refused before anything else
@@ -250,11 +258,12 @@ async def start(settings: ServerSettings, engines: EngineRegistry | None = None
                                  settings.max_queued_requests), _waiting(engines))
     metrics.registry.register(AdmissionView(admission))
     health_servicer = health.aio.HealthServicer()
-    plane = DataPlane(registry, metrics, state)
+    plane = DataPlane(registry, metrics, state, ServedNames(settings.served_model_names))
     grpc_server = None
     if settings.grpc_port is not None:
         grpc_server = build_grpc_server(plane, health_servicer, settings.max_body_bytes,
-                                        settings.api_keys, settings.grpc_options, admission)
+                                        settings.api_keys, settings.grpc_options, admission,
+                                        settings.request_id_headers)
         for host in settings.grpc_addresses:
             # Probe the port ourselves: grpc core only logs a multi-line error when it fails.
             bind_socket(host, settings.grpc_port, "gRPC").close()
@@ -294,7 +303,8 @@ async def start(settings: ServerSettings, engines: EngineRegistry | None = None
     if rest_sockets:
         app = build_app(plane, max_body_bytes=settings.max_body_bytes,
                         api_key=settings.api_keys, body_timeout=settings.body_timeout,
-                        cors=settings.cors, admission=admission)
+                        cors=settings.cors, admission=admission,
+                        request_id_headers=settings.request_id_headers)
         # httptools: uvicorn's C HTTP parser (h11, the pure-Python fallback, costs more CPU
         # per streamed chunk, and that CPU is taken from the engine on small machines), with
         # a deadline for request heads and no chunked coding for HTTP/1.0 clients

@@ -50,6 +50,7 @@ from ovserve.serving.server_config import (
     single_model_entry,
 )
 from ovserve.transport.auth import read_key_file
+from ovserve.transport.request_ids import RequestIdFilter
 
 if TYPE_CHECKING:
     from ovserve.app import ServerSettings
@@ -285,7 +286,18 @@ OPERATIONS_FLAGS: tuple[OwnFlag, ...] = (
     OwnFlag("max_queued_requests", "int", "requests waiting for an engine slot (SGLang's "
             "--max-queued-requests); while that many wait a new request is refused at once "
             "(default: no limit)", "OVSERVE_MAX_QUEUED_REQUESTS"),
+    OwnFlag("served_model_name", "names", "more names for a servable, in every API "
+            "(vLLM's --served-model-name): SERVABLE=ALIAS[,ALIAS...], repeatable; with "
+            "--model_path, plain names (the first is the servable's name when --model_name is "
+            "not given)"),
+    OwnFlag("enable_request_id_headers", "switch", "responses carry the request's "
+            "X-Request-Id (the client's, else a new one; vLLM's --enable-request-id-headers); "
+            "the id is in the log and the trace whatever this says"),
 )
+#: readers of ovserve's own flags beside ``_READERS``
+_OWN_READERS: dict[str, dict[str, Any]] = {
+    "names": {"action": "append", "nargs": "+", "metavar": "NAME"},
+}
 
 
 def add_operations_flags(parser: argparse.ArgumentParser) -> None:
@@ -293,7 +305,7 @@ def add_operations_flags(parser: argparse.ArgumentParser) -> None:
     None."""
     group = parser.add_argument_group("operations (limits, names, request ids, traces)")
     for flag in OPERATIONS_FLAGS:
-        reader = dict(_READERS[flag.value])
+        reader = dict(_OWN_READERS.get(flag.value) or _READERS[flag.value])
         default: Any = os.environ.get(flag.env) or None if flag.env else None
         if default is not None and "type" in reader:
             try:
@@ -587,8 +599,11 @@ def configure_logging(parser: argparse.ArgumentParser, level: str, path: str | N
             handlers.append(logging.FileHandler(path))
         except OSError as exc:
             parser.error(f"--log_path {path}: {exc.strerror or exc}")
+    for handler in handlers:  # "[request ID] " while a request is served
+        handler.addFilter(RequestIdFilter())
     logging.basicConfig(level=TRACE if level == "TRACE" else level, handlers=handlers,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s", force=True)
+                        format="%(asctime)s %(levelname)s %(name)s: %(request_tag)s%(message)s",
+                        force=True)
     if path:
         log.info("logging to %s too (--log_path)", path)
 
@@ -738,8 +753,10 @@ def entries_from_args(parser: argparse.ArgumentParser, args: argparse.Namespace)
         path = config_file(args.config_path)
         return load_server_config(path), str(path)
     if args.model_path:
+        if not args.model_name:  # vLLM's habit: the first served name names it
+            args.model_name = next(iter(_plain_names(args)), None)
         if not args.model_name:
-            parser.error("--model_path needs --model_name")
+            parser.error("--model_path needs --model_name (or --served_model_name NAME)")
         return [single_entry(parser, args, args.model_path, args.model_name, task)], \
             str(args.model_path)
     default = os.environ.get("OVSERVE_CONFIG_PATH")
@@ -929,7 +946,52 @@ def server_settings(parser: argparse.ArgumentParser, args: argparse.Namespace,
         config_path=config_file(args.config_path) if args.config_path else None,
         max_concurrent_requests=_limit(parser, args, "max_concurrent_requests"),
         max_queued_requests=_limit(parser, args, "max_queued_requests"),
+        served_model_names=served_names(parser, args, entries),
+        request_id_headers=bool(args.enable_request_id_headers),
     )
+
+
+def _plain_names(args: argparse.Namespace) -> list[str]:
+    """--served_model_name's plain names (vLLM's list, with --model_path)."""
+    return [n for group in (getattr(args, "served_model_name", None) or []) for n in group
+            if "=" not in n]
+
+
+def served_names(parser: argparse.ArgumentParser, args: argparse.Namespace,
+                 entries: list[ServableEntry]) -> dict[str, tuple[str, ...]]:
+    """--served_model_name as servable -> aliases. A usage error for a servable that is not
+    served, an alias that is another servable's name or given to two servables, plain names
+    without --model_path."""
+    aliases: dict[str, list[str]] = {}
+    for group in getattr(args, "served_model_name", None) or []:
+        for item in group:
+            if "=" not in item:
+                continue
+            servable, _, text = item.partition("=")
+            listed = [a.strip() for a in text.split(",") if a.strip()]
+            if not servable.strip() or not listed:
+                parser.error(f"--served_model_name {item}: expected SERVABLE=ALIAS[,ALIAS...]")
+            aliases.setdefault(servable.strip(), []).extend(listed)
+    plain = _plain_names(args)
+    if plain:
+        if not args.model_path:
+            parser.error("--served_model_name: plain names go with --model_path; with a config "
+                         "give SERVABLE=ALIAS[,ALIAS...]")
+        aliases.setdefault(args.model_name, []).extend(n for n in plain if n != args.model_name)
+    served = {e.name for e in entries}
+    owner: dict[str, str] = {}
+    for servable, listed in aliases.items():
+        if served and servable not in served:
+            parser.error(f"--served_model_name {servable}=...: no servable is named {servable!r} "
+                         f"(servables: {', '.join(sorted(served))})")
+        for alias in listed:
+            if alias in served:
+                parser.error(f"--served_model_name: {alias!r} is already a servable's name")
+            if owner.setdefault(alias, servable) != servable:
+                parser.error(f"--served_model_name: {alias!r} is given to {owner[alias]} and "
+                             f"{servable}")
+    return {s: tuple(dict.fromkeys(a for a in listed if a != s))
+            for s, listed in aliases.items() if listed}
 
 
 def _limit(parser: argparse.ArgumentParser, args: argparse.Namespace, name: str) -> int | None:

@@ -33,16 +33,20 @@ from ovserve.transport.kserve.types import (
     TensorSpec,
 )
 from ovserve.transport.metrics import Metrics
+from ovserve.transport.names import ServedNames
 from ovserve.transport.state import ServerState
 
 VERSIONS = ("1",)
 
 
 class DataPlane:
-    def __init__(self, registry: Registry, metrics: Metrics, state: ServerState) -> None:
+    def __init__(self, registry: Registry, metrics: Metrics, state: ServerState,
+                 names: ServedNames | None = None) -> None:
         self.registry = registry
         self.metrics = metrics
         self.state = state
+        #: --served_model_name: aliases answered as their servables (every API)
+        self.names = names or ServedNames()
 
     # -- server and models ------------------------------------------------------------------
 
@@ -59,7 +63,8 @@ class DataPlane:
                  ) -> tuple[Servable | ModelServable, str | None]:
         """The servable (and LoRA adapter) a model name and version name: a plain model's
         versions are its own; a graph's only version is "1". An unknown version is not found,
-        as KServe answers."""
+        as KServe answers. An alias (--served_model_name) means its servable."""
+        model = self.names.servable(model)
         plain = self.registry.model(model)
         if plain is not None:
             plain.version(version)  # raises ServableNotFound

@@ -87,6 +87,8 @@ class SamplingFields(BaseModel):
     num_assistant_tokens: int | None = Field(None, ge=1, le=64)
     max_ngram_size: int | None = Field(None, ge=1, le=64)
     assistant_confidence_threshold: float | None = Field(None, gt=0, lt=1)
+    # llama.cpp's: the response (a stream's chunks that finish a choice) carries ``timings``
+    timings_per_token: StrictBool = False
 
 
 class CompletionRequest(SamplingFields):
@@ -266,7 +268,7 @@ class Answer(Body):
     """What completions and chat answer, whole or as stream chunks (the subclasses narrow
     ``object`` and ``choices``); ``usage`` and ``sources`` are left out when absent."""
 
-    omit_if_none = ("usage", "sources")
+    omit_if_none = ("usage", "sources", "timings")
     id: str
     object: str
     created: int
@@ -274,6 +276,8 @@ class Answer(Body):
     choices: list[Any]
     usage: Usage | None = None
     sources: list[dict[str, Any]] | None = None  # a RAG graph's retrieved chunks
+    #: llama.cpp's per-request timings (``timings_per_token``), ``transport.engine_requests``
+    timings: dict[str, Any] | None = None
 
 
 class CompletionLogprobs(BaseModel):

@@ -35,8 +35,11 @@ from ovserve.protocol.generation import (
 )
 from ovserve.serving.registry import Registry
 from ovserve.serving.servable import Servable
+from ovserve.transport import request_ids
+from ovserve.transport.engine_requests import Observed, llama_timings, observing
 from ovserve.transport.errors import shape_of
 from ovserve.transport.metrics import Metrics, Tracked
+from ovserve.transport.names import ServedNames
 from ovserve.transport.openai.chat_settings import chat_settings, tools_of
 from ovserve.transport.openai.chat_settings import settings as chat_settings_of
 from ovserve.transport.openai.protocol import (
@@ -338,10 +341,12 @@ class Generation:
 
 
 class OpenAIServing:
-    def __init__(self, registry: Registry, metrics: Metrics, started: int) -> None:
+    def __init__(self, registry: Registry, metrics: Metrics, started: int,
+                 names: ServedNames | None = None) -> None:
         self.registry = registry
         self.metrics = metrics
         self.started = started
+        self.names = names or ServedNames()
 
     # -- models -----------------------------------------------------------------------------
 
@@ -357,12 +362,15 @@ class OpenAIServing:
         cards, seen = [], set()
         for servable in self._llm_servables():
             cards.append(self._card(servable.name))
+            cards += [self._card(alias, servable.name) for alias in self.names.aliases(
+                servable.name)]  # --served_model_name
             for adapter in servable.adapters():
                 if adapter.name not in seen:
                     seen.add(adapter.name)
                     cards.append(self._card(adapter.name, str(adapter.path), servable.name))
-        cards += [self._card(s.name) for s in self.registry.servables()
-                  if s.embedding_input is not None]
+        cards += [self._card(name, s.name if name != s.name else None)
+                  for s in self.registry.servables() if s.embedding_input is not None
+                  for name in (s.name, *self.names.aliases(s.name))]
         return ModelList(data=cards)
 
     def model(self, model_id: str) -> ModelCard:
@@ -372,7 +380,7 @@ class OpenAIServing:
     def llm(self, name: str) -> tuple[Servable, str | None]:
         """The LLM servable for a model id, and the LoRA adapter the id names, if any."""
         try:
-            servable, adapter = self.registry.resolve(name, llm=True)
+            servable, adapter = self.registry.resolve(self.names.servable(name), llm=True)
         except ServableNotFound as exc:
             ids = ", ".join(c.id for c in self.models().data) or "none"
             raise ServableNotFound(f"The model `{name}` does not exist (models: {ids})"
@@ -418,7 +426,7 @@ class OpenAIServing:
 
     def _embedder(self, name: str) -> Servable:
         try:
-            servable = self.registry.get(name)
+            servable = self.registry.get(self.names.servable(name))
         except ServableNotFound as exc:
             ids = ", ".join(s.name for s in self.registry.servables()
                             if s.embedding_input is not None) or "none"
@@ -544,8 +552,11 @@ class OpenAIServing:
                                       params=sampling_params(req, req.max_tokens))
             requests = [first, *(replace(first, prompt=p) for p in prompts[1:])]
         servable, adapter = self.llm(req.model)
+        # the name asked for is echoed: an adapter's, an alias (--served_model_name), the
+        # servable's
+        echoed = req.model if self.names.is_alias(req.model) else servable.name
         return Generation(kind, servable, [replace(r, adapter=adapter) for r in requests],
-                          model=adapter or servable.name,
+                          model=adapter or echoed,
                           echo=isinstance(req, CompletionRequest) and req.echo,
                           include_usage=include_usage)
 
@@ -554,12 +565,15 @@ class OpenAIServing:
         """The response, or (``stream``) an iterator of chunks whose first one is already
         there: errors before the first token raise here, so they get a status code."""
         tracked = self.metrics.track(req.model, "openai", streamed=req.stream)
+        # the engine requests it makes, kept for its timings (llama.cpp's timings_per_token)
+        observed = Observed() if req.timings_per_token else None
         try:
-            generation = self.prepare(req)
-            if not req.stream:
-                return await self._complete(generation)
-            chunks = self._stream(generation, tracked)
-            first = await anext(chunks, None)
+            with observing(observed):
+                generation = self.prepare(req)
+                if not req.stream:
+                    return await self._complete(generation, observed)
+                chunks = self._stream(generation, tracked, observed)
+                first = await anext(chunks, None)
             return _prepend(first, chunks)
         except Exception as exc:
             tracked.fail(exc)
@@ -569,7 +583,7 @@ class OpenAIServing:
             if not req.stream:
                 tracked.finish()  # also when cancelled (the client left)
 
-    async def _complete(self, generation: Generation
+    async def _complete(self, generation: Generation, observed: Observed | None = None
                         ) -> CompletionResponse | ChatCompletionResponse:
         count = generation.choices
         texts = [generation.prompt_of(i) if generation.echo else "" for i in range(count)]
@@ -596,26 +610,28 @@ class OpenAIServing:
                                   "usage": usage.body()}
         if sources:  # a RAG graph's retrieved chunks, beside the answer
             common["sources"] = sources
+        if observed is not None:
+            common["timings"] = llama_timings(observed.requests())
         if generation.kind == "chat":
             return ChatCompletionResponse(
-                id=f"chatcmpl-{uuid.uuid4().hex}", **common, choices=[
+                id=f"chatcmpl-{_id()}", **common, choices=[
                     ChatChoice(index=i, message=answers[i].message(text),
                                logprobs=_chat_logprobs(logprobs[i]) if generation.logprobs
                                else None, finish_reason=reasons[i])
                     for i, text in enumerate(texts)])
         return CompletionResponse(
-            id=f"cmpl-{uuid.uuid4().hex}", **common, choices=[
+            id=f"cmpl-{_id()}", **common, choices=[
                 CompletionChoice(index=i, text=text, finish_reason=_plain(reasons[i]),
                                  logprobs=_completion_logprobs(logprobs[i])
                                  if generation.logprobs else None)
                 for i, text in enumerate(texts)])
 
-    async def _stream(self, generation: Generation, tracked: Tracked
-                      ) -> AsyncGenerator[Chunk, None]:
+    async def _stream(self, generation: Generation, tracked: Tracked,
+                      observed: Observed | None = None) -> AsyncGenerator[Chunk, None]:
         """The chunks of a streamed response: echoed prompts, the chat role, a chunk per
         engine chunk with text, a finish reason or sources, then usage when asked for."""
         chat = generation.kind == "chat"
-        ident = f"{'chatcmpl' if chat else 'cmpl'}-{uuid.uuid4().hex}"
+        ident = f"{'chatcmpl' if chat else 'cmpl'}-{_id()}"
         created = int(time.time())
         offsets: dict[int, int] = {}  # completions' text_offset, per choice
         usage = _Usage(generation.n)
@@ -658,7 +674,10 @@ class OpenAIServing:
                 usage.add(chunk)
                 if (chunk.text or chunk.finish_reason is not None or chunk.sources
                         or chunk.reasoning or chunk.tool_calls or chunk.logprobs):
-                    extra = {"sources": list(chunk.sources)} if chunk.sources else {}
+                    extra: dict[str, Any] = {"sources": list(chunk.sources)} if chunk.sources \
+                        else {}
+                    if observed is not None and chunk.finish_reason is not None:
+                        extra["timings"] = llama_timings(observed.requests())
                     yield chunk_of([choice(chunk)], **extra)
             self.metrics.tokens(generation.model, usage.prompt, usage.completion)
             if generation.include_usage:
@@ -672,6 +691,11 @@ class OpenAIServing:
         finally:
             tracked.finish()
             await chunks.aclose()  # a disconnect lands here too: the engine aborts
+
+
+def _id() -> str:
+    """A response id's tail: the request's id (X-Request-Id, as vLLM), else a new one."""
+    return request_ids.current() or uuid.uuid4().hex
 
 
 def _plain(reason: FinishReason | None) -> Literal["stop", "length"] | None:

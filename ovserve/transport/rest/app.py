@@ -31,6 +31,7 @@ from ovserve.transport.kserve import DataPlane
 from ovserve.transport.openai.router import build_root_router
 from ovserve.transport.openai.router import build_router as build_openai_router
 from ovserve.transport.openai.serving import OpenAIServing
+from ovserve.transport.request_ids import RequestIds
 from ovserve.transport.rest import errors, kserve_schemas
 from ovserve.transport.rest.kserve_v2 import PROBE, build_router
 from ovserve.transport.rest.rag import build_router as build_rag_router
@@ -158,11 +159,14 @@ class ApiKeyCheck:
 def build_app(plane: DataPlane, *, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
               api_key: str | Sequence[str] | None = None,
               body_timeout: float = DEFAULT_BODY_TIMEOUT, cors: Cors | None = OVMS_CORS,
-              admission: Admission | None = None) -> FastAPI:
+              admission: Admission | None = None, request_id_headers: bool = False
+              ) -> FastAPI:
     """``api_key``: a key, or several (any one will do); every request but probes and metrics
     must carry it (``transport.auth``). ``cors``: cross-origin access (default OVMS's: any
     origin, method and header, no credentials); None: no CORS headers, preflights not
-    answered. ``admission``: the server's limits (``transport.admission``)."""
+    answered. ``admission``: the server's limits (``transport.admission``).
+    ``request_id_headers``: responses carry the request's X-Request-Id
+    (``transport.request_ids``)."""
     registry, metrics, state = plane.registry, plane.metrics, plane.state
     app = FastAPI(title="ovserve", version=__version__, docs_url=None, redoc_url=None)
     errors.install(app)
@@ -172,6 +176,8 @@ def build_app(plane: DataPlane, *, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
         app.add_middleware(ApiKeyCheck, api_key=ApiKey(api_key))
     app.add_middleware(RequestLimits, max_body_bytes=max_body_bytes,
                        body_timeout=body_timeout)
+    # the request's id for everything below (refusals' log lines too)
+    app.add_middleware(RequestIds, echo=request_id_headers)
     if cors is not None:  # outermost: preflights never meet the key check, refusals (401,
         # 413, 431) carry the CORS headers so a page can read them
         app.add_middleware(CORSMiddleware, allow_origins=cors.origins,
@@ -198,7 +204,7 @@ def build_app(plane: DataPlane, *, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
         return JSONResponse({"version": __version__})
 
     app.include_router(build_router(plane))
-    serving = OpenAIServing(registry, metrics, started=int(time.time()))
+    serving = OpenAIServing(registry, metrics, started=int(time.time()), names=plane.names)
     openai = build_openai_router(serving)
     app.include_router(build_root_router(serving))  # vLLM's /tokenize and /detokenize
     documents = build_rag_router(registry)
