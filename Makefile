@@ -8,6 +8,10 @@ DEFAULT_MODEL := smollm2-135m-instruct
 MODEL_DIR := models/$(DEFAULT_MODEL)
 EMBEDDING_MODEL := all-minilm-l6-v2
 EMBEDDING_DIR := models/$(EMBEDDING_MODEL)
+# the built-in reranker: a cross-encoder trained here from the embedding model's checkpoint
+RERANK_MODEL := minilm-l6-reranker
+RERANK_DIR := models/$(RERANK_MODEL)
+RERANK_STEPS ?= 150
 INSTALLED := $(VENV)/.installed
 # guidellm and superduper for the example tests, in a venv of their own
 CLIENTS_VENV := .venv-clients
@@ -31,7 +35,7 @@ LORA_DIR ?= adapters
 TASK_DIR := data/parity
 
 serve: $(MODEL_DIR)/ovserve_model.json $(EMBEDDING_DIR)/ovserve_model.json \
-       $(LORA_DIR)/parity/adapter_config.json
+       $(RERANK_DIR)/ovserve_model.json $(LORA_DIR)/parity/adapter_config.json
 	$(BIN)/python scripts/ingest.py  # the project's docs into the RAG store (only what changed)
 	@echo "Serving $(SERVE_CONFIG) on the model in $(MODEL_DIR) with the LoRA adapters in $(LORA_DIR): gRPC :$(GRPC_PORT), REST :$(REST_PORT), web page http://localhost:$(REST_PORT)/"
 	$(BIN)/ovserve --config_path $(SERVE_CONFIG) --port $(GRPC_PORT) --rest_port $(REST_PORT) \
@@ -44,14 +48,16 @@ $(LORA_DIR)/parity/adapter_config.json: $(TASK_DIR)/train.jsonl | $(MODEL_DIR)/o
 	$(BIN)/python scripts/finetune_lora.py --data $(TASK_DIR)/train.jsonl --lora_dir $(LORA_DIR) \
 	    --name parity
 
-test: $(MODEL_DIR)/ovserve_model.json $(EMBEDDING_DIR)/ovserve_model.json check browser \
+test: $(MODEL_DIR)/ovserve_model.json $(EMBEDDING_DIR)/ovserve_model.json \
+      $(RERANK_DIR)/ovserve_model.json check browser \
       docker namespaces $(CLIENTS_VENV)/.installed
 	$(BIN)/pytest
 
 # The model-dependent tests under other kernels and numerics (f32, bf16, oneDNN capped at AVX2)
 # and with sampled generation defaults: no verdict may depend on them (scripts/test_kernels.sh;
 # SETTINGS="f32 avx2" and ROUNDS=3 choose; about 10 minutes per setting here).
-test-kernels: $(MODEL_DIR)/ovserve_model.json $(EMBEDDING_DIR)/ovserve_model.json check browser namespaces \
+test-kernels: $(MODEL_DIR)/ovserve_model.json $(EMBEDDING_DIR)/ovserve_model.json \
+              $(RERANK_DIR)/ovserve_model.json check browser namespaces \
               $(CLIENTS_VENV)/.installed
 	bash scripts/test_kernels.sh
 
@@ -63,7 +69,8 @@ docker:
 # The serving image (Dockerfile); BASE= another base image, TARGET=serve for one
 # without models (mount them)
 IMAGE ?= ovserve:latest
-image: $(MODEL_DIR)/ovserve_model.json $(EMBEDDING_DIR)/ovserve_model.json docker
+image: $(MODEL_DIR)/ovserve_model.json $(EMBEDDING_DIR)/ovserve_model.json \
+       $(RERANK_DIR)/ovserve_model.json docker
 	bash deploy/docker/build_image.sh --tag $(IMAGE) --target $(or $(TARGET),baked) \
 	    $(if $(BASE),--base $(BASE))
 
@@ -97,7 +104,8 @@ check: $(INSTALLED)
 
 install: $(INSTALLED)
 
-model: $(MODEL_DIR)/ovserve_model.json $(EMBEDDING_DIR)/ovserve_model.json
+model: $(MODEL_DIR)/ovserve_model.json $(EMBEDDING_DIR)/ovserve_model.json \
+       $(RERANK_DIR)/ovserve_model.json
 
 # torch is pinned and installed in the same pip run as everything else so pip takes the local
 # CPU wheel; optimum-intel goes in with --no-deps because it declares torchvision (see
@@ -118,6 +126,10 @@ $(MODEL_DIR)/ovserve_model.json: | $(INSTALLED)
 
 $(EMBEDDING_DIR)/ovserve_model.json: | $(INSTALLED)
 	$(BIN)/python scripts/download_model.py --model $(EMBEDDING_MODEL) --output $(EMBEDDING_DIR)
+
+# trained on pairs made from README.md and docs/ (RERANK_STEPS=0: untrained, random scores)
+$(RERANK_DIR)/ovserve_model.json: | $(INSTALLED)
+	$(BIN)/python scripts/make_reranker.py --output $(RERANK_DIR) --steps $(RERANK_STEPS)
 
 # Side-by-side benchmark: ovserve (OpenAI SSE, gRPC stream) vs the raw engine, llama.cpp's
 # server and the seed's approach. llama-cpp-python gets a venv of its own (it compiles llama.cpp,

@@ -4,7 +4,7 @@ used to train it), with the built-in embedding model and Chroma, as the RAG grap
 with ``--rerank``, also after the RAG graph's rerank stage (the ``--candidates`` closest chunks
 scored by the rerank model, the best k kept), and what reranking costs per question.
 
-    .venv/bin/python benchmarks/retrieval_eval.py [--k 4] [--rerank models/minilm-l6-reranker]
+    .venv/bin/python benchmarks/retrieval_eval.py [--k 1 2 4] [--rerank models/minilm-l6-reranker]
 """
 
 from __future__ import annotations
@@ -23,7 +23,8 @@ sys.path.insert(0, str(REPO))
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--k", type=int, default=4)
+    parser.add_argument("--k", type=int, nargs="+", default=[1, 2, 4],
+                        help="recall@k for each (the lines show the largest)")
     parser.add_argument("--questions", type=Path,
                         default=REPO / "benchmarks/data/retrieval_questions.jsonl")
     parser.add_argument("--rerank", type=Path, default=None,
@@ -39,7 +40,9 @@ def main() -> int:
     pairs = [json.loads(line) for line in args.questions.read_text().splitlines() if line]
     engine = EmbeddingEngine(EmbeddingConfig(REPO / "models/all-minilm-l6-v2", truncate=True))
     reranker = RerankEngine(RerankConfig(args.rerank)) if args.rerank else None
-    found = reranked_found = 0
+    k = max(args.k)
+    found = dict.fromkeys(args.k, 0)
+    reranked_found = dict.fromkeys(args.k, 0)
     retrieve_s = rerank_s = 0.0
     try:
         with tempfile.TemporaryDirectory() as tmp:
@@ -49,20 +52,22 @@ def main() -> int:
             for pair in pairs:
                 started = time.perf_counter()
                 vector = engine.embed([pair["question"]]).vectors[0].tolist()
-                hits = store.query(vector, max(args.k, args.candidates if reranker else 0))
+                hits = store.query(vector, max(k, args.candidates if reranker else 0))
                 retrieve_s += time.perf_counter() - started
-                sections = [h.section for h in hits[:args.k]]
+                sections = [h.section for h in hits[:k]]
                 hit = pair["section"] in sections
-                found += hit
+                for m in args.k:
+                    found[m] += pair["section"] in sections[:m]
                 line = f"{'hit ' if hit else 'MISS'} {pair['question']}  ->  {sections}"
                 if reranker is not None:
                     started = time.perf_counter()
                     scores = reranker.rerank(pair["question"], [h.text for h in hits]).scores
                     rerank_s += time.perf_counter() - started
-                    order = sorted(range(len(hits)), key=lambda i: -scores[i])[:args.k]
+                    order = sorted(range(len(hits)), key=lambda i: -scores[i])[:k]
                     after = [hits[i].section for i in order]
                     rehit = pair["section"] in after
-                    reranked_found += rehit
+                    for m in args.k:
+                        reranked_found[m] += pair["section"] in after[:m]
                     line += f"\n     reranked: {'hit ' if rehit else 'MISS'} {after}"
                 print(line)
     finally:
@@ -70,11 +75,13 @@ def main() -> int:
         if reranker is not None:
             reranker.close()
     n = len(pairs)
-    print(f"recall@{args.k}: {found}/{n} = {found / n:.2f} "
-          f"(retrieval {1000 * retrieve_s / n:.1f} ms a question)")
+    recalls = ", ".join(f"recall@{m} {found[m]}/{n} = {found[m] / n:.2f}" for m in args.k)
+    print(f"retrieval: {recalls} ({1000 * retrieve_s / n:.1f} ms a question)")
     if reranker is not None:
-        print(f"recall@{args.k} after reranking the top {args.candidates}: {reranked_found}/{n} "
-              f"= {reranked_found / n:.2f} (reranking {1000 * rerank_s / n:.1f} ms a question)")
+        recalls = ", ".join(f"recall@{m} {reranked_found[m]}/{n} = {reranked_found[m] / n:.2f}"
+                            for m in args.k)
+        print(f"reranking the top {args.candidates}: {recalls} "
+              f"(+{1000 * rerank_s / n:.1f} ms a question)")
     return 0
 
 
