@@ -53,6 +53,7 @@ from ovserve.transport.rest.app import (
 )
 from ovserve.transport.rest.http_protocol import DEFAULT_HEADER_TIMEOUT, HeaderDeadlineProtocol
 from ovserve.transport.state import ServerState
+from ovserve.transport.tracing import TraceSettings, Tracing, TracingInterceptor
 
 log = logging.getLogger("ovserve")
 
@@ -117,6 +118,9 @@ class ServerSettings:
     served_model_names: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     #: --enable_request_id_headers: responses carry X-Request-Id (transport.request_ids)
     request_id_headers: bool = False
+    #: --otlp_traces_endpoint: OpenTelemetry traces over OTLP/gRPC (transport.tracing); None:
+    #: off (nothing of OpenTelemetry is imported)
+    otlp_traces_endpoint: str | None = None
 
     @property
     def grpc_addresses(self) -> tuple[str, ...]:
@@ -156,6 +160,7 @@ def build_grpc_server(
     api_key: str | Sequence[str] | None = None,
     extra_options: Sequence[tuple[str, int | str]] = (),
     admission: Admission | None = None, request_id_headers: bool = False,
+    tracing: Tracing | None = None,
 ) -> grpc.aio.Server:
     options: list[tuple[str, int | str]] = [
         ("grpc.max_receive_message_length", max_message_bytes),
@@ -167,6 +172,8 @@ def build_grpc_server(
     # the call's id first, so the error interceptor's log lines carry it
     interceptors: list[grpc.aio.ServerInterceptor] = [RequestIdInterceptor(request_id_headers),
                                                       ErrorInterceptor()]
+    if tracing is not None:  # a refusal is in the trace too
+        interceptors.append(TracingInterceptor(tracing))
     if admission is not None:  # inside the error interceptor: refusals become its codes
         interceptors.append(AdmissionInterceptor(admission))
     if api_key:  # checked first: a call without the key is refused before anything else
@@ -199,6 +206,7 @@ class RunningServer:
     uv_task: asyncio.Task[None] | None
     health_task: asyncio.Task[None]
     reloader: ConfigReloader | None = None
+    tracing: Tracing | None = None
 
     async def stop(self) -> None:
         log.info("shutting down: finishing in-flight requests (grace %.0f s)",
@@ -224,6 +232,8 @@ class RunningServer:
         finally:
             cutoff.cancel()
         await self.registry.unload()
+        if self.tracing is not None:  # the spans still batched go out
+            await asyncio.get_running_loop().run_in_executor(None, self.tracing.shutdown)
         log.info("stopped")
 
     async def _end_requests_after(self, seconds: float) -> None:
@@ -257,13 +267,15 @@ async def start(settings: ServerSettings, engines: EngineRegistry | None = None
     admission = Admission(Limits(settings.max_concurrent_requests,
                                  settings.max_queued_requests), _waiting(engines))
     metrics.registry.register(AdmissionView(admission))
+    tracing = Tracing(TraceSettings(settings.otlp_traces_endpoint)) \
+        if settings.otlp_traces_endpoint else None
     health_servicer = health.aio.HealthServicer()
     plane = DataPlane(registry, metrics, state, ServedNames(settings.served_model_names))
     grpc_server = None
     if settings.grpc_port is not None:
         grpc_server = build_grpc_server(plane, health_servicer, settings.max_body_bytes,
                                         settings.api_keys, settings.grpc_options, admission,
-                                        settings.request_id_headers)
+                                        settings.request_id_headers, tracing)
         for host in settings.grpc_addresses:
             # Probe the port ourselves: grpc core only logs a multi-line error when it fails.
             bind_socket(host, settings.grpc_port, "gRPC").close()
@@ -304,7 +316,7 @@ async def start(settings: ServerSettings, engines: EngineRegistry | None = None
         app = build_app(plane, max_body_bytes=settings.max_body_bytes,
                         api_key=settings.api_keys, body_timeout=settings.body_timeout,
                         cors=settings.cors, admission=admission,
-                        request_id_headers=settings.request_id_headers)
+                        request_id_headers=settings.request_id_headers, tracing=tracing)
         # httptools: uvicorn's C HTTP parser (h11, the pure-Python fallback, costs more CPU
         # per streamed chunk, and that CPU is taken from the engine on small machines), with
         # a deadline for request heads and no chunked coding for HTTP/1.0 clients
@@ -318,7 +330,7 @@ async def start(settings: ServerSettings, engines: EngineRegistry | None = None
                  settings.rest_port)
     reloader.start()
     return RunningServer(settings, engines, registry, state, health_servicer, grpc_server, uv,
-                         uv_task, health_task, reloader)
+                         uv_task, health_task, reloader, tracing)
 
 
 def _waiting(engines: EngineRegistry) -> Callable[[], int]:

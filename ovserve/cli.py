@@ -23,7 +23,7 @@ import re
 import shutil
 import sys
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -290,6 +290,10 @@ OPERATIONS_FLAGS: tuple[OwnFlag, ...] = (
             "(vLLM's --served-model-name): SERVABLE=ALIAS[,ALIAS...], repeatable; with "
             "--model_path, plain names (the first is the servable's name when --model_name is "
             "not given)"),
+    OwnFlag("otlp_traces_endpoint", "text", "send OpenTelemetry traces over OTLP/gRPC here, "
+            "e.g. http://collector:4317 (vLLM's --otlp-traces-endpoint); the OTEL_* variables "
+            "configure the exporter, resource and sampler (default: off)",
+            "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"),
     OwnFlag("enable_request_id_headers", "switch", "responses carry the request's "
             "X-Request-Id (the client's, else a new one; vLLM's --enable-request-id-headers); "
             "the id is in the log and the trace whatever this says"),
@@ -948,6 +952,7 @@ def server_settings(parser: argparse.ArgumentParser, args: argparse.Namespace,
         max_queued_requests=_limit(parser, args, "max_queued_requests"),
         served_model_names=served_names(parser, args, entries),
         request_id_headers=bool(args.enable_request_id_headers),
+        otlp_traces_endpoint=args.otlp_traces_endpoint or None,
     )
 
 
@@ -958,7 +963,7 @@ def _plain_names(args: argparse.Namespace) -> list[str]:
 
 
 def served_names(parser: argparse.ArgumentParser, args: argparse.Namespace,
-                 entries: list[ServableEntry]) -> dict[str, tuple[str, ...]]:
+                 entries: Sequence[ServableEntry]) -> dict[str, tuple[str, ...]]:
     """--served_model_name as servable -> aliases. A usage error for a servable that is not
     served, an alias that is another servable's name or given to two servables, plain names
     without --model_path."""

@@ -30,6 +30,7 @@ from typing import Any
 
 from ovserve.errors import InvalidInput, NodeError, OvserveError
 from ovserve.graph.calculator import Calculator, NodeRun, Packet, RunContext, RunMode
+from ovserve.graph.observe import observer as node_observer
 from ovserve.graph.spec import GraphSpec, NodeSpec
 
 log = logging.getLogger(__name__)
@@ -284,7 +285,12 @@ class GraphRun:
                 timestamp, inputs = ready
                 self._processing += 1
                 try:
-                    await node.run.process(timestamp, inputs)
+                    watch = node_observer.get()  # the request's traces, when they are on
+                    if watch is None:
+                        await node.run.process(timestamp, inputs)
+                    else:
+                        with watch(node.spec.name, node.spec.calculator, timestamp):
+                            await node.run.process(timestamp, inputs)
                 except OvserveError as exc:
                     self._events.put_nowait(RunError(exc, timestamp))
                 except Exception as exc:  # a calculator bug: report it, keep the run going

@@ -10,14 +10,15 @@ first scheduled the request, its first and last token)."""
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any
 
 from ovserve.engine.scope import CallScope, within
 
-__all__ = ["EngineRequest", "Observed", "llama_timings", "observing"]
+__all__ = ["EngineRequest", "Observed", "current", "llama_timings", "observing"]
 
 
 @dataclass(frozen=True)
@@ -30,29 +31,43 @@ class EngineRequest:
     last_token: float | None
     prompt_tokens: int
     generated_tokens: int
+    #: what ``Observed``'s ``parent`` said when the request was made (its trace span)
+    parent: Any = None
+    engine: str = ""
 
 
 class Observed(CallScope):
-    """A call scope that keeps the engine requests made in it (and is never cancelled)."""
+    """A call scope that keeps the engine requests made in it (and is never cancelled).
+    ``parent``: called as each request is made (in the maker's context), kept beside it."""
 
-    def __init__(self) -> None:
+    def __init__(self, parent: Callable[[], Any] | None = None) -> None:
         super().__init__()
-        self.generations: list[Any] = []
+        self.parent = parent
+        self.generations: list[tuple[Any, Any]] = []
 
     def add(self, request: Any) -> None:
-        self.generations.append(request)
+        self.generations.append((request, self.parent() if self.parent else None))
         super().add(request)
 
     def requests(self) -> list[EngineRequest]:
         out: list[EngineRequest] = []
-        for generation in self.generations:
+        for generation, parent in self.generations:
             request = getattr(generation, "request", None)
             if request is None:
                 continue
+            engine = getattr(getattr(generation, "engine", None), "name", "")
             out.append(EngineRequest(request.arrived, request.scheduled, request.first_token,
                                      request.last_token, request.prompt_tokens,
-                                     len(request.token_ids)))
+                                     len(request.token_ids), parent, engine))
         return out
+
+
+_observed: ContextVar[Observed | None] = ContextVar("ovserve_observed", default=None)
+
+
+def current() -> Observed | None:
+    """The scope observing the request served in this context, if any."""
+    return _observed.get()
 
 
 @contextmanager
@@ -62,8 +77,12 @@ def observing(scope: Observed | None) -> Iterator[Observed | None]:
     if scope is None:
         yield None
         return
-    with within(scope):
-        yield scope
+    token = _observed.set(scope)
+    try:
+        with within(scope):
+            yield scope
+    finally:
+        _observed.reset(token)
 
 
 def llama_timings(requests: list[EngineRequest]) -> dict[str, Any] | None:
@@ -98,6 +117,12 @@ def llama_timings(requests: list[EngineRequest]) -> dict[str, Any] | None:
     }
 
 
-def monotonic_to_ns(monotonic: float) -> int:
-    """A ``time.monotonic()`` instant as Unix nanoseconds (for spans)."""
-    return time.time_ns() - int((time.monotonic() - monotonic) * 1e9)
+def monotonic_clock() -> Callable[[float], int]:
+    """A function turning ``time.monotonic()`` instants into Unix nanoseconds (for spans),
+    with one offset between the two clocks, so the order of instants is kept."""
+    offset = time.time_ns() - int(time.monotonic() * 1e9)
+
+    def unix_ns(monotonic: float) -> int:
+        return int(monotonic * 1e9) + offset
+
+    return unix_ns

@@ -22,6 +22,7 @@ from ovserve.protocol.tensor import Tensor
 from ovserve.serving.model import ModelServable
 from ovserve.serving.registry import Registry
 from ovserve.serving.servable import Servable
+from ovserve.transport import tracing
 from ovserve.transport.kserve.types import (
     InferRequest,
     InferResponse,
@@ -111,6 +112,10 @@ class DataPlane:
         """One graph run on the request ``decode`` gives, counted in the metrics under
         ``model`` and ``interface`` (a request that does not decode counts as an error)."""
         with self.metrics.request(model, interface) as tracked:
+            if tracing.enabled():
+                tracing.set_name(f"infer {model}")
+                tracing.set_attributes({"gen_ai.request.model": model,
+                                        "gen_ai.operation.name": "infer"})
             request = decode()
             servable, adapter = self.servable(request.model, request.version)
             if isinstance(servable, ModelServable):

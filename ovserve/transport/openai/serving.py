@@ -35,7 +35,7 @@ from ovserve.protocol.generation import (
 )
 from ovserve.serving.registry import Registry
 from ovserve.serving.servable import Servable
-from ovserve.transport import request_ids
+from ovserve.transport import engine_requests, request_ids, tracing
 from ovserve.transport.engine_requests import Observed, llama_timings, observing
 from ovserve.transport.errors import shape_of
 from ovserve.transport.metrics import Metrics, Tracked
@@ -566,13 +566,19 @@ class OpenAIServing:
         there: errors before the first token raise here, so they get a status code."""
         tracked = self.metrics.track(req.model, "openai", streamed=req.stream)
         # the engine requests it makes, kept for its timings (llama.cpp's timings_per_token)
-        observed = Observed() if req.timings_per_token else None
+        observed = engine_requests.current()  # the trace's, when traces are on
+        if observed is None and req.timings_per_token:
+            observed = Observed()
         try:
+            if tracing.enabled():
+                _trace_request(req)
             with observing(observed):
                 generation = self.prepare(req)
                 if not req.stream:
-                    return await self._complete(generation, observed)
-                chunks = self._stream(generation, tracked, observed)
+                    return await self._complete(
+                        generation, observed if req.timings_per_token else None)
+                chunks = self._stream(generation, tracked,
+                                      observed if req.timings_per_token else None)
                 first = await anext(chunks, None)
             return _prepend(first, chunks)
         except Exception as exc:
@@ -608,6 +614,8 @@ class OpenAIServing:
         self.metrics.tokens(generation.model, usage.prompt, usage.completion)
         common: dict[str, Any] = {"created": int(time.time()), "model": generation.model,
                                   "usage": usage.body()}
+        if tracing.enabled():
+            _trace_answer(generation.model, usage, reasons)
         if sources:  # a RAG graph's retrieved chunks, beside the answer
             common["sources"] = sources
         if observed is not None:
@@ -635,6 +643,7 @@ class OpenAIServing:
         created = int(time.time())
         offsets: dict[int, int] = {}  # completions' text_offset, per choice
         usage = _Usage(generation.n)
+        reasons: dict[int, FinishReason | None] = {}
 
         def chunk_of(choices: list[Any], **extra: Any) -> Chunk:
             cls = ChatCompletionChunk if chat else CompletionChunk
@@ -672,6 +681,8 @@ class OpenAIServing:
             async for chunk in chain(pending, chunks):
                 tracked.first_output()
                 usage.add(chunk)
+                if chunk.finish_reason is not None:
+                    reasons[chunk.index] = _finish(chunk.finish_reason)
                 if (chunk.text or chunk.finish_reason is not None or chunk.sources
                         or chunk.reasoning or chunk.tool_calls or chunk.logprobs):
                     extra: dict[str, Any] = {"sources": list(chunk.sources)} if chunk.sources \
@@ -680,6 +691,8 @@ class OpenAIServing:
                         extra["timings"] = llama_timings(observed.requests())
                     yield chunk_of([choice(chunk)], **extra)
             self.metrics.tokens(generation.model, usage.prompt, usage.completion)
+            if tracing.enabled():
+                _trace_answer(generation.model, usage, list(reasons.values()), ident)
             if generation.include_usage:
                 yield chunk_of([], usage=usage.body())
         except OvserveError as exc:
@@ -691,6 +704,35 @@ class OpenAIServing:
         finally:
             tracked.finish()
             await chunks.aclose()  # a disconnect lands here too: the engine aborts
+
+
+def _trace_request(req: CompletionRequest | ChatCompletionRequest) -> None:
+    """The GenAI semantic conventions' request attributes on the request's span."""
+    operation = "chat" if isinstance(req, ChatCompletionRequest) else "text_completion"
+    stop = [req.stop] if isinstance(req.stop, str) else req.stop
+    tracing.set_name(f"{operation} {req.model}")
+    tracing.set_attributes({
+        "gen_ai.operation.name": operation, "gen_ai.provider.name": "openvino",
+        "gen_ai.request.model": req.model,
+        "gen_ai.request.max_tokens": (req.max_completion_tokens
+                                      if isinstance(req, ChatCompletionRequest) else None)
+        or req.max_tokens,
+        "gen_ai.request.temperature": req.temperature, "gen_ai.request.top_p": req.top_p,
+        "gen_ai.request.top_k": req.top_k, "gen_ai.request.seed": req.seed,
+        "gen_ai.request.frequency_penalty": req.frequency_penalty,
+        "gen_ai.request.presence_penalty": req.presence_penalty,
+        "gen_ai.request.stop_sequences": stop or None,
+        "gen_ai.request.choice.count": req.n if req.n != 1 else None,
+        "gen_ai.request.stream": req.stream})
+
+
+def _trace_answer(model: str, usage: _Usage, reasons: list[FinishReason | None],
+                  ident: str | None = None) -> None:
+    tracing.set_attributes({
+        "gen_ai.response.model": model, "gen_ai.response.id": ident,
+        "gen_ai.response.finish_reasons": [r for r in reasons if r is not None] or None,
+        "gen_ai.usage.input_tokens": usage.prompt,
+        "gen_ai.usage.output_tokens": usage.completion})
 
 
 def _id() -> str:

@@ -35,6 +35,7 @@ from ovserve.transport.request_ids import RequestIds
 from ovserve.transport.rest import errors, kserve_schemas
 from ovserve.transport.rest.kserve_v2 import PROBE, build_router
 from ovserve.transport.rest.rag import build_router as build_rag_router
+from ovserve.transport.tracing import Tracing, TracingMiddleware
 
 DEFAULT_MAX_BODY_BYTES = 64 * 1024 * 1024
 DEFAULT_BODY_TIMEOUT = 30.0  # seconds a body may pause between reads (nginx: 60)
@@ -159,14 +160,15 @@ class ApiKeyCheck:
 def build_app(plane: DataPlane, *, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
               api_key: str | Sequence[str] | None = None,
               body_timeout: float = DEFAULT_BODY_TIMEOUT, cors: Cors | None = OVMS_CORS,
-              admission: Admission | None = None, request_id_headers: bool = False
-              ) -> FastAPI:
+              admission: Admission | None = None, request_id_headers: bool = False,
+              tracing: Tracing | None = None) -> FastAPI:
     """``api_key``: a key, or several (any one will do); every request but probes and metrics
     must carry it (``transport.auth``). ``cors``: cross-origin access (default OVMS's: any
     origin, method and header, no credentials); None: no CORS headers, preflights not
     answered. ``admission``: the server's limits (``transport.admission``).
     ``request_id_headers``: responses carry the request's X-Request-Id
-    (``transport.request_ids``)."""
+    (``transport.request_ids``). ``tracing``: a span per inference request
+    (``transport.tracing``; None: off)."""
     registry, metrics, state = plane.registry, plane.metrics, plane.state
     app = FastAPI(title="ovserve", version=__version__, docs_url=None, redoc_url=None)
     errors.install(app)
@@ -176,6 +178,8 @@ def build_app(plane: DataPlane, *, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
         app.add_middleware(ApiKeyCheck, api_key=ApiKey(api_key))
     app.add_middleware(RequestLimits, max_body_bytes=max_body_bytes,
                        body_timeout=body_timeout)
+    if tracing is not None:  # refusals (401, 413, 429) are in the trace too
+        app.add_middleware(TracingMiddleware, tracing=tracing)
     # the request's id for everything below (refusals' log lines too)
     app.add_middleware(RequestIds, echo=request_id_headers)
     if cors is not None:  # outermost: preflights never meet the key check, refusals (401,
