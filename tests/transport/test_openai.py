@@ -46,8 +46,10 @@ def engine_metric(server: Server, name: str) -> float:
 
 
 def test_models_list_holds_exactly_the_served_model_ids(client: openai.OpenAI) -> None:
-    # the LLM graphs (the model itself and the RAG graph on it), then the embedding model
-    assert [m.id for m in client.models.list()] == [MODEL, "rag", "all-minilm-l6-v2"]
+    # the LLM graphs (the model itself and the RAG graph on it), then the embedding model and
+    # the reranker (vLLM lists its pooling models too)
+    assert [m.id for m in client.models.list()] == [MODEL, "rag", "all-minilm-l6-v2",
+                                                    "minilm-l6-reranker"]
     model = client.models.retrieve(MODEL)
     assert (model.id, model.object, model.owned_by) == (MODEL, "model", "ovserve")
 

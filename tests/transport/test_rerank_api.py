@@ -174,6 +174,8 @@ def test_vllm_rerank_and_score(server: Server) -> None:
     ("/v1/score", {"model": MODEL, "text_1": [QUERY, QUERY], "text_2": DOCS}, 400, "text_2"),
     ("/v1/score", {"model": MODEL, "text_1": [], "text_2": DOCS}, 400, "text_1"),
     ("/v1/score", {"model": MODEL, "text_1": QUERY}, 400, "text_2"),
+    ("/score", {"model": MODEL, "text_1": QUERY}, 400, "text_2"),  # vLLM's, at the root
+    ("/rerank", {"model": MODEL, "query": QUERY}, 400, "documents"),
     ("/v1/embeddings", {"model": MODEL, "input": "x"}, 400, "model"),
 ])
 def test_bad_input_is_a_400_naming_the_field(server: Server, path: str, body: dict[str, Any],

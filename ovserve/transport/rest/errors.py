@@ -34,7 +34,7 @@ from ovserve.transport.errors import ErrorShape, shape_of
 log = logging.getLogger(__name__)
 OPENAI_PREFIXES = ("/v1/", "/v3/")
 #: vLLM's routes at the root that answer in OpenAI's envelope
-OPENAI_ROOT_PATHS = frozenset({"/tokenize", "/detokenize"})
+OPENAI_ROOT_PATHS = frozenset({"/tokenize", "/detokenize", "/rerank", "/score"})
 
 
 def is_openai(request: Request) -> bool:
