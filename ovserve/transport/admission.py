@@ -40,6 +40,7 @@ __all__ = [
 #: HTTP routes that run inference (POST): what the limits count and refuse
 INFERENCE_PATH = re.compile(
     r"/v[13]/(completions|chat/completions|responses|embeddings|rerank|score)"
+    r"|/(rerank|score)"  # vLLM's, at the root
     r"|/v2/models/[^/]+(/versions/[^/]+)?/infer")
 #: gRPC methods that run inference
 INFERENCE_METHODS = frozenset({"/inference.GRPCInferenceService/ModelInfer",

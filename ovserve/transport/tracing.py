@@ -201,6 +201,8 @@ def _operation(path: str) -> str:
         return "embeddings"
     if path.endswith("/responses"):
         return "chat"
+    if path.endswith(("/rerank", "/score")):
+        return "rerank"
     return "infer"
 
 

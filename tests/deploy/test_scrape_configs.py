@@ -9,7 +9,7 @@ from typing import Any
 
 import httpx
 import pytest
-import yaml
+import yaml  # type: ignore[import-untyped]
 
 from tests.conftest import REPO
 from tests.transport.fake_server import fake_server

@@ -223,3 +223,15 @@ def test_the_flags_give_the_settings(monkeypatch: pytest.MonkeyPatch) -> None:
     with pytest.raises(SystemExit):
         server_settings(parser, parser.parse_args(["--rest_port", "1",
                                                    "--max_concurrent_requests", "0"]), [])
+
+
+def test_the_limited_routes() -> None:
+    from ovserve.transport.admission import INFERENCE_PATH
+
+    for path in ("/v1/chat/completions", "/v3/completions", "/v1/responses", "/v1/embeddings",
+                 "/v3/rerank", "/v1/score", "/rerank", "/score", "/v2/models/m/infer",
+                 "/v2/models/m/versions/2/infer"):
+        assert INFERENCE_PATH.fullmatch(path), path
+    for path in ("/v1/models", "/tokenize", "/v2/models/m/ready", "/metrics", "/v1/rag/r/documents",
+                 "/v1/config/reload", "/health"):
+        assert not INFERENCE_PATH.fullmatch(path), path

@@ -118,7 +118,7 @@ async def test_timings_on_request(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
         stream = await ai.chat.completions.create(
             model=LLM, messages=messages, max_tokens=4, stream=True,  # type: ignore[arg-type]
             extra_body={"ignore_eos": True, "timings_per_token": True})
-        chunks = [chunk async for chunk in stream]
+        chunks = [chunk async for chunk in stream]  # type: ignore[union-attr]
         timed = [c for c in chunks if (c.model_extra or {}).get("timings")]
         assert len(timed) == 1 and timed[0].choices[0].finish_reason == "length"
         assert timed[0].model_extra["timings"]["predicted_n"] == 4  # type: ignore[index]
