@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import signal
 import socket
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -267,8 +268,7 @@ async def start(settings: ServerSettings, engines: EngineRegistry | None = None
     admission = Admission(Limits(settings.max_concurrent_requests,
                                  settings.max_queued_requests), _waiting(engines))
     metrics.registry.register(AdmissionView(admission))
-    tracing = Tracing(TraceSettings(settings.otlp_traces_endpoint)) \
-        if settings.otlp_traces_endpoint else None
+    tracing = _tracing(settings.otlp_traces_endpoint)
     health_servicer = health.aio.HealthServicer()
     plane = DataPlane(registry, metrics, state, ServedNames(settings.served_model_names))
     grpc_server = None
@@ -331,6 +331,23 @@ async def start(settings: ServerSettings, engines: EngineRegistry | None = None
     reloader.start()
     return RunningServer(settings, engines, registry, state, health_servicer, grpc_server, uv,
                          uv_task, health_task, reloader, tracing)
+
+
+def _tracing(endpoint: str | None) -> Tracing | None:
+    """The server's tracer for --otlp_traces_endpoint (None: off, also with OTEL_SDK_DISABLED
+    set, as OpenTelemetry's SDKs read it)."""
+    if not endpoint:
+        return None
+    if os.environ.get("OTEL_SDK_DISABLED", "").strip().lower() == "true":
+        log.warning("traces off: OTEL_SDK_DISABLED is true (--otlp_traces_endpoint %s ignored)",
+                    endpoint)
+        return None
+    try:
+        return Tracing(TraceSettings(endpoint))
+    except ImportError as exc:
+        raise StartupError(f"--otlp_traces_endpoint needs OpenTelemetry's SDK and OTLP gRPC "
+                           f"exporter (pip install opentelemetry-sdk "
+                           f"opentelemetry-exporter-otlp-proto-grpc): {exc}") from exc
 
 
 def _waiting(engines: EngineRegistry) -> Callable[[], int]:

@@ -268,3 +268,15 @@ asyncio.run(main())
                           env=env, timeout=300, check=False)
     assert done.returncode == 0, done.stderr[-3000:]
     assert done.stdout.strip().splitlines()[-1] == "[]"
+
+
+def test_otel_sdk_disabled_turns_traces_off(monkeypatch: pytest.MonkeyPatch) -> None:
+    from ovserve.app import _tracing
+
+    assert _tracing(None) is None
+    monkeypatch.setenv("OTEL_SDK_DISABLED", "true")
+    assert _tracing("http://127.0.0.1:4317") is None
+    monkeypatch.setenv("OTEL_SDK_DISABLED", "false")
+    tracing = _tracing("http://127.0.0.1:4317")
+    assert tracing is not None
+    tracing.shutdown()
