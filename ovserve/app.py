@@ -352,8 +352,12 @@ def _tracing(endpoint: str | None) -> Tracing | None:
 
 def _waiting(engines: EngineRegistry) -> Callable[[], int]:
     """Requests waiting for an engine slot, over every LLM engine (--max_queued_requests)."""
+    def count(engine: Any) -> int:
+        cheap = getattr(engine, "waiting", None)  # EngineBase's: no measurements copied
+        return int(cheap()) if callable(cheap) else int(engine.stats().waiting_requests)
+
     def waiting() -> int:
-        return sum(engine.stats().waiting_requests for engine in engines.engines())
+        return sum(count(engine) for engine in engines.engines())
 
     return waiting
 

@@ -267,6 +267,12 @@ class EngineBase(ABC):
         if running:
             self._cancel(request_id)
 
+    def waiting(self) -> int:
+        """Requests submitted and not scheduled yet: ``stats().waiting_requests`` without
+        copying the measurements (admission control reads it for every request)."""
+        with self._lock:
+            return sum(1 for r in self._active.values() if r.scheduled is None)
+
     def stats(self) -> EngineStats:
         with self._lock:
             requests = list(self._active.values())
