@@ -280,3 +280,49 @@ def test_otel_sdk_disabled_turns_traces_off(monkeypatch: pytest.MonkeyPatch) -> 
     tracing = _tracing("http://127.0.0.1:4317")
     assert tracing is not None
     tracing.shutdown()
+
+
+async def test_a_model_stream_infer_is_one_span_with_its_nodes(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, embedding_model_dir: Path,
+        caplog: pytest.LogCaptureFixture) -> None:
+    """A ModelStreamInfer stream (the seed servable) is one span under the client's, with a
+    node span per processing; a stream the client cancels ends its span too, cleanly."""
+    import struct
+
+    from tritonclient.grpc import service_pb2, service_pb2_grpc
+
+    async with receiver() as (spans, port), traced_server(
+            tmp_path, monkeypatch, f"http://127.0.0.1:{port}", embedding_model_dir) as server:
+        for cancel in (False, True):
+            channel = grpc.aio.insecure_channel(server.grpc_url)
+            stub = service_pb2_grpc.GRPCInferenceServiceStub(channel)
+            queue: asyncio.Queue[Any] = asyncio.Queue()
+
+            async def sent(queue: asyncio.Queue[Any] = queue) -> Any:
+                while (item := await queue.get()) is not None:
+                    yield item
+
+            call = stub.ModelStreamInfer(sent(), metadata=(("traceparent", TRACEPARENT),))
+            request = service_pb2.ModelInferRequest(model_name="python_model", id=f"s{cancel}")
+            request.inputs.add(name="pre_prompt", datatype="BYTES", shape=[1])
+            request.raw_input_contents.append(struct.pack("<I", 2) + b"hi")
+            await queue.put(request)
+            while True:
+                response = await call.read()
+                if cancel or response.infer_response.outputs[0].name == "end_signal":
+                    break
+            if cancel:
+                call.cancel()
+            else:
+                await queue.put(None)  # half-close: the stream ends
+                assert await call.read() == grpc.aio.EOF
+            await channel.close()
+            deadline = asyncio.get_running_loop().time() + 30
+            while len([s for s in spans.spans if s["name"] == "ModelStreamInfer"]) < 1 + cancel:
+                assert asyncio.get_running_loop().time() < deadline, "no stream span"
+                await asyncio.sleep(0.05)
+        streams = [s for s in spans.spans if s["name"] == "ModelStreamInfer"]
+        assert all(s["trace_id"] == TRACE_ID and s["parent"] == CLIENT_SPAN for s in streams)
+        nodes = descendants(spans.spans, streams[0]["span_id"])
+        assert nodes and all(s["name"].startswith("node ") for s in nodes)
+    assert not [r for r in caplog.records if r.levelname == "ERROR"], caplog.text
