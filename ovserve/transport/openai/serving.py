@@ -442,6 +442,11 @@ class OpenAIServing:
         ``EmbeddingsResponse`` in shape), for the router's orjson to write without a copy."""
         _log_unknown(req)
         with self.metrics.request(req.model, "openai"):
+            if tracing.enabled():
+                tracing.set_name(f"embeddings {req.model}")
+                tracing.set_attributes({"gen_ai.operation.name": "embeddings",
+                                        "gen_ai.provider.name": "openvino",
+                                        "gen_ai.request.model": req.model})
             # the protocol model has refused empty lists and token arrays
             texts = [req.input] if isinstance(req.input, str) else req.input
             for text in texts:
@@ -453,6 +458,7 @@ class OpenAIServing:
                 raise InvalidInput(f"dimensions: model {req.model} gives {dims}, it cannot give "
                                    f"{req.dimensions}", "dimensions")
             self.metrics.tokens(req.model, result.tokens, 0)
+            tracing.set_attributes({"gen_ai.usage.input_tokens": result.tokens})
         data = []
         for index, vector in enumerate(result.vectors):
             embedding: Any = (base64.b64encode(vector.astype("<f4").tobytes()).decode()
