@@ -197,7 +197,10 @@ def main() -> int:
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     output = args.output.absolute()
+    from ovserve.toolchain.servable_graph import write_graph
+
     if (output / "openvino_model.xml").is_file() and not args.force:
+        write_graph(output, "rerank")  # a folder prepared before folders carried their graph
         log.info("%s is already prepared; --force rebuilds it", output)
         return 0
     from ovserve.toolchain import provenance
@@ -213,6 +216,7 @@ def main() -> int:
                      args.max_length, args.batch_queries, args.lr)
         trained = time.monotonic() - started
         export(hf_dir, staging)
+        write_graph(staging, "rerank")  # the folder is a servable by itself, as the others
         provenance.write(staging, name=NAME, source=f"builtin:{DEFAULT_EMBEDDING_MODEL}",
                          weight_format="fp32", export_seconds=round(time.monotonic() - started,
                                                                     1), kind="rerank")

@@ -54,3 +54,14 @@ def embedding_model_dir() -> Path:
     if not (EMBEDDING_MODEL_DIR / "openvino_model.xml").is_file():
         pytest.fail(f"{EMBEDDING_MODEL_DIR} is not prepared; run `make test`, which prepares it")
     return EMBEDDING_MODEL_DIR
+
+
+RERANKER_DIR = REPO / "models" / "minilm-l6-reranker"
+
+
+@pytest.fixture(scope="session")
+def reranker_model_dir() -> Path:
+    """The built-in reranker as `make test` prepares it (fails, never skips, when absent)."""
+    if not (RERANKER_DIR / "openvino_model.xml").is_file():
+        pytest.fail(f"{RERANKER_DIR} is not prepared; run `make test`, which prepares it")
+    return RERANKER_DIR

@@ -51,7 +51,24 @@ node {
 }
 '''
 
-GRAPHS = {"llm": LLM, "embedding": EMBEDDING}
+RERANK = '''# Written by ovserve's model toolchain: this folder served as a reranker (/v3/rerank).
+input_stream: "REQUEST_PAYLOAD:input"
+output_stream: "RESPONSE_PAYLOAD:output"
+node {
+  name: "RerankExecutor"
+  calculator: "RerankCalculatorOV"
+  input_side_packet: "RERANK_NODE_RESOURCES:rerank_servable"
+  input_stream: "REQUEST_PAYLOAD:input"
+  output_stream: "RESPONSE_PAYLOAD:output"
+  node_options: {
+    [type.googleapis.com / mediapipe.RerankCalculatorOVOptions]: {
+      models_path: "./", max_allowed_chunks: 10000, target_device: "CPU"
+    }
+  }
+}
+'''
+
+GRAPHS = {"llm": LLM, "embedding": EMBEDDING, "rerank": RERANK}
 
 
 def write_graph(directory: Path, kind: str) -> Path | None:

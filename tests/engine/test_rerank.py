@@ -12,14 +12,13 @@ import pytest
 from ovserve.engine.registry import EngineRegistry
 from ovserve.engine.rerank import RerankConfig, RerankEngine
 from ovserve.errors import EngineUnavailable, InvalidInput
-from tests.transport.test_rerank_api import RERANKER_DIR, reranker_model_dir  # noqa: F401
 
 DOCS = ["Penguins keep their eggs warm on their feet.", "Paris is the capital of France.",
         "Volcanoes erupt lava."]
 
 
 @pytest.fixture(scope="module")
-def engine(reranker_model_dir: Path) -> Iterator[RerankEngine]:  # noqa: F811
+def engine(reranker_model_dir: Path) -> Iterator[RerankEngine]:
     engine = RerankEngine(RerankConfig(reranker_model_dir, max_documents=4))
     yield engine
     engine.close()
@@ -44,7 +43,7 @@ def test_bad_input(engine: RerankEngine, query: str, documents: list[str], param
     assert raised.value.param == param
 
 
-def test_registry_shares_and_closes(reranker_model_dir: Path) -> None:  # noqa: F811
+def test_registry_shares_and_closes(reranker_model_dir: Path) -> None:
     registry = EngineRegistry()
     first = registry.acquire_rerank("a", reranker_model_dir)
     assert registry.acquire_rerank("b", str(reranker_model_dir) + "/") is first

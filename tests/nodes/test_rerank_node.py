@@ -15,7 +15,7 @@ from ovserve.protocol.rerank import RerankRequest, RerankResult
 from ovserve.protocol.tensor import bytes_tensor
 from ovserve.serving.servable import Servable
 from ovserve.serving.server_config import GraphEntry
-from tests.transport.test_rerank_api import RERANKER_DIR, reranker_model_dir  # noqa: F401
+from tests.conftest import RERANKER_DIR
 
 HEADER = """\
 input_stream: "REQUEST_PAYLOAD:input"
@@ -48,7 +48,7 @@ def entry(folder: Path, options: str, form: str = NODE_OPTIONS) -> GraphEntry:
 
 @pytest.mark.parametrize("form", [NODE_OPTIONS, EXT])
 async def test_scores_through_the_graph(tmp_path: Path, form: str,
-                                        reranker_model_dir: Path) -> None:  # noqa: F811
+                                        reranker_model_dir: Path) -> None:
     servable = await Servable.load(
         entry(tmp_path, f'models_path: "{reranker_model_dir}" max_allowed_chunks: 3', form),
         BUILTIN_CALCULATORS)

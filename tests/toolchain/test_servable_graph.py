@@ -12,7 +12,8 @@ import pytest
 from ovserve.toolchain.servable_graph import GRAPH, write_graph
 
 
-@pytest.mark.parametrize("fixture", ["default_model_dir", "embedding_model_dir"])
+@pytest.mark.parametrize("fixture", ["default_model_dir", "embedding_model_dir",
+                                     "reranker_model_dir"])
 def test_prepared_model_folders_check_as_servables(fixture: str,
                                                    request: pytest.FixtureRequest) -> None:
     folder: Path = request.getfixturevalue(fixture)

@@ -17,10 +17,9 @@ import numpy as np
 import pytest
 import tritonclient.http as httpclient
 
-from tests.conftest import DEFAULT_MODEL_DIR, EMBEDDING_MODEL_DIR, REPO
+from tests.conftest import DEFAULT_MODEL_DIR, EMBEDDING_MODEL_DIR, REPO, RERANKER_DIR
 from tests.transport.server import Server, start_server
 
-RERANKER_DIR = REPO / "models" / "minilm-l6-reranker"
 MODEL = "minilm-l6-reranker"
 QUERY = "Where do emperor penguins keep their eggs warm?"
 DOCS = ["Mount Etna in Sicily is one of the most active volcanoes in the world.",
@@ -37,14 +36,6 @@ PENGUINS = ("Penguins are flightless birds that live almost only in the Southern
 VOLCANOES = ("# Volcanoes\n\nA volcano is a rupture in the crust of a planet where lava, "
              "volcanic ash and gases escape from a magma chamber below the surface. Mount Etna "
              "in Sicily is one of the most active volcanoes in the world.\n")
-
-
-@pytest.fixture(scope="session")
-def reranker_model_dir() -> Path:
-    """The built-in reranker as `make test` prepares it (fails, never skips, when absent)."""
-    if not (RERANKER_DIR / "openvino_model.xml").is_file():
-        pytest.fail(f"{RERANKER_DIR} is not prepared; run `make test`, which prepares it")
-    return RERANKER_DIR
 
 
 def _graph(name: str, store: Path, rerank: bool = False) -> str:
