@@ -23,6 +23,20 @@ def generation_overrides() -> dict[str, Any]:
     return overrides
 
 
+def engine_registry(**kwargs: Any) -> Any:
+    """An EngineRegistry for a test's in-process servables that lays OVSERVE_PLUGIN_CONFIG
+    over every engine, as the server does (`make test-kernels`)."""
+    import json
+    import os
+
+    from ovserve.engine.devices import DeviceChoice
+    from ovserve.engine.registry import EngineRegistry
+
+    parsed = json.loads(os.environ.get("OVSERVE_PLUGIN_CONFIG") or "{}")
+    devices = DeviceChoice(None, {k.upper(): v for k, v in parsed.items()})
+    return EngineRegistry(devices=devices, **kwargs)
+
+
 def plugin_config(own: dict[str, Any] | None = None) -> dict[str, Any]:
     """CPU properties for an engine a test builds itself: ``own`` with the CPU entry of
     OVSERVE_PLUGIN_CONFIG laid over it, as the server lays --plugin_config over a graph's

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from ovserve.engine.registry import EngineRegistry
 from ovserve.engine.rerank import RerankConfig, RerankEngine
 from ovserve.errors import EngineUnavailable, InvalidInput
+from tests.conftest import engine_registry, plugin_config
 
 DOCS = ["Penguins keep their eggs warm on their feet.", "Paris is the capital of France.",
         "Volcanoes erupt lava."]
@@ -19,7 +19,8 @@ DOCS = ["Penguins keep their eggs warm on their feet.", "Paris is the capital of
 
 @pytest.fixture(scope="module")
 def engine(reranker_model_dir: Path) -> Iterator[RerankEngine]:
-    engine = RerankEngine(RerankConfig(reranker_model_dir, max_documents=4))
+    engine = RerankEngine(RerankConfig(reranker_model_dir, max_documents=4,
+                                         plugin_config=plugin_config()))
     yield engine
     engine.close()
 
@@ -44,7 +45,7 @@ def test_bad_input(engine: RerankEngine, query: str, documents: list[str], param
 
 
 def test_registry_shares_and_closes(reranker_model_dir: Path) -> None:
-    registry = EngineRegistry()
+    registry = engine_registry()
     first = registry.acquire_rerank("a", reranker_model_dir)
     assert registry.acquire_rerank("b", str(reranker_model_dir) + "/") is first
     registry.release("a")

@@ -13,13 +13,12 @@ import numpy as np
 import pytest
 import tritonclient.grpc as grpcclient
 
-from ovserve.engine.registry import EngineRegistry
 from ovserve.errors import GraphConfigError, InvalidInput, OvserveError
 from ovserve.nodes import BUILTIN_CALCULATORS
 from ovserve.protocol.tensor import Tensor
 from ovserve.serving.registry import Registry
 from ovserve.serving.server_config import load_server_config
-from tests.conftest import REPO
+from tests.conftest import REPO, engine_registry, plugin_config
 from tests.engine.model_files import add_two, classifier, save, unary
 from tests.examples.ovms_demos import code_blocks, parse_docker_run, serve_and_run
 from tests.graphs import write_handler
@@ -76,7 +75,7 @@ def test_image_classification_demo_graph(tmp_path: Path) -> None:
         np.testing.assert_array_equal(through_graph, direct)
         import openvino as ov
 
-        expected = ov.Core().compile_model(str(xml), "CPU")(image)[0]
+        expected = ov.Core().compile_model(str(xml), "CPU", plugin_config())(image)[0]
         np.testing.assert_allclose(through_graph, expected, rtol=1e-2, atol=1e-2)
         meta = client.get_model_metadata("resnet", as_json=True)
         assert meta["inputs"] == [{"name": "0", "datatype": "FP32",
@@ -86,7 +85,7 @@ def test_image_classification_demo_graph(tmp_path: Path) -> None:
 
 
 async def load(config: Path) -> Registry:
-    registry = Registry(BUILTIN_CALCULATORS, EngineRegistry())
+    registry = Registry(BUILTIN_CALCULATORS, engine_registry())
     await registry.load(load_server_config(config))
     return registry
 

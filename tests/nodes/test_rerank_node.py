@@ -15,7 +15,7 @@ from ovserve.protocol.rerank import RerankRequest, RerankResult
 from ovserve.protocol.tensor import bytes_tensor
 from ovserve.serving.servable import Servable
 from ovserve.serving.server_config import GraphEntry
-from tests.conftest import RERANKER_DIR
+from tests.conftest import RERANKER_DIR, engine_registry
 
 HEADER = """\
 input_stream: "REQUEST_PAYLOAD:input"
@@ -51,7 +51,7 @@ async def test_scores_through_the_graph(tmp_path: Path, form: str,
                                         reranker_model_dir: Path) -> None:
     servable = await Servable.load(
         entry(tmp_path, f'models_path: "{reranker_model_dir}" max_allowed_chunks: 3', form),
-        BUILTIN_CALCULATORS)
+        BUILTIN_CALCULATORS, engines=engine_registry())
     try:
         out = await servable.infer({"input": RerankRequest("q", ["a", "b", "c"])})
         result = out["output"]

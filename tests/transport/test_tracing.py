@@ -27,10 +27,10 @@ import tritonclient.grpc.aio as grpcclient
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2, trace_service_pb2_grpc
 
 from ovserve.app import ServerSettings, start
-from ovserve.engine import EngineConfig, EngineRegistry
+from ovserve.engine import EngineConfig
 from ovserve.engine.fake import FakeEngine
 from ovserve.serving.server_config import load_server_config
-from tests.conftest import REPO
+from tests.conftest import REPO, engine_registry
 from tests.transport.fake_server import LLM, write_config
 from tests.transport.server import Endpoints, free_port
 
@@ -107,7 +107,7 @@ async def traced_server(root: Path, monkeypatch: pytest.MonkeyPatch, endpoint: s
     settings = ServerSettings(entries=load_server_config(config), host="127.0.0.1",
                               grpc_port=free_port(), rest_port=free_port(), grace_seconds=1,
                               otlp_traces_endpoint=endpoint)
-    running = await start(settings, EngineRegistry(factory))
+    running = await start(settings, engine_registry(factory=factory))
     assert settings.grpc_port is not None and settings.rest_port is not None
     try:
         yield Endpoints(grpc_port=settings.grpc_port, rest_port=settings.rest_port)
