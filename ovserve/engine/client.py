@@ -39,6 +39,7 @@ from ovserve.engine.limits import GenerationLimits, Prompt, max_new_tokens, rend
 from ovserve.engine.lora_catalog import AdapterCatalog
 from ovserve.engine.lora_graph import linear_shapes
 from ovserve.engine.messages import Abort, Add, Close, LoadFailed, Output, Ready, Start, Step
+from ovserve.engine.pipelines import error_reason
 from ovserve.engine.registry import current_adapter
 from ovserve.engine.requests import EngineBase, StepTimes
 from ovserve.errors import (
@@ -109,7 +110,7 @@ class OpenVINOEngine(EngineBase):
             self._warm_up()
         except Exception as exc:
             raise EngineError(f"loading the tokenizer in {config.models_path} failed: "
-                              f"{process.error_reason(exc)}") from exc
+                              f"{error_reason(exc)}") from exc
         self.context_length = self._context_length()
         self.model_defaults, self.model_max_new_tokens = self._model_defaults()
         self._send_lock = threading.Lock()  # one writer on the pipe, never under _lock
@@ -292,7 +293,7 @@ class OpenVINOEngine(EngineBase):
             process.generation_config(fields).validate()
         except Exception as exc:
             raise InvalidInput(
-                f"invalid sampling parameters: {process.error_reason(exc)}") from exc
+                f"invalid sampling parameters: {error_reason(exc)}") from exc
         return fields
 
     def _prompt_lookup(self, fields: dict[str, Any], params: SamplingParams) -> None:

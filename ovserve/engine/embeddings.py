@@ -20,12 +20,13 @@ from typing import Any
 
 import numpy as np
 
-from ovserve.engine import devices
+from ovserve.engine.pipelines import (
+    check_prepared,
+    error_reason,
+    model_max_length,
+    model_properties,
+)
 from ovserve.errors import EngineError, EngineUnavailable, InvalidInput
-
-#: openvino-genai LLM pipeline properties that a server-wide --plugin_config may carry; the
-#: CPU plugin refuses them in an embedding model
-LLM_ONLY = frozenset({"prompt_lookup"})
 
 log = logging.getLogger(__name__)
 
@@ -64,27 +65,25 @@ class EmbeddingEngine:
 
         if config.pooling.upper() not in POOLING:
             raise EngineError(f"pooling {config.pooling!r} is not one of {', '.join(POOLING)}")
-        devices.check(config.device)
-        if not (config.models_path / "openvino_model.xml").is_file():
-            raise EngineError(f"{config.models_path} has no openvino_model.xml; prepare it with "
-                              "scripts/download_model.py --model all-minilm-l6-v2")
+        check_prepared(config.models_path, config.device,
+                       "scripts/download_model.py --model all-minilm-l6-v2")
         self.config = config
         self.name = config.models_path.name
         pipeline_config = ov_genai.TextEmbeddingPipeline.Config()
         pipeline_config.pooling_type = getattr(ov_genai.TextEmbeddingPipeline.PoolingType,
                                                config.pooling.upper())
         pipeline_config.normalize = config.normalize
-        self.max_length = config.max_length or self._model_max_length()
+        self.max_length = config.max_length or model_max_length(config.models_path)
         pipeline_config.max_length = self.max_length
         try:
             self.pipeline = ov_genai.TextEmbeddingPipeline(
                 str(config.models_path), config.device.upper(), pipeline_config,
-                **{k: v for k, v in config.plugin_config.items() if k not in LLM_ONLY})
+                **model_properties(config.plugin_config))
             self.tokenizer = ov_genai.Tokenizer(str(config.models_path))
             self.dimensions = len(self.pipeline.embed_query("warm up"))
         except Exception as exc:
             raise EngineError(f"loading the embedding model {config.models_path} failed: "
-                              f"{str(exc).strip().splitlines()[-1]}") from exc
+                              f"{error_reason(exc)}") from exc
         self._tokenizer_lock = threading.Lock()
         self._queue: queue.Queue[tuple[list[str], int, Future[Embeddings]] | None] = \
             queue.Queue()
@@ -98,14 +97,6 @@ class EmbeddingEngine:
         log.info("embeddings: loaded %s on %s (%d dimensions, %s pooling, up to %d tokens)",
                  config.models_path, config.device, self.dimensions, config.pooling,
                  self.max_length)
-
-    def _model_max_length(self) -> int:
-        import json
-
-        path = self.config.models_path / "config.json"
-        data = json.loads(path.read_text()) if path.is_file() else {}
-        value = data.get("max_position_embeddings")
-        return int(value) if isinstance(value, int) else 512
 
     @property
     def ready(self) -> bool:
@@ -162,7 +153,7 @@ class EmbeddingEngine:
             vectors = np.asarray(self.pipeline.embed_documents(texts), dtype=np.float32)
         except Exception as exc:  # every request of the batch fails, the engine goes on
             log.exception("embeddings: a batch of %d texts failed", len(texts))
-            error = EngineError(f"embedding failed: {str(exc).strip().splitlines()[-1]}")
+            error = EngineError(f"embedding failed: {error_reason(exc)}")
             for _, _, future in batch:
                 future.set_exception(error)
             return

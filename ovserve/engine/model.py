@@ -29,8 +29,8 @@ from typing import Any
 import numpy as np
 
 from ovserve.engine import devices
-from ovserve.engine.embeddings import LLM_ONLY
 from ovserve.engine.measurements import ModelTimings
+from ovserve.engine.pipelines import error_reason, model_properties
 from ovserve.errors import EngineError, EngineUnavailable, InvalidInput
 
 log = logging.getLogger(__name__)
@@ -157,13 +157,13 @@ class ModelEngine:
         try:
             model = core.read_model(str(config.path))
             self._reshape(model)
-            compiled = core.compile_model(model, config.device.upper(), {
-                k: v for k, v in config.plugin_config.items() if k not in LLM_ONLY})
+            compiled = core.compile_model(model, config.device.upper(),
+                                          model_properties(config.plugin_config))
         except EngineError:
             raise
         except Exception as exc:
             raise EngineError(f"loading model {config.path} failed: "
-                              f"{str(exc).strip().splitlines()[-1]}") from exc
+                              f"{error_reason(exc)}") from exc
         self.compiled = compiled
         input_names, output_names = read_mapping(config.path.parent)
         self.inputs = [_info(port, input_names) for port in compiled.inputs]
@@ -216,7 +216,7 @@ class ModelEngine:
                 model.reshape(new)
             except Exception as exc:
                 raise EngineError(f"model {config.path} cannot take the shape {shapes}: "
-                                  f"{str(exc).strip().splitlines()[-1]}") from exc
+                                  f"{error_reason(exc)}") from exc
         elif config.batch_size not in (None, "", 0):
             batch = -1 if str(config.batch_size).lower() == "auto" else int(config.batch_size)
             try:
@@ -227,7 +227,7 @@ class ModelEngine:
             except Exception as exc:
                 raise EngineError(f"model {config.path} cannot take batch_size "
                                   f"{config.batch_size}: "
-                                  f"{str(exc).strip().splitlines()[-1]}") from exc
+                                  f"{error_reason(exc)}") from exc
 
     @property
     def ready(self) -> bool:

@@ -25,6 +25,7 @@ from typing import Any
 from ovserve.engine import determinism
 from ovserve.engine.lora_graph import build_model_dir
 from ovserve.engine.messages import Abort, Add, Close, LoadFailed, Output, Ready, Start, Step
+from ovserve.engine.pipelines import error_reason
 
 log = logging.getLogger("ovserve.engine")
 
@@ -127,12 +128,6 @@ def pipeline_properties(config: Any) -> dict[str, Any]:
             str(draft.models_path), draft.device.upper(),
             scheduler_config=draft_scheduler_config(config))
     return properties
-
-
-def error_reason(exc: BaseException) -> str:
-    """The last line of an OpenVINO error: the reason, after the failed check and its path."""
-    text = str(exc).strip()
-    return text.splitlines()[-1] if text else repr(exc)
 
 
 #: StructuredOutputConfig fields a request may set (structural tags as XGrammar JSON text)

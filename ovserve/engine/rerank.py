@@ -9,7 +9,6 @@ on one worker thread (each is already a batch: its documents go through the mode
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import queue
 import threading
@@ -20,8 +19,12 @@ from typing import Any
 
 import numpy as np
 
-from ovserve.engine import devices
-from ovserve.engine.embeddings import LLM_ONLY
+from ovserve.engine.pipelines import (
+    check_prepared,
+    error_reason,
+    model_max_length,
+    model_properties,
+)
 from ovserve.errors import EngineError, EngineUnavailable, InvalidInput
 from ovserve.protocol.rerank import RerankResult
 
@@ -51,27 +54,24 @@ class RerankEngine:
     def __init__(self, config: RerankConfig) -> None:
         import openvino_genai as ov_genai
 
-        devices.check(config.device)
-        if not (config.models_path / "openvino_model.xml").is_file():
-            raise EngineError(f"{config.models_path} has no openvino_model.xml; prepare it with "
-                              "scripts/make_reranker.py")
+        check_prepared(config.models_path, config.device, "scripts/make_reranker.py")
         if config.max_documents < 1:
             raise EngineError("max_allowed_chunks must be at least 1")
         self.config = config
         self.name = config.models_path.name
-        self.max_length = config.max_length or self._model_max_length()
+        self.max_length = config.max_length or model_max_length(config.models_path)
         pipeline_config = ov_genai.TextRerankPipeline.Config()
         pipeline_config.top_n = config.max_documents  # every score: ordering is ours
         pipeline_config.max_length = self.max_length
         try:
             self.pipeline = ov_genai.TextRerankPipeline(
                 str(config.models_path), config.device.upper(), pipeline_config,
-                **{k: v for k, v in config.plugin_config.items() if k not in LLM_ONLY})
+                **model_properties(config.plugin_config))
             self.tokenizer = ov_genai.Tokenizer(str(config.models_path))
             self.pipeline.rerank("warm up", ["warm up"])
         except Exception as exc:
             raise EngineError(f"loading the rerank model {config.models_path} failed: "
-                              f"{str(exc).strip().splitlines()[-1]}") from exc
+                              f"{error_reason(exc)}") from exc
         self._tokenizer_lock = threading.Lock()
         self._pairs = True  # the tokenizer takes (query, document) pairs
         self._queue: queue.Queue[tuple[str, list[str], Future[RerankResult]] | None] = \
@@ -84,12 +84,6 @@ class RerankEngine:
         self._worker.start()
         log.info("rerank: loaded %s on %s (up to %d tokens a pair, %d documents a request)",
                  config.models_path, config.device, self.max_length, config.max_documents)
-
-    def _model_max_length(self) -> int:
-        path = self.config.models_path / "config.json"
-        data = json.loads(path.read_text()) if path.is_file() else {}
-        value = data.get("max_position_embeddings")
-        return int(value) if isinstance(value, int) else 512
 
     @property
     def ready(self) -> bool:
@@ -138,7 +132,7 @@ class RerankEngine:
             except Exception as exc:  # this request fails, the engine goes on
                 log.exception("rerank: a request of %d documents failed", len(documents))
                 future.set_exception(EngineError(
-                    f"reranking failed: {str(exc).strip().splitlines()[-1]}"))
+                    f"reranking failed: {error_reason(exc)}"))
                 continue
             self.total_requests += 1
             self.total_documents += len(documents)
