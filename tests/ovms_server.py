@@ -5,12 +5,11 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import httpx
 
-from tests.transport.server import Server, free_port
+from tests.transport.server import Server, await_start, free_port
 
 
 def launch(*args: str, rest_port: int | None = None, host: str = "127.0.0.1") -> Server:
@@ -21,15 +20,6 @@ def launch(*args: str, rest_port: int | None = None, host: str = "127.0.0.1") ->
                                 *args], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                text=True)
     server = Server(grpc_port=0, rest_port=rest_port, process=process, config=Path())
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"ovserve exited with {process.returncode}: {server.output()}")
-        try:
-            if httpx.get(f"http://{host}:{rest_port}/v2/health/live", timeout=1).is_success:
-                return server
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.1)
-    server.terminate()
-    raise RuntimeError("ovserve did not start within 60 s")
+    return await_start(
+        server, lambda: httpx.get(f"http://{host}:{rest_port}/v2/health/live",
+                                  timeout=1).is_success, "start")

@@ -9,6 +9,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -178,27 +179,37 @@ def _start_server(
         env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})},
     )
     server = Server(grpc_port=grpc_port, rest_port=rest_port, process=process, config=config)
+
+    def started() -> bool:
+        if all_ready:
+            return httpx.get(f"{server.rest_url}/v2/health/ready", timeout=1).status_code == 200
+        if httpx.get(f"{server.rest_url}/v2/health/live", timeout=1).status_code != 200:
+            return False
+        ready = httpx.get(f"{server.rest_url}/v2/health/ready", timeout=10)
+        assert ready.status_code == 503, "ready while a servable failed to load"
+        return True
+
+    return await_start(server, started, "become ready")
+
+
+def await_start(server: Server, started: Callable[[], bool], what: str) -> Server:
+    """Poll ``started()`` until it holds (60 s at most); ovserve exiting first is an error
+    with its output (``PortTaken`` when a port it was given was taken meanwhile)."""
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
-        if process.poll() is not None:
+        if server.process.poll() is not None:
             output = server.output()
             if "Address already in use" in output:
                 raise PortTaken(output)
-            raise RuntimeError(f"ovserve exited with {process.returncode}: {output}")
+            raise RuntimeError(f"ovserve exited with {server.process.returncode}: {output}")
         try:
-            if all_ready and httpx.get(f"{server.rest_url}/v2/health/ready",
-                                       timeout=1).status_code == 200:
-                return server
-            if not all_ready and httpx.get(f"{server.rest_url}/v2/health/live",
-                                           timeout=1).status_code == 200:
-                ready = httpx.get(f"{server.rest_url}/v2/health/ready", timeout=10)
-                assert ready.status_code == 503, "ready while a servable failed to load"
+            if started():
                 return server
         except httpx.HTTPError:
             pass
         time.sleep(0.1)
     server.terminate()
-    raise RuntimeError("ovserve did not become ready within 60 s")
+    raise RuntimeError(f"ovserve did not {what} within 60 s")
 
 
 def refused_infer(grpc_url: str, request: Any, timeout: float = 60) -> grpc.RpcError:
