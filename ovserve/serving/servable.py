@@ -39,13 +39,6 @@ from ovserve.serving.server_config import GraphEntry
 log = logging.getLogger(__name__)
 
 
-#: Graph inputs that take requests of the OpenAI API, not KServe tensors, by tag: the
-#: payload they need and where clients send it (an embeddings graph takes both).
-_REQUEST_INPUTS: dict[str, tuple[type, str]] = {
-    REQUEST_TAG: (GenerationRequest, "completion and chat requests (POST /v3/completions, "
-                  "/v3/chat/completions)"),
-}
-
 #: Threads for blocking user code (Python handlers) per servable: generators of concurrent
 #: streams each hold a thread while they compute their next item.
 DEFAULT_NODE_THREADS = 64
@@ -238,14 +231,13 @@ class Servable:
         for ref in self.graph.inputs:
             if ref.name not in inputs:
                 continue
-            wanted = _REQUEST_INPUTS.get(ref.tag)
-            if wanted is not None and not isinstance(inputs[ref.name], wanted[0]):
+            payload, kind = inputs[ref.name], stream_kind(ref.tag)
+            if kind is StreamKind.GENERATION and not isinstance(payload, GenerationRequest):
                 raise InvalidInput(
-                    f"servable {self.name}: input {ref.name!r} takes {wanted[1]}, not "
-                    "tensors; send them to the OpenAI API with model "
-                    f"{self.name!r}", ref.name)
-            payload = inputs[ref.name]
-            if stream_kind(ref.tag) is StreamKind.IMAGE and isinstance(payload, Tensor):
+                    f"servable {self.name}: input {ref.name!r} takes completion and chat "
+                    "requests (POST /v3/completions, /v3/chat/completions), not tensors; send "
+                    f"them to the OpenAI API with model {self.name!r}", ref.name)
+            if kind is StreamKind.IMAGE and isinstance(payload, Tensor):
                 check_image(self.name, payload)
 
     def stream(self, *, side_packets: Mapping[str, Any] | None = None,
