@@ -15,18 +15,12 @@ from ovserve.protocol.rerank import RerankRequest, RerankResult
 from ovserve.protocol.tensor import bytes_tensor
 from ovserve.serving.servable import Servable
 from ovserve.serving.server_config import GraphEntry
+from ovserve.toolchain.servable_graph import RERANK
 from tests.conftest import RERANKER_DIR, engine_registry
 
-HEADER = """\
-input_stream: "REQUEST_PAYLOAD:input"
-output_stream: "RESPONSE_PAYLOAD:output"
-node {
-  name: "RerankExecutor"
-  calculator: "RerankCalculatorOV"
-  input_side_packet: "RERANK_NODE_RESOURCES:rerank_servable"
-  input_stream: "REQUEST_PAYLOAD:input"
-  output_stream: "RESPONSE_PAYLOAD:output"
-"""
+#: The graph the toolchain writes into a reranker's folder, up to its options (each test gives
+#: its own, in either of OVMS's two option forms).
+HEADER = RERANK[RERANK.index("input_stream"):RERANK.index("  node_options")]
 NODE_OPTIONS = """\
   node_options: {
     [type.googleapis.com / mediapipe.RerankCalculatorOVOptions]: { %s }
