@@ -3,9 +3,12 @@
 
     python scripts/ingest.py [--docs README.md docs/] [--store data/chroma | --chroma_url URL]
 
-Chunks with overlap, embeds them with the built-in embedding model and upserts them with
-content-hash ids: re-running embeds only what changed and drops chunks of changed files that
-are gone. Unreadable files are reported and skipped. Do not point it at the embedded store a
+Chunks with overlap, embeds them with the embedding model (--embedding_model, default the
+built-in one) and upserts them with content-hash ids: re-running embeds only what changed and
+drops chunks of changed files that are gone. Each chunk records which model embedded it
+(NAME@DIGEST of the model's weights); when the model changed (e.g. a fine-tuned one from
+scripts/finetune_embeddings.py), every chunk in the store is embedded again first.
+Unreadable files are reported and skipped. Do not point it at the embedded store a
 running server uses (use the server's upload endpoint then, or a Chroma server).
 """
 
@@ -16,6 +19,7 @@ import json
 import logging
 import sys
 from pathlib import Path
+from typing import Any
 
 from tqdm import tqdm
 
@@ -38,7 +42,8 @@ def main() -> int:
 
     from ovserve.engine.embeddings import EmbeddingConfig, EmbeddingEngine
     from ovserve.errors import OvserveError
-    from ovserve.rag.ingest import IngestReport, documents_in, ingest_document
+    from ovserve.rag.ingest import IngestReport, documents_in, ingest_document, reembed
+    from ovserve.rag.model_id import embedding_model_info
     from ovserve.rag.store import StoreConfig, VectorStore
 
     try:
@@ -56,13 +61,25 @@ def main() -> int:
     except OvserveError as exc:
         print(f"ingest.py: {exc}", file=sys.stderr)
         return 1
+    model = embedding_model_info(args.embedding_model)
+    logging.getLogger("ingest").info("embedding model %s (%s) from %s", model.id,
+                                     model.source or "?", args.embedding_model)
     report = IngestReport()
+
+    def embed(texts: list[str]) -> Any:
+        return engine.embed(texts).vectors
+
     try:
+        with tqdm(desc="re-embed", unit="chunk", total=0, disable=None) as bar:
+            def advance(done: int, total: int) -> None:
+                bar.total = total
+                bar.update(done - bar.n)
+
+            report.reembedded = reembed(store, embed, model.id, progress=advance)
         for root, path in tqdm(files, desc="ingest", unit="file"):
             name = path.relative_to(root).as_posix()
             try:
-                ingest_document(store, lambda texts: engine.embed(texts).vectors, name,
-                                path.read_bytes(), report)
+                ingest_document(store, embed, name, path.read_bytes(), report, model=model.id)
             except OvserveError as exc:
                 if type(exc).__name__ == "VectorStoreError":
                     raise
@@ -72,7 +89,8 @@ def main() -> int:
         return 1
     finally:
         engine.close()
-    print(json.dumps({**report.as_dict(), "chunks_in_store": store.count()}, indent=2))
+    print(json.dumps({**report.as_dict(), "chunks_in_store": store.count(),
+                      "embedding_model": model.id}, indent=2))
     return 0
 
 

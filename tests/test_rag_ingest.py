@@ -130,3 +130,77 @@ def test_a_chroma_server_as_the_store(tmp_path: Path) -> None:
     finally:
         server.terminate()
         server.wait(timeout=30)
+
+
+def other_embed(texts: list[str]) -> np.ndarray:
+    """Another "model": the same letters counted backwards (a different vector space)."""
+    return fake_embed(texts)[:, ::-1].copy()
+
+
+def test_the_store_records_its_model_and_reembeds_when_it_changes(tmp_path: Path) -> None:
+    from ovserve.rag.ingest import reembed
+
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "one.md").write_text(PARAGRAPH * 4)
+    (docs / "two.txt").write_text("zebra " * 50)
+    store = VectorStore(StoreConfig(path=tmp_path / "store"))
+    first = ingest_paths(store, fake_embed, docs, documents_in(docs), model="letters@aaaa")
+    chunks = store.count()
+    assert first.added == chunks and first.reembedded == 0
+    assert store.embedding_models() == {"letters@aaaa": chunks}
+    same = ingest_paths(store, fake_embed, docs, documents_in(docs), model="letters@aaaa")
+    assert same.added == 0 and same.reembedded == 0
+    # another model: every chunk is embedded again, also those of files not ingested now
+    calls: list[int] = []
+
+    def embed(texts: list[str]) -> np.ndarray:
+        calls.append(len(texts))
+        return other_embed(texts)
+
+    changed = ingest_paths(store, embed, docs, [docs / "one.md"], model="backwards@bbbb")
+    assert changed.reembedded == chunks and changed.added == 0 and sum(calls) == chunks
+    assert store.embedding_models() == {"backwards@bbbb": chunks}
+    stored = store.collection.get(include=["embeddings", "documents"])
+    assert np.allclose(np.asarray(stored["embeddings"]), other_embed(stored["documents"]),
+                       atol=1e-6)
+    assert store.query(other_embed(["zebra zebra"])[0], 1)[0].source == "two.txt"
+    assert reembed(store, other_embed, "backwards@bbbb") == 0  # nothing left to do
+
+
+def test_chunks_of_an_unrecorded_model_are_reembedded(tmp_path: Path) -> None:
+    from ovserve.rag.ingest import reembed
+
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "two.txt").write_text("zebra " * 50)
+    store = VectorStore(StoreConfig(path=tmp_path / "store"))
+    ingest_paths(store, fake_embed, docs, documents_in(docs))  # as stores were before
+    assert store.embedding_models() == {"": store.count()}
+    seen: list[tuple[int, int]] = []
+    assert reembed(store, fake_embed, "letters@aaaa", batch=1,
+                   progress=lambda done, total: seen.append((done, total))) == store.count()
+    assert seen[-1] == (store.count(), store.count()) and len(seen) == store.count()
+    assert store.embedding_models() == {"letters@aaaa": store.count()}
+
+
+def test_model_id_follows_the_weights(tmp_path: Path) -> None:
+    import json
+
+    from ovserve.rag.model_id import embedding_model_info
+
+    def folder(name: str, weights: bytes) -> Path:
+        path = tmp_path / name
+        path.mkdir()
+        (path / "openvino_model.xml").write_text("<net/>")
+        (path / "openvino_model.bin").write_bytes(weights)
+        (path / "ovserve_model.json").write_text(json.dumps({"name": "mini", "source": "x"}))
+        return path
+
+    one = embedding_model_info(folder("a", b"\x00" * 64))
+    assert one.id.startswith("mini@") and one.source == "x"
+    assert embedding_model_info(folder("b", b"\x00" * 64)).id == one.id  # same weights
+    assert embedding_model_info(folder("c", b"\x01" * 64)).id != one.id
+    rewritten = tmp_path / "a" / "openvino_model.bin"
+    rewritten.write_bytes(b"\x02" * 65)  # a model written over the folder
+    assert embedding_model_info(tmp_path / "a").id != one.id

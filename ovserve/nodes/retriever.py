@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import logging
 import threading
 from pathlib import Path
 from typing import Any
@@ -34,12 +35,15 @@ from ovserve.nodes.embeddings import texts_of
 from ovserve.nodes.options import model_problems, resolve
 from ovserve.protocol.generation import REQUEST_TAG, GenerationRequest
 from ovserve.protocol.tensor import Tensor, bytes_tensor
+from ovserve.rag.model_id import EmbeddingModelInfo, embedding_model_info
 from ovserve.rag.store import Hit, StoreConfig, VectorStore
 
 DEFAULT_TEMPLATE = (
     "Answer the question using only the context below. If the context does not contain the "
     "answer, say that you do not know.\n\nContext:\n{context}\n\nQuestion: {input}")
 TENSOR_OUTPUTS = ("DOCUMENTS", "SOURCES", "SCORES")
+
+log = logging.getLogger(__name__)
 
 _stores: dict[StoreConfig, VectorStore] = {}
 _stores_lock = threading.Lock()
@@ -79,6 +83,7 @@ class RetrieverCalculator(Calculator):
 
     engine: EmbeddingEngine
     store: VectorStore
+    embedding_model: EmbeddingModelInfo
     reranker: RerankEngine | None = None
 
     @classmethod
@@ -127,18 +132,34 @@ class RetrieverCalculator(Calculator):
     async def load(self) -> None:
         context = self.context
 
-        def acquire() -> tuple[EmbeddingEngine, VectorStore]:
+        def acquire() -> tuple[EmbeddingEngine, VectorStore, EmbeddingModelInfo]:
             engine = context.engines.acquire_embeddings(
                 context.servable, self.embedding_path, device=self.options.target_device,
                 pooling="MEAN", normalize=True)
-            return engine, shared_store(self.store_config)
+            store = shared_store(self.store_config)
+            model = embedding_model_info(self.embedding_path)
+            others = {m or "an unrecorded model": n
+                      for m, n in store.embedding_models().items() if m != model.id}
+            if others:
+                log.warning("%s: the store at %s holds chunks embedded by %s, not by %s "
+                            "(%s): re-ingest (scripts/ingest.py --embedding_model %s) to embed "
+                            "them again", context.servable, store.where, others, model.id,
+                            self.embedding_path, self.embedding_path)
+            return engine, store, model
 
-        self.engine, self.store = await asyncio.get_running_loop().run_in_executor(
-            context.executor, acquire)
+        self.engine, self.store, self.embedding_model = \
+            await asyncio.get_running_loop().run_in_executor(context.executor, acquire)
         if self.rerank_path is not None:
             path = self.rerank_path
             self.reranker = await asyncio.get_running_loop().run_in_executor(
                 context.executor, lambda: context.engines.acquire_rerank(context.servable, path))
+
+    def store_info(self) -> dict[str, Any]:
+        """What the store was built with (blocking): the graph's embedding model, how many
+        chunks each model embedded, and the reranker's folder name (None: no rerank stage)."""
+        return {"embedding_model": self.embedding_model.as_dict(),
+                "embedded_with": self.store.embedding_models(),
+                "reranker": self.rerank_path.name if self.rerank_path is not None else None}
 
     async def retrieve(self, question: str) -> list[Hit]:
         """The chunks for ``question``, best first (reranked when a reranker is set; then

@@ -14,6 +14,9 @@ from ovserve.errors import DependencyUnavailable
 
 log = logging.getLogger(__name__)
 
+#: chunk metadata naming the embedding model that made its vector (``rag.model_id``)
+EMBEDDED_BY = "embedding_model"
+
 
 class VectorStoreError(DependencyUnavailable):
     """The vector store cannot be reached or refused an operation."""
@@ -79,10 +82,32 @@ class VectorStore:
     def count(self) -> int:
         return int(self._call("count", self.collection.count))
 
-    def existing(self, ids: list[str]) -> set[str]:
+    def existing(self, ids: list[str], model: str = "") -> set[str]:
+        """Which of ``ids`` the store holds (embedded by ``model``, when given)."""
         if not ids:
             return set()
-        return set(self._call("get", self.collection.get, ids=ids, include=[])["ids"])
+        if not model:
+            return set(self._call("get", self.collection.get, ids=ids, include=[])["ids"])
+        found = self._call("get", self.collection.get, ids=ids, include=["metadatas"])
+        return {id_ for id_, meta in zip(found["ids"], found["metadatas"] or [], strict=True)
+                if (meta or {}).get(EMBEDDED_BY) == model}
+
+    def embedding_models(self) -> dict[str, int]:
+        """How many chunks each embedding model embedded ("" for chunks that do not say)."""
+        found = self._call("get", self.collection.get, include=["metadatas"])
+        counts: dict[str, int] = {}
+        for meta in found["metadatas"] or []:
+            model = str((meta or {}).get(EMBEDDED_BY, ""))
+            counts[model] = counts.get(model, 0) + 1
+        return counts
+
+    def stale(self, model: str) -> tuple[list[str], list[str], list[dict[str, Any]]]:
+        """The ids, texts and metadata of every chunk not embedded by ``model``."""
+        found = self._call("get", self.collection.get, include=["documents", "metadatas"])
+        rows = [(id_, text, dict(meta or {})) for id_, text, meta in zip(
+            found["ids"], found["documents"] or [], found["metadatas"] or [], strict=True)
+            if (meta or {}).get(EMBEDDED_BY) != model]
+        return [r[0] for r in rows], [r[1] for r in rows], [r[2] for r in rows]
 
     def ids_of(self, source: str) -> set[str]:
         found = self._call("get", self.collection.get, where={"source": source}, include=[])

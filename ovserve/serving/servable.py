@@ -31,7 +31,7 @@ from ovserve.nodes.retriever import RetrieverCalculator
 from ovserve.protocol.embeddings import EMBED_REQUEST_TAG, EmbeddingRequest, EmbeddingResult
 from ovserve.protocol.generation import REQUEST_TAG, GenerationChunk, GenerationRequest
 from ovserve.protocol.tensor import Tensor
-from ovserve.rag.ingest import IngestReport, ingest_document
+from ovserve.rag.ingest import IngestReport, ingest_document, reembed
 from ovserve.serving.images import check_image
 from ovserve.serving.inflight import InFlight
 from ovserve.serving.server_config import GraphEntry
@@ -98,8 +98,12 @@ class Servable:
         report = IngestReport()
 
         def run() -> None:
-            ingest_document(retriever.store, lambda texts: retriever.engine.embed(texts).vectors,
-                            name, data, report)
+            def embed(texts: list[str]) -> Any:
+                return retriever.engine.embed(texts).vectors
+
+            model = retriever.embedding_model.id
+            report.reembedded = reembed(retriever.store, embed, model)  # a new model's first
+            ingest_document(retriever.store, embed, name, data, report, model=model)
 
         with self.inflight.held():
             await asyncio.get_running_loop().run_in_executor(self.executor, run)
@@ -113,6 +117,15 @@ class Servable:
         with self.inflight.held():
             return await asyncio.get_running_loop().run_in_executor(self.executor,
                                                                      store.sources)
+
+    async def store_info(self) -> dict[str, Any]:
+        """Which embedding model this graph's store was built with (``RetrieverCalculator``)."""
+        if self.inflight.retired:
+            return await self.inflight.next().store_info()
+        retriever = self._store()
+        with self.inflight.held():
+            return await asyncio.get_running_loop().run_in_executor(self.executor,
+                                                                     retriever.store_info)
 
     @property
     def embedding_input(self) -> str | None:

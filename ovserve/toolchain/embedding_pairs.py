@@ -25,7 +25,7 @@ from pathlib import Path
 
 from ovserve.rag.chunking import Chunk, chunk_document
 
-MIN_QUERY, MAX_QUERY = 12, 300  # characters
+MIN_QUERY, MAX_QUERY = 4, 300  # characters
 _BOLD_LEAD = re.compile(r"^\*\*([^*\n]{4,120}?)\*\*")
 _HEADING = re.compile(r"^#{2,4}\s+(.+?)\s*$", re.M)
 _FENCE = re.compile(r"```.*?```", re.S)
@@ -87,16 +87,20 @@ def chunk_pairs(chunk: Chunk, index: int) -> list[Pair]:
         add(heading.group(1), _cut(chunk.text, heading.group(0)), "title")
     if chunk.section and not _HEADING.search(chunk.text):  # a later chunk of a section
         add(chunk.section, chunk.text, "title")
-    for paragraph in _paragraphs(chunk.text):
+    for number, paragraph in enumerate(_paragraphs(chunk.text)):
         if paragraph.startswith(("#", "|", "-", "*   ", "![")) and not _BOLD_LEAD.match(
                 paragraph):
             continue
         lead = _BOLD_LEAD.match(paragraph)
         if lead:
             add(lead.group(1), _cut(chunk.text, lead.group(0)), "title")
+            paragraph = paragraph[lead.end():].strip()
+            if not paragraph:
+                continue
         first = _SENTENCE_END.split(paragraph, maxsplit=1)[0]
-        # a paragraph of more than one sentence, not one the chunk starts in the middle of
-        if first != paragraph and (first[0].isupper() or first[0] in "`*"):
+        # a paragraph of more than one sentence; a chunk's first paragraph may be cut in the
+        # middle of a sentence (chunks overlap), so it counts only when it starts like one
+        if first != paragraph and (number > 0 or first[0].isupper() or first[0] in "`*"):
             add(first, _cut(chunk.text, first), "sentence")
     return pairs
 

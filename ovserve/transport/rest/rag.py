@@ -1,7 +1,9 @@
 """Documents of a RAG graph's store over HTTP (what the web page uses; ``scripts/ingest.py``
 does the same from the command line):
 
-    GET  /v1/rag/{model}/documents            each document and its number of chunks
+    GET  /v1/rag/{model}/documents            each document and its number of chunks, the
+                                              graph's embedding model, how many chunks each
+                                              model embedded, and the reranker (or null)
     PUT  /v1/rag/{model}/documents/{name}     the file's bytes as the body: add or update it
 
 A document that cannot be read (unsupported type, corrupt PDF, not UTF-8) is a 400 naming it;
@@ -28,9 +30,10 @@ def build_router(registry: Registry) -> APIRouter:
 
     @router.get("/rag/{model}/documents")
     async def documents(model: str) -> Response:
-        found = await registry.get(model).documents()
+        servable = registry.get(model)
+        found = await servable.documents()
         body: dict[str, Any] = {"model": model, "documents": found,
-                                "chunks": sum(found.values())}
+                                "chunks": sum(found.values()), **await servable.store_info()}
         return JSONResponse(body)
 
     @router.put("/rag/{model}/documents/{name:path}", openapi_extra={"requestBody": {
