@@ -51,6 +51,7 @@ class ChatOutputParser:
     def _content(self, out: ParsedDelta, text: str, parsed: ParsedDelta | None) -> None:
         if parsed is not None:
             text = parsed.content
+            out.reasoning += parsed.reasoning  # a parser of a whole format (harmony)
             out.tool_calls += parsed.tool_calls
         if not text:
             return

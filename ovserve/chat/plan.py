@@ -13,7 +13,15 @@ from dataclasses import dataclass
 from typing import Any
 
 from ovserve.chat.incremental import ChatOutputParser
-from ovserve.chat.parsers import REASONING_PARSERS, TOOL_PARSERS, ThinkParser, ToolParser
+from ovserve.chat.parsers import (
+    FORMAT_PARSERS,
+    REASONING_PARSERS,
+    TOOL_PARSERS,
+    HarmonyParser,
+    ReasoningTags,
+    ThinkParser,
+    ToolParser,
+)
 from ovserve.chat.render import Renderer, render
 from ovserve.chat.tools import guidance
 from ovserve.errors import InvalidInput
@@ -38,21 +46,35 @@ class ChatPlan:
     prompt: str
     #: ("structural_tags_config", JSON text) when tool calls are constrained
     structured: tuple[StructuredKind, str] | None
-    tool_parser: type[ToolParser] | None
-    reasoning: tuple[str, str] | None  # the reasoning tags, when reasoning is parsed
+    tool_parser: type[ToolParser] | None  # when the request's tool calls are parsed
+    reasoning: ReasoningTags | None  # the reasoning tags, when reasoning is parsed
     opens_reasoning: bool
     settings: ChatSettings
+    #: a parser of the whole output format (gpt-oss's harmony), whatever the request asks
+    output_format: type[HarmonyParser] | None = None
 
     @property
     def parses(self) -> bool:
         """Whether the output is parsed at all (else its text is the answer's content)."""
-        return self.reasoning is not None or self.tool_parser is not None
+        return (self.reasoning is not None or self.tool_parser is not None
+                or self.output_format is not None)
+
+    @property
+    def keep_special(self) -> bool:
+        """Whether the parsers read special tokens (the engine's text must keep them)."""
+        return ((self.tool_parser is not None and self.tool_parser.special_tokens)
+                or (self.reasoning is not None and self.reasoning.special)
+                or self.output_format is not None)
 
     def output_parser(self) -> ChatOutputParser:
         """A fresh parser for one choice."""
+        if self.output_format is not None:
+            return ChatOutputParser(None, self.output_format(
+                self.settings.tools, calls=self.tool_parser is not None))
         think = None
         if self.reasoning is not None:
-            think = ThinkParser(*self.reasoning, inside=self.opens_reasoning)
+            think = ThinkParser(self.reasoning.opening, self.reasoning.closing,
+                                inside=self.opens_reasoning)
         tools = self.tool_parser(self.settings.tools) if self.tool_parser else None
         return ChatOutputParser(think, tools)
 
@@ -80,7 +102,11 @@ def plan(renderer: Renderer, messages: Sequence[dict[str, Any]], settings: ChatS
                            "this model's chat template has none ovserve knows (set the "
                            "graph's tool_parser)", "tool_choice")
     constraint: tuple[StructuredKind, str] | None = None
-    if parser is not None:
+    if settings.forced and parser is not None and not parser.guides():
+        raise InvalidInput(f"tool_choice: {settings.tool_choice!r} is constrained with "
+                           f"structured output, which ovserve does not write for tool_parser "
+                           f"{parser.name} ('auto' works)", "tool_choice")
+    if parser is not None and parser.guides():
         guided = config.enable_tool_guided_generation and not structured
         text = guidance(settings, parser, guided)
         if text is not None and structured:
@@ -90,5 +116,7 @@ def plan(renderer: Renderer, messages: Sequence[dict[str, Any]], settings: ChatS
         if text is not None:
             constraint = ("structural_tags_config", text)
     reasoning = REASONING_PARSERS.get(reasoning_name) if reasoning_name else None
+    output_format = FORMAT_PARSERS.get(tool_name or "") or FORMAT_PARSERS.get(
+        reasoning_name or "")
     return ChatPlan(rendered.prompt, constraint, parser, reasoning, rendered.opens_reasoning,
-                    settings)
+                    settings, output_format)

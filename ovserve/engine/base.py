@@ -131,6 +131,7 @@ class Prepared:
     token_ids: list[int]
     fields: dict[str, Any]
     adapter: str | None = None  # a LoRA adapter's name; None: the base model
+    keep_special: bool = False  # the text keeps special tokens (but not the final stop token)
 
     @property
     def prompt_tokens(self) -> int:

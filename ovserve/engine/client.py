@@ -239,7 +239,8 @@ class OpenVINOEngine(EngineBase):
         self._check_eviction_window(len(token_ids))
         max_new = max_new_tokens(params, limits or GenerationLimits(), len(token_ids),
                                  self.context_length, self.model_max_new_tokens)
-        return Prepared(token_ids, self.generation_config(params, max_new), adapter)
+        return Prepared(token_ids, self.generation_config(params, max_new), adapter,
+                        keep_special=not params.skip_special_tokens)
 
     def _check_eviction_window(self, prompt_tokens: int) -> None:
         """openvino-genai 2026.4.1's cache eviction fails the step (and with it every request
@@ -355,7 +356,7 @@ class OpenVINOEngine(EngineBase):
                     "started"))])
                 return
             token_ids, fields = _on_slot(token_ids, fields, slot * worker.ready.vocab_size)
-        self._send(worker, Add(request_id, token_ids, fields))
+        self._send(worker, Add(request_id, token_ids, fields, prepared.keep_special))
 
     def _cancel(self, request_id: int) -> None:
         with self._lock:

@@ -33,6 +33,7 @@ class Add:
     request_id: int
     token_ids: list[int]
     fields: dict[str, Any]  # GenerationConfig attributes
+    keep_special: bool = False  # detokenize with the special tokens (see Prepared)
 
 
 @dataclass(frozen=True, slots=True)

@@ -162,6 +162,9 @@ class _Slot:
     read_offset: int = 0
     sent: int = 0  # token ids already sent
     scheduled: bool = False  # a step has run it (reported once)
+    #: the text keeps special tokens: the stop tokens, left out when one ends the text
+    #: (None: special tokens are skipped)
+    keep_special: frozenset[int] | None = None
 
 
 class EngineLoop:
@@ -227,7 +230,11 @@ class EngineLoop:
                                       error=f"the engine refused the request: "
                                             f"{error_reason(exc)}"))
                 return
-            self.active[message.request_id] = _Slot(handle)
+            keep = None
+            if message.keep_special:
+                keep = frozenset({*message.fields.get("stop_token_ids", ()),
+                                  message.fields.get("eos_token_id", -1)})
+            self.active[message.request_id] = _Slot(handle, keep_special=keep)
         elif isinstance(message, Abort):
             slot = self.active.pop(message.request_id, None)
             if slot is not None:
@@ -306,10 +313,23 @@ class EngineLoop:
         if not changed:
             return []
         windows: list[list[int]] = []
-        for _, slot, _, _ in changed:
-            windows.append(slot.token_ids[slot.prefix_offset:slot.read_offset])
-            windows.append(slot.token_ids[slot.prefix_offset:])
-        texts = self.tokenizer.decode(windows)  # one detokenizer inference per step
+        special: set[int] = set()  # the windows to detokenize with their special tokens
+        for n, (_, slot, _, done) in enumerate(changed):
+            end = len(slot.token_ids)
+            if slot.keep_special is not None:
+                special |= {2 * n, 2 * n + 1}
+                if done and end and slot.token_ids[-1] in slot.keep_special:
+                    end -= 1  # the stop token that ended the text is not part of it
+            windows.append(slot.token_ids[slot.prefix_offset:min(slot.read_offset, end)])
+            windows.append(slot.token_ids[slot.prefix_offset:end])
+        plain = [k for k in range(len(windows)) if k not in special]
+        texts = [""] * len(windows)
+        if plain:  # one detokenizer inference per step
+            for k, text in zip(plain, self.tokenizer.decode([windows[k] for k in plain]),
+                               strict=True):
+                texts[k] = text
+        for k in special:  # one by one: a batch pads shorter windows with a special token
+            texts[k] = self.tokenizer.decode(windows[k], skip_special_tokens=False)
         updates: list[Output] = []
         for n, (request_id, slot, finish, done) in enumerate(changed):
             prefix_text, full_text = texts[2 * n], texts[2 * n + 1]

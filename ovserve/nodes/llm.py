@@ -156,7 +156,9 @@ class _LLMRun(NodeRun):
                             structured=params.structured is not None)
                 prompt = chat.prompt
                 params = replace(params, apply_chat_template=False,
-                                 structured=chat.structured or params.structured)
+                                 structured=chat.structured or params.structured,
+                                 skip_special_tokens=(params.skip_special_tokens
+                                                      and not chat.keep_special))
                 parsers = chat.output_parser if chat.parses else None
             return engine.prepare(prompt, params, calc.limits, request.adapter)
 

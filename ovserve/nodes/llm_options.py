@@ -14,7 +14,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from ovserve.chat.parsers import REASONING_PARSERS as PARSED_REASONING
+from ovserve.chat.parsers import REASONING_NAMES as PARSED_REASONING
 from ovserve.chat.parsers import TOOL_PARSERS as PARSED_TOOLS
 from ovserve.engine.base import CacheEviction, DraftModel, LoraOptions, SparseAttention
 from ovserve.graph.proto.llm_calculator_pb2 import LLMCalculatorOptions

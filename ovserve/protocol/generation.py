@@ -46,6 +46,9 @@ class SamplingParams:
     #: speculative decoding with a draft model (OVMS): draft tokens are proposed while the
     #: draft's confidence stays above this
     assistant_confidence_threshold: float | None = None
+    #: False: the text keeps the special tokens the model writes (a chat output parser whose
+    #: markers are special tokens reads them; the stop token that ends it is left out)
+    skip_special_tokens: bool = True
 
 
 @dataclass(frozen=True)

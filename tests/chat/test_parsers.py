@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from ovserve.chat.incremental import ChatOutputParser
-from ovserve.chat.parsers import TOOL_PARSERS, ThinkParser
+from ovserve.chat.parsers import REASONING_PARSERS, TOOL_PARSERS, HarmonyParser, ThinkParser
 from ovserve.protocol.chat import Tool
 
 WEATHER = Tool("get_weather", "Weather in a city", {
@@ -55,6 +55,33 @@ RECORDED: list[tuple[str, str, str, list[tuple[str, dict[str, Any]]]]] = [
     # Devstral-Small-2505
     ("devstral", 'Sure.[TOOL_CALLS]get_weather[ARGS]{"city": "Paris"}',
      "Sure.", [("get_weather", {"city": "Paris"})]),
+    # Devstral-Small-2507, its [TOOL_CALLS] and [ARGS] special tokens kept in the text
+    ("devstral", '[TOOL_CALLS]get_weather[ARGS]{"city": "Paris", "days": 2}[TOOL_CALLS]'
+                 'get_time[ARGS]{"zone": "CET"}',
+     "", [("get_weather", {"city": "Paris", "days": 2}), ("get_time", {"zone": "CET"})]),
+    # gpt-oss-20b (harmony): reasoning, a preamble, a call (its <|call|> stop token left out)
+    ("gptoss", "<|channel|>analysis<|message|>User asks weather in Paris. Use tool.<|end|>"
+               "<|start|>assistant<|channel|>commentary<|message|>Checking.<|end|>"
+               "<|start|>assistant<|channel|>commentary to=functions.get_weather "
+               '<|constrain|>json<|message|>{"city":"Paris","days":3}',
+     "Checking.", [("get_weather", {"city": "Paris", "days": 3})]),
+    # gpt-oss-20b: two calls, the recipient in the role part too
+    ("gptoss", "<|channel|>analysis<|message|>Two tools.<|end|><|start|>assistant to="
+               'functions.get_weather<|channel|>commentary json<|message|>{"city":"Oslo"}'
+               "<|call|><|start|>assistant<|channel|>commentary to=functions.get_time "
+               "<|constrain|>json<|message|>{}<|call|>",
+     "", [("get_weather", {"city": "Oslo"}), ("get_time", {})]),
+    # gpt-oss-20b: an answer, no call; a browser call is not a function call
+    ("gptoss", "<|channel|>analysis<|message|>Simple.<|end|><|start|>assistant<|channel|>"
+               "commentary to=browser.search <|constrain|>json<|message|>{\"q\": \"x\"}<|call|>"
+               "<|start|>assistant<|channel|>final<|message|>It is 2 < 3 <|ok|>.",
+     "It is 2 < 3 <|ok|>.", []),
+    # LFM2-1.2B-Tool: pythonic calls between special tokens
+    ("lfm2", 'Sure.<|tool_call_start|>[get_weather(city="Paris", days=3), '
+             "get_time(zone='UTC')]<|tool_call_end|>",
+     "Sure.", [("get_weather", {"city": "Paris", "days": 3}), ("get_time", {"zone": "UTC"})]),
+    ("lfm2", "<|tool_call_start|>[get_weather(city=\"Lyon\", days=null)]<|tool_call_end|>"
+             "Done.", "Done.", [("get_weather", {"city": "Lyon", "days": None})]),
     # Qwen3-Coder-30B-A3B
     ("qwen3coder", "I'll look.\n<tool_call>\n<function=get_weather>\n<parameter=city>\nNew "
                    "York\n</parameter>\n<parameter=days>\n5\n</parameter>\n</function>\n"
@@ -117,6 +144,49 @@ def test_reasoning(text: str, inside: bool, reasoning: str, content: str, size: 
     parser = ChatOutputParser(reasoning=ThinkParser(inside=inside))
     got_content, got_reasoning, _ = run(parser, text, size)
     assert (got_reasoning, got_content) == (reasoning, content)
+
+
+@pytest.mark.parametrize("size", SIZES)
+@pytest.mark.parametrize("name", sorted(REASONING_PARSERS))
+def test_reasoning_tags_of_each_family(name: str, size: int) -> None:
+    """Qwen3's, LFM2.5's and MiniCPM5's <think>, Gemma 4's <|channel>thought ... <channel|>."""
+    tags = REASONING_PARSERS[name]
+    text = f"{tags.opening}Paris is in France.{tags.closing}\n\nIt is sunny."
+    parser = ChatOutputParser(reasoning=ThinkParser(tags.opening, tags.closing))
+    content, reasoning, _ = run(parser, text, size)
+    assert (reasoning, content) == ("Paris is in France.", "It is sunny.")
+
+
+@pytest.mark.parametrize("size", SIZES)
+@pytest.mark.parametrize("calls", [True, False])
+def test_harmony_reasoning_content_and_calls(size: int, calls: bool) -> None:
+    """gpt-oss: analysis is reasoning, final and commentary are content (joined by a space
+    as OVMS does); without tools in the request a call's message is left out."""
+    text = ("<|channel|>analysis<|message|>Need weather.<|end|><|start|>assistant<|channel|>"
+            "analysis<|message|>Call it.<|end|><|start|>assistant<|channel|>commentary "
+            'to=functions.get_weather <|constrain|>json<|message|>{"city": "Rome"}<|call|>'
+            "<|start|>assistant<|channel|>commentary<|message|>Done:<|end|>"
+            "<|start|>assistant<|channel|>final<|message|>Sunny in Rome.")
+    parser = ChatOutputParser(None, HarmonyParser(TOOLS, calls=calls))
+    content, reasoning, got = run(parser, text, size)
+    assert (reasoning, content) == ("Need weather. Call it.", "Done: Sunny in Rome.")
+    expected = [("get_weather", {"city": "Rome"})] if calls else []
+    assert [(c["name"], json.loads(c["arguments"])) for c in got] == expected
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_harmony_cut_short(size: int) -> None:
+    """Output that ends inside a message (max_tokens): what was written is kept, as it
+    was streamed; an unfinished header is not content."""
+    parser = ChatOutputParser(None, HarmonyParser(TOOLS))
+    text = ('<|channel|>analysis<|message|>Think.<|end|><|start|>assistant<|channel|>'
+            'commentary to=functions.get_weather <|constrain|>json<|message|>{"city": "Pa')
+    content, reasoning, got = run(parser, text, size)
+    assert (content, reasoning) == ("", "Think.")
+    assert [(c["name"], c["arguments"]) for c in got] == [("get_weather", '{"city": "Pa')]
+    parser = ChatOutputParser(None, HarmonyParser(TOOLS))
+    assert run(parser, "<|channel|>final<|message|>Hi.<|end|><|start|>assistant<|chan",
+               size)[:2] == ("Hi.", "")
 
 
 @pytest.mark.parametrize("size", SIZES)

@@ -47,6 +47,9 @@ class ToolParser(ABC):
 
     #: OVMS's name for the format (the graph's ``tool_parser``)
     name: str = ""
+    #: its markers are special tokens: it reads text that keeps them (OVMS's
+    #: requiresStreamingWithSpecialTokens)
+    special_tokens: bool = False
 
     def __init__(self, tools: tuple[Tool, ...] = ()) -> None:
         self.tools = {tool.name: tool for tool in tools}
@@ -63,6 +66,11 @@ class ToolParser(ABC):
         """The structural tag (XGrammar's format, which openvino-genai takes) of one call of
         ``tool`` in this format: its fixed opening, its arguments' schema, its closing."""
         raise NotImplementedError(f"tool_parser {cls.name} has no guided generation")
+
+    @classmethod
+    def guides(cls) -> bool:
+        """Whether calls in this format can be constrained (it has a ``tag``)."""
+        return cls.tag.__func__ is not ToolParser.tag.__func__  # type: ignore[attr-defined]
 
     #: what may come between two forced calls, and what opens a call (triggers guidance)
     separator: str = "\n"

@@ -16,6 +16,7 @@ OPEN, ARGS = "[TOOL_CALLS]", "[ARGS]"
 
 class DevstralToolParser(BufferedToolParser):
     name = "devstral"
+    special_tokens = True  # [TOOL_CALLS] and [ARGS] are special tokens
     trigger = OPEN
     separator = ""
 
