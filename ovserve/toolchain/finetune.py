@@ -1,7 +1,10 @@
 """Train a PEFT LoRA adapter for a built-in model on the CPU (``scripts/finetune_lora.py``).
 
-Input: JSONL of ``{"prompt", "completion"}`` pairs (NeMo's and NIM's shape); the loss is on the
-completion and the end-of-sequence token only. Output: an adapter folder
+Input: JSON lines of ``{"prompt", "completion"}`` pairs (NeMo's and NIM's shape), from a file or
+on standard input (``--data -``: rows a database query selects, piped by superduper's trainer in
+``examples/superduper_lora.py``); the loss is on the completion and the end-of-sequence token
+only. With ``--chat`` each prompt is a user message rendered with the model's chat template (what
+chat completions send), so the adapter learns the turn it will serve. Output: an adapter folder
 (``adapter_config.json`` + ``adapter_model.safetensors``) written into an adapter directory
 atomically (staged, then renamed), so a server scanning that directory never sees half of one.
 """
@@ -21,7 +24,7 @@ from tqdm import tqdm
 from ovserve.errors import ToolchainError
 from ovserve.toolchain.catalog import BUILTIN_MODELS, DEFAULT_MODEL
 from ovserve.toolchain.staging import staged_directory
-from ovserve.toolchain.tasks import read_jsonl
+from ovserve.toolchain.tasks import parse_rows, read_jsonl
 
 log = logging.getLogger(__name__)
 
@@ -42,10 +45,28 @@ def base_checkpoint(model: str) -> tuple[Path, Any]:
     return checkpoint, hf_from_gguf.corrected_tokenizer(fetch_gguf(builtin))
 
 
-def _examples(rows: list[dict[str, str]], tokenizer: Any) -> list[tuple[list[int], list[int]]]:
+def read_rows(data: Path) -> list[dict[str, str]]:
+    """The training pairs of a JSONL file, or of standard input when ``data`` is ``-``."""
+    if str(data) == "-":
+        return parse_rows(sys.stdin.read().splitlines(), "<stdin>")
+    return read_jsonl(data)
+
+
+def _prompt_text(prompt: str, tokenizer: Any, chat: bool) -> str:
+    """The prompt as the model sees it: as given, or a user turn in the chat template."""
+    if not chat:
+        return prompt
+    text: str = tokenizer.apply_chat_template([{"role": "user", "content": prompt}],
+                                              tokenize=False, add_generation_prompt=True)
+    return text
+
+
+def _examples(rows: list[dict[str, str]], tokenizer: Any, chat: bool = False
+              ) -> list[tuple[list[int], list[int]]]:
     examples = []
     for row in rows:
-        prompt = tokenizer(row["prompt"], add_special_tokens=False)["input_ids"]
+        prompt = tokenizer(_prompt_text(row["prompt"], tokenizer, chat),
+                           add_special_tokens=False)["input_ids"]
         completion = tokenizer(row["completion"], add_special_tokens=False)["input_ids"]
         completion.append(tokenizer.eos_token_id)
         examples.append((prompt + completion, [-100] * len(prompt) + completion))
@@ -55,26 +76,28 @@ def _examples(rows: list[dict[str, str]], tokenizer: Any) -> list[tuple[list[int
 def train(data: Path, output: Path, *, model: str = DEFAULT_MODEL, rank: int = 8,
           alpha: int = 16, targets: tuple[str, ...] = ("q_proj", "v_proj"),
           steps: int = 90, batch_size: int = 16, learning_rate: float = 2e-3,
-          seed: int = 0, threads: int | None = None) -> Path:
-    """Train an adapter on ``data`` and write it to the folder ``output``."""
+          seed: int = 0, threads: int | None = None, chat: bool = False) -> Path:
+    """Train an adapter on ``data`` (a JSONL file, ``-`` for standard input) and write it to
+    the folder ``output``."""
     import torch
     from peft import LoraConfig, get_peft_model
     from transformers import AutoModelForCausalLM
 
-    rows = read_jsonl(data)
+    rows = read_rows(data)
     random.seed(seed)
     torch.manual_seed(seed)
     if threads:
         torch.set_num_threads(threads)
     checkpoint, tokenizer = base_checkpoint(model)
     log.info("fine-tuning a LoRA adapter (r=%d, alpha=%d, %s) of %s on %d examples from %s",
-             rank, alpha, "/".join(targets), checkpoint, len(rows), data)
+             rank, alpha, "/".join(targets), checkpoint, len(rows),
+             "standard input" if str(data) == "-" else data)
     base = AutoModelForCausalLM.from_pretrained(checkpoint, dtype=torch.float32)
     peft_model = get_peft_model(base, LoraConfig(
         r=rank, lora_alpha=alpha, target_modules=list(targets), lora_dropout=0.0,
         bias="none", task_type="CAUSAL_LM"))
     peft_model.train()
-    examples = _examples(rows, tokenizer)
+    examples = _examples(rows, tokenizer, chat)
     optimizer = torch.optim.AdamW([p for p in peft_model.parameters() if p.requires_grad],
                                   lr=learning_rate)
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
@@ -103,9 +126,14 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="finetune_lora.py",
         description="Train a LoRA adapter (Hugging Face PEFT format) for a built-in model on the "
-        "CPU from JSONL prompt/completion pairs, and write it into an adapter folder; a server "
+        "CPU from JSONL prompt/completion pairs (a file, or standard input), and write it into an "
+        "adapter folder; a server "
         "with --lora_dir on that folder serves it as model id NAME without a restart.")
-    parser.add_argument("--data", type=Path, required=True, help="training JSONL")
+    parser.add_argument("--data", type=Path, required=True,
+                        help="training JSONL; - reads the rows from standard input")
+    parser.add_argument("--chat", action="store_true",
+                        help="prompts are user messages: render them with the model's chat "
+                        "template, as chat completions will")
     parser.add_argument("--lora_dir", type=Path, required=True,
                         help="adapter folder the server scans (the adapter goes in NAME/)")
     parser.add_argument("--name", required=True, help="adapter name = model id")
@@ -134,7 +162,7 @@ def main(argv: list[str] | None = None) -> int:
         train(args.data, args.lora_dir / args.name, model=args.model, rank=args.rank,
               alpha=args.alpha, targets=tuple(t for t in args.targets.split(",") if t),
               steps=args.steps, batch_size=args.batch_size, learning_rate=args.learning_rate,
-              seed=args.seed)
+              seed=args.seed, chat=args.chat)
     except (ToolchainError, AdapterError, ValueError, OSError) as exc:
         print(f"finetune_lora.py: {exc}", file=sys.stderr)
         return 1

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 
@@ -47,18 +47,24 @@ def write_task(task: str, output: Path, train: int = 400, test: int = 200,
 
 def read_jsonl(path: Path) -> list[dict[str, str]]:
     """Prompt/completion rows of a JSONL file; says which line is wrong."""
+    return parse_rows(path.read_text().splitlines(), str(path))
+
+
+def parse_rows(lines: Iterable[str], source: str) -> list[dict[str, str]]:
+    """Prompt/completion rows from JSON lines (a file's, or a pipe's that a database query
+    fills); errors name ``source`` and the line."""
     rows = []
-    for number, line in enumerate(path.read_text().splitlines(), 1):
+    for number, line in enumerate(lines, 1):
         if not line.strip():
             continue
         try:
             row = json.loads(line)
         except json.JSONDecodeError as exc:
-            raise ValueError(f"{path}:{number}: not JSON: {exc}") from exc
+            raise ValueError(f"{source}:{number}: not JSON: {exc}") from exc
         if not (isinstance(row, dict) and isinstance(row.get("prompt"), str)
                 and isinstance(row.get("completion"), str)):
-            raise ValueError(f"{path}:{number}: needs string fields prompt and completion")
+            raise ValueError(f"{source}:{number}: needs string fields prompt and completion")
         rows.append(row)
     if not rows:
-        raise ValueError(f"{path} has no examples")
+        raise ValueError(f"{source} has no examples")
     return rows
