@@ -1,11 +1,13 @@
 """A superduper ``Trainer`` that fine-tunes a LoRA adapter of an ovserve model from the rows a
 superduper query selects, and drops it into the server's adapter folder (``--lora_dir``).
 
-superduper's own LLM trainer (superduper-transformers 0.10) pins trl 0.12, which predates the
-transformers in this venv; and ovserve's base checkpoint needs its corrected tokenizer. So the
-training runs in ovserve's own toolchain (``scripts/finetune_lora.py`` in ovserve's venv), fed
-the selected rows on its standard input (``--data -``): the database query is the source, no
-file is written. The model being fitted is the same ``OpenAIChatCompletion`` class that then
+superduper's own LLM trainer (superduper-transformers 0.10: trl 0.12's SFTTrainer) is not used.
+It imports beside this venv's transformers, but no training run was tried: it loads the
+tokenizer with ``AutoTokenizer`` from the checkpoint folder, while ovserve's base checkpoint
+needs its corrected tokenizer, and it keeps its checkpoints in superduper's artifact store, not
+in a folder a server serves. So the training runs in ovserve's own toolchain
+(``scripts/finetune_lora.py`` in ovserve's venv), fed the selected rows on its standard input
+(``--data -``): the database query is the source, no file is written. The model being fitted is the same ``OpenAIChatCompletion`` class that then
 answers through the adapter's model id::
 
     trainer = OvserveLoRATrainer("faq-lora-trainer", key=("question", "answer"),
