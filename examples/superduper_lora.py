@@ -7,8 +7,8 @@ tokenizer with ``AutoTokenizer`` from the checkpoint folder, while ovserve's bas
 needs its corrected tokenizer, and it keeps its checkpoints in superduper's artifact store, not
 in a folder a server serves. So the training runs in ovserve's own toolchain
 (``scripts/finetune_lora.py`` in ovserve's venv), fed the selected rows on its standard input
-(``--data -``): the database query is the source, no file is written. The model being fitted is the same ``OpenAIChatCompletion`` class that then
-answers through the adapter's model id::
+(``--data -``): the database query is the source, no file is written. The model being fitted
+is the same ``OpenAIChatCompletion`` class that then answers through the adapter's model id::
 
     trainer = OvserveLoRATrainer("faq-lora-trainer", key=("question", "answer"),
                                  select=db["faq"].select(), lora_dir="adapters",
