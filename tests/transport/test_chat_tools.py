@@ -250,3 +250,64 @@ def test_every_choice_is_parsed_on_its_own(client: openai.OpenAI) -> None:
     for index in (0, 1):
         check_call(names[index], arguments[index])
     assert usage is not None and usage.completion_tokens > 0
+
+
+# -- the legacy functions fields (functions, function_call, role "function") -------------------
+
+FUNCTIONS = [t["function"] for t in TOOLS]
+
+
+def test_legacy_function_call_is_answered_in_its_shape(client: openai.OpenAI) -> None:
+    reply = client.chat.completions.create(
+        model=MODEL, messages=QUESTION, functions=FUNCTIONS,
+        function_call={"name": "get_weather"}, max_tokens=150)
+    choice = reply.choices[0]
+    assert choice.finish_reason == "function_call" and not choice.message.tool_calls
+    call = choice.message.function_call
+    assert call is not None and call.name == "get_weather"
+    check_call(call.name, call.arguments)
+
+    # the call and its result sent back as the legacy history: a 200 with an answer
+    history: list[Any] = [*QUESTION, {"role": "assistant", "content": None, "function_call": {
+        "name": call.name, "arguments": call.arguments}},
+        {"role": "function", "name": call.name, "content": '{"forecast": "sunny"}'}]
+    answer = client.chat.completions.create(model=MODEL, messages=history,
+                                            functions=FUNCTIONS, function_call="none",
+                                            max_tokens=8)
+    assert answer.choices[0].finish_reason in ("stop", "length")
+    assert answer.choices[0].message.function_call is None
+
+
+def test_legacy_function_call_streams_name_then_arguments(client: openai.OpenAI) -> None:
+    stream = client.chat.completions.create(
+        model=MODEL, messages=QUESTION, functions=FUNCTIONS,
+        function_call={"name": "get_time"}, max_tokens=100, stream=True)
+    names, arguments, reasons = [], "", []
+    for chunk in stream:
+        for choice in chunk.choices:
+            assert not choice.delta.tool_calls
+            piece = choice.delta.function_call
+            if piece is not None:
+                if piece.name:
+                    assert not arguments  # the name comes first
+                    names.append(piece.name)
+                arguments += piece.arguments or ""
+            if choice.finish_reason:
+                reasons.append(choice.finish_reason)
+    assert names == ["get_time"] and reasons == ["function_call"]
+    check_call("get_time", arguments)
+
+
+@pytest.mark.parametrize("extra, param", [
+    ({"functions": FUNCTIONS, "tools": TOOLS}, "functions"),
+    ({"function_call": {"name": "get_weather"}}, "function_call"),
+    ({"functions": FUNCTIONS, "function_call": "maybe"}, "function_call"),
+    ({"functions": [{"description": "no name"}]}, "functions"),
+    ({"functions": FUNCTIONS, "function_call": {"name": "nope"}}, "tool_choice"),
+])
+def test_bad_legacy_functions_are_a_400_naming_the_field(server: Server, extra: dict[str, Any],
+                                                         param: str) -> None:
+    reply = httpx.post(f"{server.rest_url}/v1/chat/completions", json={
+        "model": MODEL, "messages": QUESTION, "max_tokens": 4, **extra}, timeout=60)
+    assert reply.status_code == 400, reply.text
+    assert reply.json()["error"]["param"] == param

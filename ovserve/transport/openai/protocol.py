@@ -13,11 +13,15 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    PrivateAttr,
     SerializerFunctionWrapHandler,
     StrictBool,
     field_validator,
     model_serializer,
+    model_validator,
 )
+
+from ovserve.transport.openai import legacy_functions
 
 
 class StreamOptions(BaseModel):
@@ -188,6 +192,23 @@ class ChatCompletionRequest(SamplingFields):
     add_generation_prompt: StrictBool = True
     continue_final_message: StrictBool = False
     reasoning_effort: Literal["minimal", "low", "medium", "high"] | None = None
+    #: the request used the legacy functions fields (answered in their shape)
+    _legacy_functions: bool = PrivateAttr(False)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _upgrade(cls, data: Any) -> Any:
+        return legacy_functions.upgrade(data)
+
+    @model_validator(mode="after")
+    def _mark(self) -> ChatCompletionRequest:
+        if self.model_extra and self.model_extra.pop(legacy_functions.MARK, False):
+            self._legacy_functions = True
+        return self
+
+    @property
+    def legacy_functions(self) -> bool:
+        return self._legacy_functions
 
 
 class EmbeddingsRequest(BaseModel):
@@ -310,19 +331,20 @@ class ChatLogprobs(BaseModel):
     content: list[TokenLogprob]
 
 
-FinishReason = Literal["stop", "length", "tool_calls"]
+FinishReason = Literal["stop", "length", "tool_calls", "function_call"]
 
 
 class AssistantMessage(Body):
     """An answer: its content (null when it only calls tools), its reasoning (vLLM's
     ``reasoning`` and the older ``reasoning_content``, left out without any) and calls."""
 
-    omit_if_none = ("reasoning_content", "reasoning", "tool_calls")
+    omit_if_none = ("reasoning_content", "reasoning", "tool_calls", "function_call")
     role: Literal["assistant"] = "assistant"
     content: str | None
     reasoning_content: str | None = None
     reasoning: str | None = None
     tool_calls: list[ToolCall] | None = None
+    function_call: FunctionCall | None = None  # the legacy functions' answer
 
 
 class ChatChoice(BaseModel):
@@ -354,12 +376,13 @@ class ToolCallDelta(Body):
 
 
 class DeltaMessage(Body):
-    omit_if_none = ("role", "reasoning_content", "reasoning", "tool_calls")
+    omit_if_none = ("role", "reasoning_content", "reasoning", "tool_calls", "function_call")
     role: Literal["assistant"] | None = None
     content: str | None = None
     reasoning_content: str | None = None
     reasoning: str | None = None
     tool_calls: list[ToolCallDelta] | None = None
+    function_call: FunctionDelta | None = None  # the legacy functions' pieces
 
 
 class ChatStreamChoice(BaseModel):

@@ -90,9 +90,6 @@ _CHAT_ONLY = "only for /chat/completions (a completion's prompt is not rendered)
 #: when a request sets one to anything but its neutral value -> 400 naming it
 UNSUPPORTED: dict[str, tuple[Any, str]] = {
     "logit_bias": (_given, _NOT_AVAILABLE),
-    "functions": (_given, "the legacy functions field is not supported; send tools"),
-    "function_call": (lambda v: v not in (None, "none", "auto"),
-                      "the legacy function_call field is not supported; send tool_choice"),
     "use_beam_search": (_given, "beam search is not supported"),
     "prompt_logprobs": (lambda v: v is not None, "the prompt's logprobs are not available"),
     "bad_words": (_given, _NOT_AVAILABLE),
@@ -103,6 +100,8 @@ UNSUPPORTED: dict[str, tuple[Any, str]] = {
     "spaces_between_special_tokens": (lambda v: v is False, _NOT_AVAILABLE),
     # chat's own fields sent to /completions (chat requests declare them)
     "tools": (_given, _CHAT_ONLY),
+    "functions": (_given, _CHAT_ONLY),  # chat reads them as tools (legacy_functions)
+    "function_call": (lambda v: v not in (None, "none", "auto"), _CHAT_ONLY),
     "tool_choice": (lambda v: v not in (None, "none", "auto"), _CHAT_ONLY),
     "chat_template": (_given, _CHAT_ONLY),
     "chat_template_kwargs": (_given, _CHAT_ONLY),
@@ -263,7 +262,9 @@ def _completion_logprobs(pairs: list[tuple[str, float]], offset: int = 0
                               text_offset=offsets)
 
 
-def _finish(reason: str | None) -> FinishReason | None:
+def _finish(reason: str | None, legacy_functions: bool = False) -> FinishReason | None:
+    if reason == "tool_calls" and legacy_functions:
+        return "function_call"
     if reason is None or reason in ("length", "tool_calls"):
         return reason  # type: ignore[return-value]
     return "stop"
@@ -309,6 +310,7 @@ class Generation:
     model: str  # the model id asked for (a LoRA adapter's, or the servable's)
     echo: bool = False
     include_usage: bool = False
+    legacy_functions: bool = False  # answered in the legacy functions' shape
 
     @property
     def n(self) -> int:
@@ -564,7 +566,9 @@ class OpenAIServing:
         return Generation(kind, servable, [replace(r, adapter=adapter) for r in requests],
                           model=adapter or echoed,
                           echo=isinstance(req, CompletionRequest) and req.echo,
-                          include_usage=include_usage)
+                          include_usage=include_usage,
+                          legacy_functions=isinstance(req, ChatCompletionRequest)
+                          and req.legacy_functions)
 
     async def create(self, req: CompletionRequest | ChatCompletionRequest
                      ) -> CompletionResponse | ChatCompletionResponse | AsyncIterator[Chunk]:
@@ -613,7 +617,8 @@ class OpenAIServing:
                 answers[chunk.index].add(chunk)
                 logprobs[chunk.index] += chunk.logprobs
                 if chunk.finish_reason is not None:
-                    reasons[chunk.index] = _finish(chunk.finish_reason)
+                    reasons[chunk.index] = _finish(chunk.finish_reason,
+                                                   generation.legacy_functions)
                 usage.add(chunk)
         finally:
             await chunks.aclose()  # cancelled (client gone): the engine aborts
@@ -629,7 +634,8 @@ class OpenAIServing:
         if generation.kind == "chat":
             return ChatCompletionResponse(
                 id=f"chatcmpl-{_id()}", **common, choices=[
-                    ChatChoice(index=i, message=answers[i].message(text),
+                    ChatChoice(index=i, message=answers[i].message(
+                                   text, generation.legacy_functions),
                                logprobs=_chat_logprobs(logprobs[i]) if generation.logprobs
                                else None, finish_reason=reasons[i])
                     for i, text in enumerate(texts)])
@@ -657,11 +663,11 @@ class OpenAIServing:
                        **extra)
 
         def choice(chunk: GenerationChunk) -> Any:
-            reason = _finish(chunk.finish_reason)
+            reason = _finish(chunk.finish_reason, generation.legacy_functions)
             pairs = list(chunk.logprobs)
             if chat:
                 return ChatStreamChoice(
-                    index=chunk.index, delta=_delta(chunk),
+                    index=chunk.index, delta=_delta(chunk, generation.legacy_functions),
                     logprobs=_chat_logprobs(pairs) if generation.logprobs else None,
                     finish_reason=reason)
             logprobs = None
@@ -688,7 +694,8 @@ class OpenAIServing:
                 tracked.first_output()
                 usage.add(chunk)
                 if chunk.finish_reason is not None:
-                    reasons[chunk.index] = _finish(chunk.finish_reason)
+                    reasons[chunk.index] = _finish(chunk.finish_reason,
+                                                   generation.legacy_functions)
                 if (chunk.text or chunk.finish_reason is not None or chunk.sources
                         or chunk.reasoning or chunk.tool_calls or chunk.logprobs):
                     extra: dict[str, Any] = {"sources": list(chunk.sources)} if chunk.sources \
@@ -748,7 +755,9 @@ def _id() -> str:
 
 def _plain(reason: FinishReason | None) -> Literal["stop", "length"] | None:
     """A completion's finish reason (it never calls tools)."""
-    return "stop" if reason == "tool_calls" else reason
+    if reason is None or reason == "length":
+        return reason
+    return "stop"
 
 
 class _Answer:
@@ -768,21 +777,33 @@ class _Answer:
                                                              arguments=""))
             call.function.arguments += piece.arguments
 
-    def message(self, content: str) -> AssistantMessage:
+    def message(self, content: str, legacy_functions: bool = False) -> AssistantMessage:
+        """The answer; ``legacy_functions``: its first call as ``function_call``."""
         calls = [self.calls[i] for i in sorted(self.calls)]
-        return AssistantMessage(content=content if content or not calls else None,
-                                reasoning_content=self.reasoning or None,
-                                reasoning=self.reasoning or None, tool_calls=calls or None)
+        message = AssistantMessage(content=content if content or not calls else None,
+                                   reasoning_content=self.reasoning or None,
+                                   reasoning=self.reasoning or None, tool_calls=calls or None)
+        if legacy_functions and calls:
+            message.tool_calls, message.function_call = None, calls[0].function
+        return message
 
 
-def _delta(chunk: GenerationChunk) -> DeltaMessage:
-    """A chat chunk's delta: content, reasoning (under both names), tool call pieces."""
+def _delta(chunk: GenerationChunk, legacy_functions: bool = False) -> DeltaMessage:
+    """A chat chunk's delta: content, reasoning (under both names), tool call pieces
+    (``legacy_functions``: the first call's as ``function_call``)."""
     calls = [ToolCallDelta(index=piece.index, id=piece.id,
                            type="function" if piece.id else None,
                            function=FunctionDelta(name=piece.name, arguments=piece.arguments))
              for piece in chunk.tool_calls] or None
     delta = DeltaMessage(content=chunk.text if chunk.text or not (calls or chunk.reasoning)
                          else None, tool_calls=calls)
+    if legacy_functions and calls:
+        first = [c.function for c in calls if c.index == 0]
+        delta.tool_calls = None
+        if first:
+            delta.function_call = FunctionDelta(
+                name=next((f.name for f in first if f.name), None),
+                arguments="".join(f.arguments for f in first))
     if chunk.reasoning:
         delta.reasoning_content = delta.reasoning = chunk.reasoning
     return delta
