@@ -15,10 +15,11 @@ from __future__ import annotations
 import bisect
 import copy
 import threading
-from collections.abc import Iterable, Sequence
+import time
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
-__all__ = ["TIME_BOUNDS", "TOKEN_BOUNDS", "Distribution", "EngineMeasurements",
+__all__ = ["TIME_BOUNDS", "TOKEN_BOUNDS", "Distribution", "EngineMeasurements", "Exemplar",
            "FinishedRequest", "ModelTimings"]
 
 #: vLLM's time-to-first-token buckets
@@ -55,35 +56,82 @@ TOKEN_BOUNDS = one_two_five(10**7)
 
 
 class Distribution:
-    """Observations counted under fixed upper bounds (the last slot: above them all)."""
+    """Observations counted under fixed upper bounds (the last slot: above them all), each
+    slot keeping the latest observation that came with exemplar labels."""
 
-    __slots__ = ("bounds", "count", "counts", "total")
+    __slots__ = ("bounds", "count", "counts", "exemplars", "total")
 
     def __init__(self, bounds: Sequence[float]) -> None:
         self.bounds = tuple(bounds)
         self.counts = [0] * (len(self.bounds) + 1)
         self.count = 0
         self.total = 0.0
+        #: per slot, the latest exemplar (None until one is observed anywhere)
+        self.exemplars: list[Exemplar | None] | None = None
 
-    def observe(self, value: float) -> None:
-        self.counts[bisect.bisect_left(self.bounds, value)] += 1
+    def observe(self, value: float, exemplar: Mapping[str, str] | None = None) -> None:
+        """Count ``value``; ``exemplar``: the labels of what it measured (a request's ids)."""
+        slot = bisect.bisect_left(self.bounds, value)
+        self.counts[slot] += 1
         self.count += 1
         self.total += value
+        if exemplar:
+            if self.exemplars is None:
+                self.exemplars = [None] * len(self.counts)
+            self.exemplars[slot] = Exemplar(dict(exemplar), value, time.time())
+
+    def merge(self, other: Distribution) -> None:
+        """Add ``other``'s observations (same bounds); each slot keeps the later exemplar."""
+        self.counts = [a + b for a, b in zip(self.counts, other.counts, strict=True)]
+        self.count += other.count
+        self.total += other.total
+        if other.exemplars is not None:
+            mine = self.exemplars or [None] * len(self.counts)
+            self.exemplars = [_later(a, b) for a, b in zip(mine, other.exemplars, strict=True)]
 
     def buckets(self, bounds: Iterable[float]) -> list[tuple[float, int]]:
         """Cumulative counts at ``bounds`` (each one of this distribution's bounds), then at
         +Inf: what a Prometheus histogram with those buckets would hold."""
-        result: list[tuple[float, int]] = []
+        return [(bound, count) for bound, count, _ in self.buckets_with_exemplars(bounds)]
+
+    def buckets_with_exemplars(self, bounds: Iterable[float]
+                               ) -> list[tuple[float, int, Exemplar | None]]:
+        """``buckets`` with each bucket's latest exemplar: of the observations above the
+        previous bound and up to this one."""
+        result: list[tuple[float, int, Exemplar | None]] = []
         cumulative, index = 0, 0
+        slots = self.exemplars or [None] * len(self.counts)
         for bound in bounds:
+            latest: Exemplar | None = None
             while index < len(self.bounds) and self.bounds[index] <= bound:
                 cumulative += self.counts[index]
+                latest = _later(latest, slots[index])
                 index += 1
             if index == 0 or self.bounds[index - 1] != bound:
                 raise ValueError(f"{bound} is not a bound of this distribution")
-            result.append((bound, cumulative))
-        result.append((float("inf"), self.count))
+            result.append((bound, cumulative, latest))
+        rest: Exemplar | None = None
+        for slot in slots[index:]:
+            rest = _later(rest, slot)
+        result.append((float("inf"), self.count, rest))
         return result
+
+
+@dataclass(frozen=True, slots=True)
+class Exemplar:
+    """One observation's labels, value and when it was made (Unix seconds)."""
+
+    labels: dict[str, str]
+    value: float
+    timestamp: float
+
+
+def _later(a: Exemplar | None, b: Exemplar | None) -> Exemplar | None:
+    if a is None:
+        return b
+    if b is None:
+        return a
+    return b if b.timestamp >= a.timestamp else a
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,6 +147,8 @@ class FinishedRequest:
     generation_tokens: int
     max_tokens: int
     finish_reason: str  # "stop", "length", "abort"
+    #: the request's exemplar labels (``engine.exemplars``), on each of its observations
+    exemplar: Mapping[str, str] | None = None
 
 
 def _time() -> Distribution:
@@ -134,18 +184,20 @@ class EngineMeasurements:
     request_max_tokens: Distribution = field(default_factory=_tokens)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
-    def first_token(self, arrived: float, at: float, prompt_tokens: int) -> None:
+    def first_token(self, arrived: float, at: float, prompt_tokens: int,
+                    exemplar: Mapping[str, str] | None = None) -> None:
         with self._lock:
             self.prompt_tokens += prompt_tokens
-            self.time_to_first_token.observe(max(at - arrived, 0.0))
+            self.time_to_first_token.observe(max(at - arrived, 0.0), exemplar)
 
-    def tokens(self, count: int, since_previous: float | None) -> None:
+    def tokens(self, count: int, since_previous: float | None,
+               exemplar: Mapping[str, str] | None = None) -> None:
         """``count`` tokens of one request arrived; ``since_previous``: the time since its
         previous tokens (None for its first)."""
         with self._lock:
             self.generation_tokens += count
             if since_previous is not None:
-                self.inter_token_latency.observe(max(since_previous, 0.0))
+                self.inter_token_latency.observe(max(since_previous, 0.0), exemplar)
 
     def finish(self, request: FinishedRequest) -> None:
         """A request ended. Aborted ones count by reason only (their times say nothing)."""
@@ -154,20 +206,21 @@ class EngineMeasurements:
             self.finished[reason] = self.finished.get(reason, 0) + 1
             if reason == "abort":
                 return
-            self.e2e.observe(max(request.finished - request.arrived, 0.0))
-            self.request_prompt_tokens.observe(request.prompt_tokens)
-            self.request_generation_tokens.observe(request.generation_tokens)
-            self.request_max_tokens.observe(request.max_tokens)
+            tag = request.exemplar
+            self.e2e.observe(max(request.finished - request.arrived, 0.0), tag)
+            self.request_prompt_tokens.observe(request.prompt_tokens, tag)
+            self.request_generation_tokens.observe(request.generation_tokens, tag)
+            self.request_max_tokens.observe(request.max_tokens, tag)
             scheduled = request.scheduled if request.scheduled is not None else request.finished
-            self.queue.observe(max(scheduled - request.arrived, 0.0))
+            self.queue.observe(max(scheduled - request.arrived, 0.0), tag)
             first = request.first_token if request.first_token is not None else scheduled
             last = request.last_token if request.last_token is not None else first
-            self.prefill.observe(max(first - scheduled, 0.0))
-            self.decode.observe(max(last - first, 0.0))
-            self.inference.observe(max(last - scheduled, 0.0))
+            self.prefill.observe(max(first - scheduled, 0.0), tag)
+            self.decode.observe(max(last - first, 0.0), tag)
+            self.inference.observe(max(last - scheduled, 0.0), tag)
             if request.generation_tokens > 1:
                 self.time_per_output_token.observe(
-                    max(last - first, 0.0) / (request.generation_tokens - 1))
+                    max(last - first, 0.0) / (request.generation_tokens - 1), tag)
 
     def snapshot(self) -> EngineMeasurements:
         with self._lock:

@@ -21,6 +21,7 @@ from collections.abc import AsyncGenerator, Callable, Generator, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+from ovserve.engine import exemplars
 from ovserve.engine.base import Delta, EngineStats, Prepared
 from ovserve.engine.measurements import EngineMeasurements, FinishedRequest
 from ovserve.engine.scope import record as record_in_scope
@@ -33,7 +34,7 @@ class _Request:
     """Where one request's output goes, its tokens so far and when things happened to it
     (``time.monotonic()``; None: not yet)."""
 
-    __slots__ = ("adapter", "arrived", "first_token", "id", "last_token", "loop",
+    __slots__ = ("adapter", "arrived", "exemplar", "first_token", "id", "last_token", "loop",
                  "max_tokens", "prompt_tokens", "scheduled", "sink", "token_ids")
 
     def __init__(self, request_id: int, sink: Callable[[Any], object],
@@ -50,6 +51,7 @@ class _Request:
         self.prompt_tokens = prepared.prompt_tokens if prepared is not None else 0
         self.max_tokens = int(prepared.fields.get("max_new_tokens", 0)) if prepared else 0
         self.adapter = prepared.adapter if prepared is not None else None
+        self.exemplar = exemplars.current()  # the submitting request's ids
 
 
 @dataclass(frozen=True, slots=True)
@@ -333,17 +335,19 @@ class EngineBase(ABC):
                 request.scheduled = started
             if request.first_token is None:
                 request.first_token = ended
-                self.measurements.first_token(request.arrived, ended, request.prompt_tokens)
+                self.measurements.first_token(request.arrived, ended, request.prompt_tokens,
+                                              request.exemplar)
                 self.measurements.tokens(len(output.token_ids), None)
             else:
                 assert request.last_token is not None
-                self.measurements.tokens(len(output.token_ids), ended - request.last_token)
+                self.measurements.tokens(len(output.token_ids), ended - request.last_token,
+                                         request.exemplar)
             request.last_token = ended
         if output.done and output.error is None:
             self.measurements.finish(FinishedRequest(
                 request.arrived, request.scheduled, request.first_token, request.last_token,
                 time.monotonic(), request.prompt_tokens, len(request.token_ids),
-                request.max_tokens, output.finish_reason or "abort"))
+                request.max_tokens, output.finish_reason or "abort", request.exemplar))
 
     def end_requests(self, reason: str) -> int:
         """End every active request now: each reader gets EngineUnavailable(``reason``) (a

@@ -6,7 +6,8 @@ logged while the request runs carries ``[request ID]``), in OpenAI's response id
 (``chatcmpl-ID``, ``cmpl-ID``, as vLLM) and in the request's trace span. With
 ``--enable_request_id_headers`` the response carries it back as ``X-Request-Id``. On gRPC the
 id comes from the ``x-request-id`` metadata, else the KServe request's ``id``, and goes back as
-``x-request-id`` initial metadata when enabled."""
+``x-request-id`` initial metadata when enabled. It is also the ``request_id`` exemplar on the
+request's latency histograms (``engine.exemplars``)."""
 
 from __future__ import annotations
 
@@ -19,6 +20,8 @@ from typing import Any
 
 import grpc
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from ovserve.engine import exemplars
 
 __all__ = ["RequestIdFilter", "RequestIdInterceptor", "RequestIds", "current", "usable"]
 
@@ -55,7 +58,8 @@ class RequestIds:
         token = _current.set(request_id)
         try:
             if not self.echo:
-                await self.app(scope, receive, send)
+                with exemplars.tagged(request_id=request_id):
+                    await self.app(scope, receive, send)
                 return
 
             async def send_with_id(message: Message) -> None:
@@ -66,7 +70,8 @@ class RequestIds:
                     message = {**message, "headers": headers}
                 await send(message)
 
-            await self.app(scope, receive, send_with_id)
+            with exemplars.tagged(request_id=request_id):
+                await self.app(scope, receive, send_with_id)
         finally:
             _current.reset(token)
 
@@ -83,6 +88,7 @@ class RequestIdInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
         given = metadata.get(HEADER) or getattr(request, "id", None) or None
         request_id = usable(given if isinstance(given, str) else None)
         _current.set(request_id)  # the call's own task: its context ends with it
+        exemplars.tag(request_id=request_id)
         if self.echo:
             await context.send_initial_metadata(((HEADER, request_id),))
 

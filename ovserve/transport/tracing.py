@@ -9,7 +9,8 @@ sends one (W3C Trace Context), named and annotated after the GenAI semantic conv
 ``process`` call (``graph.observe``), and for each engine request a ``generate`` span under the
 node that made it, with ``queue``, ``prefill`` and ``decode`` children at the engine's own times
 (``transport.engine_requests``). The request id (X-Request-Id) is the span's
-``ovserve.request_id``.
+``ovserve.request_id``. A sampled span's trace id is the ``trace_id`` exemplar on the request's
+latency histograms (``engine.exemplars``), beside its request id.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from typing import Any
 import grpc
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from ovserve.engine import exemplars
 from ovserve.graph import observe
 from ovserve.transport import request_ids
 from ovserve.transport.admission import INFERENCE_METHODS, INFERENCE_PATH
@@ -117,8 +119,10 @@ class Tracing:
         observed = Observed(parent=_inner.get)
         span_token, inner_token = _span.set(span), _inner.set(span)
         node_token = observe.observer.set(self._node)
+        context = span.get_span_context()
+        trace_id = f"{context.trace_id:032x}" if context.trace_flags.sampled else ""
         try:
-            with observing(observed):
+            with observing(observed), exemplars.tagged(trace_id=trace_id):
                 yield span
         except BaseException as exc:
             span.set_status(Status(StatusCode.ERROR, str(exc) or type(exc).__name__))

@@ -19,6 +19,37 @@ from ovserve.engine.measurements import (
 from ovserve.engine.process import EngineLoop, _Slot
 
 
+def test_each_bucket_carries_the_latest_exemplar_among_its_observations() -> None:
+    d = Distribution(TIME_BOUNDS)
+    d.observe(0.012, {"request_id": "a"})
+    d.observe(0.02, {"request_id": "b"})  # same 0.025 bucket, later: it wins
+    d.observe(0.015)  # no labels: leaves the bucket's exemplar alone
+    d.observe(0.3, {"request_id": "c"})
+    d.observe(5000.0, {"request_id": "d"})  # above every bound: +Inf's
+    got = {b: (c, e.labels["request_id"] if e else None, e.value if e else None)
+           for b, c, e in d.buckets_with_exemplars([0.01, 0.025, 0.3, 80.0])}
+    assert got == {0.01: (0, None, None), 0.025: (3, "b", 0.02), 0.3: (4, "c", 0.3),
+                   80.0: (4, None, None), float("inf"): (5, "d", 5000.0)}
+    # a coarser view's bucket takes the latest of the finer slots it spans
+    (first, _) = d.buckets_with_exemplars([0.3])
+    assert first[2] is not None and first[2].labels == {"request_id": "c"}
+
+
+def test_merged_distributions_keep_the_later_exemplar_per_bucket() -> None:
+    older, newer, plain = (Distribution(TIME_BOUNDS) for _ in range(3))
+    older.observe(0.02, {"request_id": "old"})
+    older.observe(0.3, {"request_id": "only"})
+    newer.observe(0.02, {"request_id": "new"})
+    plain.observe(0.02)
+    merged = Distribution(TIME_BOUNDS)
+    for d in (plain, newer, older):  # merge order does not decide: the time does
+        merged.merge(d)
+    ((_, count, latest), (_, _, other), _) = merged.buckets_with_exemplars([0.025, 0.3])
+    assert count == 3 and latest is not None and latest.labels == {"request_id": "new"}
+    assert other is not None and other.labels == {"request_id": "only"}
+    assert merged.count == 4 and merged.total == pytest.approx(0.36)
+
+
 def test_a_distribution_gives_cumulative_counts_at_any_of_its_bounds() -> None:
     d = Distribution(TIME_BOUNDS)
     for v in (0.005, 0.01, 0.012, 0.3, 100.0, 5000.0):

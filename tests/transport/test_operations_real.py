@@ -1,7 +1,8 @@
 """The operations flags on the real model, in a real `ovserve` process (the engine in its own
 process, as `make serve` runs it): an alias, the request id echoed, llama.cpp's timings from the
 engine's own times, and the trace of a streamed chat exported over OTLP/gRPC to a receiver on
-loopback, with the engine's queue, prefill and decode spans under the LLM node."""
+loopback, with the engine's queue, prefill and decode spans under the LLM node; an OpenMetrics
+scrape whose latency histograms carry the request id and the trace id as exemplars."""
 
 from __future__ import annotations
 
@@ -12,11 +13,13 @@ from pathlib import Path
 from typing import Any
 
 import grpc
+import httpx
 import openai
 import pytest
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2, trace_service_pb2_grpc
 
 from tests.transport.chat_server import MODEL, write_config
+from tests.transport.metrics_text import OPENMETRICS, exemplars
 from tests.transport.server import Server, start_server
 
 TRACE_ID = "0af7651916cd43dd8448eb211c80319c"
@@ -103,3 +106,27 @@ def test_a_traced_timed_chat_on_the_real_engine(server: Server,
         assert mine[phase]["parent"] == generate["span_id"]
         assert generate["start"] <= mine[phase]["start"] <= mine[phase]["end"] <= \
             generate["end"]
+
+
+def test_an_openmetrics_scrape_links_latencies_to_the_request_and_its_trace(
+        server: Server) -> None:
+    """The real engine's TTFT and e2e histograms (and ovserve's request duration) carry the
+    client's X-Request-Id and the trace id of its traceparent as the exemplar of the bucket
+    its time fell in."""
+    trace_id = "5b8efff798038103d269b633813fc60c"
+    client = openai.OpenAI(base_url=server.rest_url + "/v1", api_key="none")
+    reply = client.completions.create(
+        model="gpt-4o", prompt="The Moon is", max_tokens=8,
+        extra_body={"ignore_eos": True}, extra_headers={
+            "X-Request-Id": "exemplar-7", "traceparent": f"00-{trace_id}-{CLIENT_SPAN}-01"})
+    assert reply.usage is not None and reply.usage.completion_tokens == 8
+    scraped = httpx.get(server.rest_url + "/metrics", headers={"Accept": OPENMETRICS})
+    assert scraped.headers["content-type"].startswith("application/openmetrics-text")
+    wanted = {"trace_id": trace_id, "request_id": "exemplar-7"}
+    for family in ("vllm:time_to_first_token_seconds", "vllm:e2e_request_latency_seconds",
+                   "vllm:request_decode_time_seconds", "ovserve_request_duration_seconds"):
+        found = [(le, e, below) for _, le, e, below in exemplars(scraped.text, family)
+                 if e.labels == wanted]
+        assert len(found) == 1, family
+        ((le, exemplar, below),) = found
+        assert below < exemplar.value <= le, family

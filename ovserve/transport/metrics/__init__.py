@@ -20,8 +20,9 @@ from contextlib import contextmanager
 from typing import Any
 
 from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.openmetrics import exposition as openmetrics
 
-from ovserve.engine import EngineRegistry
+from ovserve.engine import EngineRegistry, exemplars
 from ovserve.transport.errors import shape_of
 from ovserve.transport.metrics.config import MetricsConfigError, OvmsMetricsConfig
 from ovserve.transport.metrics.edge import EdgeKey, EdgeMeasurements, Tracked, method_of
@@ -29,6 +30,8 @@ from ovserve.transport.metrics.views import EngineView, OvmsView, OvserveView, V
 
 __all__ = ["Metrics", "MetricsConfigError", "OvmsMetricsConfig", "Tracked", "serving_servables"]
 
+#: Prometheus' text format (no exemplars)
+TEXT = "text/plain; version=0.0.4; charset=utf-8"
 #: (name, versions): versions a plain model's {number: engine}, None for a graph
 Servables = Callable[[], list[tuple[str, dict[int, Any] | None]]]
 
@@ -109,7 +112,8 @@ class Metrics:
             yield
         finally:
             self.edges.update(key, open_streams=-1, in_flight=-1)
-            self.edges.observe(key, "sessions", time.perf_counter() - started)
+            self.edges.observe(key, "sessions", time.perf_counter() - started,
+                               exemplars.current())
 
     def received(self, servable: str, interface: str) -> None:
         """A request arrived on a stream."""
@@ -137,8 +141,19 @@ class Metrics:
                          else EdgeKey(servable, interface, method_of(interface, False)),
                          shape_of(exc).grpc_code.name)
 
-    def render(self) -> bytes:
-        return generate_latest(self.registry) + self.ovms_view.render().encode()
+    def render(self, accept: str = "") -> tuple[bytes, str]:
+        """The exposition and its content type, in the format the scraper's ``Accept`` asks
+        for: OpenMetrics (with exemplars: the latest request ids and trace ids per histogram
+        bucket) for ``application/openmetrics-text``, else Prometheus' text format."""
+        if "application/openmetrics-text" in accept:
+            # names as they are: prometheus-client 0.26's default escaping ("underscores")
+            # turns the colons of vLLM's sample names into underscores
+            text = openmetrics.generate_latest(  # type: ignore[no-untyped-call]
+                self.registry, escaping=openmetrics.ALLOWUTF8)
+            ovms = self.ovms_view.render(openmetrics=True).encode()
+            return (text.removesuffix(b"# EOF\n") + ovms + b"# EOF\n",
+                    openmetrics.CONTENT_TYPE_LATEST)
+        return generate_latest(self.registry) + self.ovms_view.render().encode(), TEXT
 
 
 def serving_servables(registry: Any) -> Servables:

@@ -12,8 +12,10 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from ovserve.engine import exemplars
 from ovserve.engine.measurements import ALL_TIME_BOUNDS, OVMS_BOUNDS_US, Distribution
 from ovserve.transport.errors import shape_of
 
@@ -95,9 +97,11 @@ class EdgeMeasurements:
             errors = self._edges.setdefault(key, Edge()).errors
             errors[code] = errors.get(code, 0) + 1
 
-    def observe(self, key: EdgeKey, distribution: str, seconds: float) -> None:
+    def observe(self, key: EdgeKey, distribution: str, seconds: float,
+                exemplar: Mapping[str, str] | None = None) -> None:
         with self._lock:
-            getattr(self._edges.setdefault(key, Edge()), distribution).observe(seconds)
+            getattr(self._edges.setdefault(key, Edge()), distribution).observe(seconds,
+                                                                               exemplar)
 
     def tokens(self, model: str, prompt: int, generated: int) -> None:
         with self._lock:
@@ -124,6 +128,7 @@ class Tracked:
         self.key = EdgeKey(servable, interface, method_of(interface, streamed))
         self.streamed = streamed
         self.started = time.perf_counter()
+        self.exemplar = exemplars.current()  # the request's ids, on its observations
         self.accepted = interface == "openai"  # V3 requests reach their graph (as in OVMS)
         self.first_seen = self.failed_once = self.finished = False
         store.update(self.key, received=1, in_flight=1, open_streams=int(streamed))
@@ -151,7 +156,8 @@ class Tracked:
         self.store.update(self.key, responses=1)
         if not self.first_seen:
             self.first_seen = True
-            self.store.observe(self.key, "first_output", time.perf_counter() - self.started)
+            self.store.observe(self.key, "first_output", time.perf_counter() - self.started,
+                               self.exemplar)
 
     def fail(self, exc: BaseException) -> None:
         if not self.failed_once:
@@ -169,8 +175,8 @@ class Tracked:
             self.store.update(key, failed=1, accepted=int(self.accepted),
                               rejected=int(not self.accepted),
                               graph_errors=int(self.accepted))
-            self.store.observe(key, "failed_duration", elapsed)
+            self.store.observe(key, "failed_duration", elapsed, self.exemplar)
         else:
             self.store.update(key, succeeded=1, accepted=1,
                               responses=int(not self.streamed))
-            self.store.observe(key, "ok_duration", elapsed)
+            self.store.observe(key, "ok_duration", elapsed, self.exemplar)

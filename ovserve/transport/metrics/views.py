@@ -18,6 +18,7 @@ from prometheus_client.core import (
     Metric,
 )
 from prometheus_client.registry import Collector
+from prometheus_client.samples import Exemplar as PromExemplar
 
 from ovserve.engine import EngineRegistry
 from ovserve.engine.base import EngineStats
@@ -40,10 +41,15 @@ __all__ = ["EngineView", "OvmsView", "OvserveView", "VllmView"]
 
 def _histogram(family: HistogramMetricFamily, labels: Sequence[str],
                distribution: Distribution, bounds: Iterable[float], scale: float = 1.0) -> None:
-    """Add ``distribution`` (seconds) at ``bounds`` (in the view's unit: seconds * scale)."""
-    buckets = distribution.buckets(b / scale for b in bounds)
-    family.add_metric(list(labels), [(_le(b * scale), c) for b, c in buckets],
-                      distribution.total * scale)
+    """Add ``distribution`` (seconds) at ``bounds`` (in the view's unit: seconds * scale),
+    each bucket with its latest exemplar (shown in the OpenMetrics exposition only)."""
+    buckets: list[Any] = []
+    for bound, count, exemplar in distribution.buckets_with_exemplars(
+            b / scale for b in bounds):
+        le = _le(bound * scale)
+        buckets.append((le, count) if exemplar is None else (le, count, PromExemplar(
+            exemplar.labels, exemplar.value * scale, exemplar.timestamp)))
+    family.add_metric(list(labels), buckets, distribution.total * scale)
 
 
 def _le(bound: float) -> str:
@@ -56,9 +62,7 @@ def _le(bound: float) -> str:
 def _merge(*distributions: Distribution) -> Distribution:
     merged = Distribution(distributions[0].bounds)
     for d in distributions:
-        merged.counts = [a + b for a, b in zip(merged.counts, d.counts, strict=True)]
-        merged.count += d.count
-        merged.total += d.total
+        merged.merge(d)
     return merged
 
 
@@ -292,11 +296,15 @@ class _Text:
             le = "+Inf" if bound == float("inf") else _number(round(bound * 1e6))
             self.add(family, {**labels, "le": le}, count, "_bucket")
 
-    def render(self, on: Callable[[str], bool]) -> str:
+    def render(self, on: Callable[[str], bool], openmetrics: bool = False) -> str:
+        """``openmetrics``: OVMS's counters typed ``unknown`` (an OpenMetrics counter's
+        samples must end in ``_total``; OVMS's names do not, and are kept)."""
         lines: list[str] = []
         for family, samples in self.samples.items():
             if samples and on(family):
                 kind, doc = OVMS_FAMILIES[family]
+                if openmetrics and kind == "counter":
+                    kind = "unknown"
                 lines += [f"# HELP {family} {doc}", f"# TYPE {family} {kind}", *samples]
         return "".join(line + "\n" for line in lines)
 
@@ -322,7 +330,7 @@ class OvmsView:
         self.servables = servables
         self.status = status  # (name, interface, method, ok) -> count
 
-    def render(self) -> str:
+    def render(self, openmetrics: bool = False) -> str:
         if not self.config.enabled:
             return ""
         edges, _ = self.edges.snapshot()
@@ -336,7 +344,7 @@ class OvmsView:
                 self._graph(out, name, edges_of)
             else:
                 self._model(out, name, versions, edges_of)
-        return out.render(self.config.on)
+        return out.render(self.config.on, openmetrics)
 
     def _status(self, out: _Text, name: str, version: str | None) -> None:
         for interface in ("gRPC", "REST"):

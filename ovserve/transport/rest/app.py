@@ -189,8 +189,9 @@ def build_app(plane: DataPlane, *, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
                            allow_credentials=cors.credentials)
 
     @app.get("/metrics", response_class=PlainTextResponse)
-    async def prometheus() -> Response:
-        return Response(metrics.render(), media_type="text/plain; version=0.0.4")
+    async def prometheus(request: Request) -> Response:
+        body, content_type = metrics.render(request.headers.get("accept", ""))
+        return Response(body, headers={"content-type": content_type})
 
     # vLLM's probes (guidellm checks /health before a run; SageMaker-style /ping) and NIM's
     @app.get("/health", response_class=Response, responses=PROBE)
