@@ -1,13 +1,16 @@
 """deploy/grafana/ovserve.json: a Grafana dashboard that loads (its shape checked as Grafana
 reads it), and whose every query names a metric a running server exposes (an LLM on a fake
-engine with LoRA slots, a Python graph and a plain model, OVMS's names on). The same server
+engine with LoRA slots, a Python graph and a plain model, OVMS's names and both admission
+limits on, one request refused). The same server
 shows OVMS's names for a plain model."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
@@ -72,8 +75,13 @@ def test_the_dashboard_has_grafanas_shape() -> None:
                 assert used.startswith("__") or used in variables, used
 
 
+@dataclass
+class Served(Endpoints):
+    engines: list[FakeEngine]
+
+
 @pytest.fixture
-async def server(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[Endpoints]:
+async def server(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[Served]:
     config = write_config(tmp_path)
     save(unary("x", "x_plus", [2], 1.0), tmp_path / "models/plus/1")
     data = json.loads(config.read_text())
@@ -81,17 +89,20 @@ async def server(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> AsyncIterat
     config.write_text(json.dumps(data))
     monkeypatch.setenv("OVSERVE_MODEL_PATH", str(tmp_path / "model"))
 
+    engines: list[FakeEngine] = []
+
     def factory(engine_config: EngineConfig) -> FakeEngine:
-        return FakeEngine(LLM, max_loras=2)
+        engines.append(FakeEngine(LLM, max_loras=2))
+        return engines[-1]
 
     grpc_port, rest_port = free_port(), free_port()
     running = await start(ServerSettings(
         entries=load_server_config(config), host="127.0.0.1", grpc_port=grpc_port,
         rest_port=rest_port, grace_seconds=1, config_path=config, metrics_enable=True,
-        metrics_list=FAMILIES),
+        metrics_list=FAMILIES, max_concurrent_requests=1, max_queued_requests=4),
         EngineRegistry(factory))
     try:
-        yield Endpoints(grpc_port, rest_port)
+        yield Served(grpc_port, rest_port, engines)
     finally:
         await running.stop()
 
@@ -99,10 +110,19 @@ async def server(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> AsyncIterat
 PLUS = {"inputs": [{"name": "x", "shape": [2], "datatype": "FP32", "data": [1, 2]}]}
 
 
-async def test_every_panel_names_a_metric_a_running_server_has(server: Endpoints) -> None:
+async def test_every_panel_names_a_metric_a_running_server_has(server: Served) -> None:
     async with httpx.AsyncClient(base_url=server.rest_url, timeout=30) as http:
-        reply = await http.post("/v1/completions", json={
-            "model": LLM, "prompt": "a b", "max_tokens": 3, "stream": True})
+        # one stream held in flight (the engine paused), so a second request is refused
+        (engine,) = server.engines
+        engine.pause()
+        held = asyncio.create_task(http.post("/v1/completions", json={
+            "model": LLM, "prompt": "a b", "max_tokens": 3, "stream": True}))
+        while value((await http.get("/metrics")).text, "ovserve_requests_in_flight") < 1:
+            await asyncio.sleep(0.02)
+        refused = await http.post("/v1/completions", json={"model": LLM, "prompt": "c"})
+        assert refused.status_code == 429
+        engine.resume()
+        reply = await held
         assert reply.status_code == 200
         assert (await http.post("/v2/models/plus/infer", json=PLUS)).status_code == 200
         bad = {"inputs": [{**PLUS["inputs"][0], "name": "nope"}]}
@@ -112,6 +132,10 @@ async def test_every_panel_names_a_metric_a_running_server_has(server: Endpoints
     for query in queries(dashboard()):
         for metric in METRIC.findall(query):
             assert metric in present, f"{metric} (in {query!r}) is not served"
+    # the admission panels' series: the refusal, the limits
+    assert value(text, "ovserve_requests_rejected_total", reason="max_concurrent_requests",
+                 interface="openai") == 1
+    assert value(text, "ovserve_admission_limit", limit="max_queued_requests") == 4
 
     # OVMS's names for a plain model: one success and one failure over REST, version 1
     labels = {"name": "plus", "api": "KServe", "interface": "REST", "method": "ModelInfer",
