@@ -105,9 +105,19 @@ def chunk_pairs(chunk: Chunk, index: int) -> list[Pair]:
     return pairs
 
 
-def structure_pairs(chunks: list[Chunk]) -> list[Pair]:
-    """Every title and first-sentence pair of ``chunks``."""
-    return [pair for index, chunk in enumerate(chunks) for pair in chunk_pairs(chunk, index)]
+def structure_pairs(chunks: list[Chunk], per_query: int = 3) -> list[Pair]:
+    """The title and first-sentence pairs of ``chunks``; a query that titles many chunks (a
+    long section's heading) keeps ``per_query`` of them, spread over the section, so the few
+    headings of a corpus do not outnumber everything else."""
+    pairs = [pair for index, chunk in enumerate(chunks) for pair in chunk_pairs(chunk, index)]
+    by_query: dict[str, list[Pair]] = {}
+    for pair in pairs:
+        by_query.setdefault(pair.query, []).append(pair)
+    kept: set[int] = set()
+    for same in by_query.values():
+        step = max(1, len(same) / per_query)
+        kept.update(id(same[int(i * step)]) for i in range(min(per_query, len(same))))
+    return [pair for pair in pairs if id(pair) in kept]
 
 
 def read_questions(path: Path) -> list[dict[str, str]]:
