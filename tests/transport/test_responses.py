@@ -159,9 +159,86 @@ def test_streamed_reasoning_item(server: Server) -> None:
     assert re.fullmatch(r"[a-z]{3,8}( [a-z]{3,8}){2,5}", reasoning)
 
 
+# -- custom tools and local_shell (what Codex-style clients send) ---------------------------------
+
+PATCH = {"type": "custom", "name": "apply_patch", "description": "Edit files with a patch",
+         "format": {"type": "grammar", "syntax": "lark",
+                    "definition": 'start: "*** Begin Patch" /(.|\\n)*/ "*** End Patch"'}}
+CODE = {"type": "custom", "name": "code", "description": "Python code to run",
+        "format": {"type": "grammar", "syntax": "regex", "definition": "print\\([0-9]{1,4}\\)"}}
+SHELL = {"type": "local_shell"}
+
+
+def test_custom_tool_call_has_input(client: openai.OpenAI) -> None:
+    """A custom tool's call is a custom_tool_call item with its input; a regex grammar
+    constrains it (so its shape is the verdict), then the call and its output go back."""
+    response = client.responses.create(
+        model=MODEL, input="Print a number.", tools=[PATCH, CODE], max_output_tokens=80,
+        tool_choice={"type": "custom", "name": "code"})
+    (call,) = [item for item in response.output if item.type == "custom_tool_call"]
+    assert call.name == "code" and call.call_id.startswith("call_")
+    assert re.fullmatch(r"print\([0-9]{1,4}\)", call.input)
+    answer = client.responses.create(
+        model=MODEL, tools=[PATCH, CODE], tool_choice="none", max_output_tokens=8,
+        input=[{"role": "user", "content": "Print a number."},
+               {"type": "custom_tool_call", "call_id": call.call_id, "name": call.name,
+                "input": call.input},
+               {"type": "custom_tool_call_output", "call_id": call.call_id, "output": "7"}],
+        extra_body={"min_tokens": 2})
+    assert answer.output_text and answer.output[0].type == "message"
+
+
+def test_streamed_custom_tool_call_events(client: openai.OpenAI) -> None:
+    with client.responses.stream(model=MODEL, input="Print a number.", tools=[CODE],
+                                 tool_choice={"type": "custom", "name": "code"},
+                                 max_output_tokens=80) as stream:
+        events = list(stream)
+        final = stream.get_final_response()
+    kinds = [e.type for e in events]
+    added = kinds.index("response.output_item.added")
+    done = kinds.index("response.custom_tool_call_input.done")
+    assert set(kinds[added + 1:done]) == {"response.custom_tool_call_input.delta"}
+    assert kinds[done + 1] == "response.output_item.done" and kinds[-1] == "response.completed"
+    streamed = "".join(getattr(e, "delta", "") for e in events
+                       if e.type == "response.custom_tool_call_input.delta")
+    (call,) = [item for item in final.output if item.type == "custom_tool_call"]
+    assert call.input == streamed and re.fullmatch(r"print\([0-9]{1,4}\)", streamed)
+
+
+def test_local_shell_call(client: openai.OpenAI) -> None:
+    """A forced local_shell call is a local_shell_call item with an exec action (its command
+    list may run past max_output_tokens on this model: then the response and the item are
+    incomplete); a call and its output sent back are read as the history."""
+    response = client.responses.create(model=MODEL, input="List the files.", tools=[SHELL],
+                                       tool_choice="required", parallel_tool_calls=False,
+                                       max_output_tokens=120)
+    (call,) = [item for item in response.output if item.type == "local_shell_call"]
+    assert call.action.type == "exec" and call.call_id.startswith("call_")
+    assert all(isinstance(c, str) for c in call.action.command)
+    assert call.status == ("incomplete" if response.status == "incomplete" else "completed")
+    if response.status == "completed":
+        assert call.action.command
+    answer = client.responses.create(
+        model=MODEL, tools=[SHELL], tool_choice="none", max_output_tokens=8,
+        input=[{"role": "user", "content": "List the files."},
+               {"type": "local_shell_call", "id": "lsh_1", "call_id": "call_1",
+                "status": "completed", "action": {"type": "exec", "command": ["ls", "-la"],
+                                                  "env": {}}},
+               {"type": "local_shell_call_output", "id": "call_1", "output": "a.py"}],
+        extra_body={"min_tokens": 2})
+    assert answer.output_text
+
+
 @pytest.mark.parametrize(("body", "param"), [
     ({"previous_response_id": "resp_1"}, "previous_response_id"),
     ({"tools": [{"type": "web_search"}]}, "tools"),
+    ({"tools": [{**CODE, "format": {"type": "grammar", "syntax": "ebnf",
+                                    "definition": "x"}}]}, "tools"),
+    ({"tools": [{**CODE, "format": {"type": "grammar", "syntax": "regex",
+                                    "definition": "(("}}]}, "tools"),
+    ({"tools": [CODE], "tool_choice": {"type": "custom", "name": "nope"}}, "tool_choice"),
+    ({"input": [{"type": "custom_tool_call", "call_id": "c", "name": "code"}]}, "input"),
+    ({"input": [{"type": "local_shell_call", "call_id": "c", "action": {}}]}, "input"),
     ({"tools": TOOLS, "tool_choice": {"type": "function", "name": "nope"}}, "tool_choice"),
     ({"input": [{"type": "image", "url": "x"}]}, "input"),
     ({"temperature": 5}, "temperature"),

@@ -1,6 +1,7 @@
 """OpenAI's Responses API (``/v1/responses``; OVMS's ``/v3/responses``) on the same serving
 layer as chat completions: a request's ``input`` items and ``instructions`` become chat
-messages, its function tools and ``tool_choice`` the chat layer's, and the parsed chunks
+messages, its tools (functions; custom and local_shell tools as ``response_tools`` maps
+them) and ``tool_choice`` the chat layer's, and the parsed chunks
 (content, reasoning, tool calls) become output items, whole or as the event stream the
 openai SDK parses (``response.created`` ... ``response.completed``).
 
@@ -21,6 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field, StrictBool, ValidationError
 
 from ovserve.errors import InvalidInput, OvserveError
 from ovserve.protocol.generation import GenerationChunk
+from ovserve.transport.openai import response_tools
 from ovserve.transport.openai.protocol import ChatCompletionRequest
 from ovserve.transport.openai.serving import Generation, OpenAIServing, chain
 
@@ -119,25 +121,32 @@ def messages_of(req: ResponsesRequest) -> list[dict[str, Any]]:
                                    "input")
             messages.append({"role": role, "content": _text_of(item.get("content"),
                                                                f"{where}.content")})
-        elif kind == "function_call":
+        elif kind in ("function_call", "custom_tool_call", "local_shell_call"):
+            if kind == "function_call":
+                name, arguments = _field(item, "name", where), _field(item, "arguments", where)
+            else:
+                name, arguments = response_tools.call_arguments(item, kind, where)
             call = {"id": _field(item, "call_id", where), "type": "function", "function": {
-                "name": _field(item, "name", where),
-                "arguments": _field(item, "arguments", where)}}
+                "name": name, "arguments": arguments}}
             last = messages[-1] if messages else None
             if last is None or last["role"] != "assistant" or last.get("tool_calls") is None:
                 last = {"role": "assistant", "content": "", "tool_calls": []}
                 messages.append(last)
             last["tool_calls"].append(call)
-        elif kind == "function_call_output":
+        elif kind in ("function_call_output", "custom_tool_call_output",
+                      "local_shell_call_output"):
             output = item.get("output")
             text = output if isinstance(output, str) else _text_of(output, f"{where}.output")
-            messages.append({"role": "tool", "tool_call_id": _field(item, "call_id", where),
-                             "content": text})
+            # a local shell call's output names the call by its id
+            answers = _field(item, "id" if kind == "local_shell_call_output" else "call_id",
+                             where)
+            messages.append({"role": "tool", "tool_call_id": answers, "content": text})
         elif kind == "reasoning":
             continue  # earlier reasoning: templates drop it
         else:
             raise InvalidInput(f"{where}.type: {kind!r} items are not supported (message, "
-                               "function_call, function_call_output, reasoning are)", "input")
+                               "reasoning, function_call, custom_tool_call, local_shell_call "
+                               "and their outputs are)", "input")
     if not messages:
         raise InvalidInput("input: give at least one message", "input")
     return messages
@@ -162,20 +171,15 @@ def chat_request(req: ResponsesRequest) -> dict[str, Any]:
     if req.max_output_tokens is not None:
         body["max_completion_tokens"] = req.max_output_tokens
     if req.tools:
-        tools = []
-        for i, tool in enumerate(req.tools):
-            if tool.get("type") != "function":
-                raise InvalidInput(f"tools.{i}.type: {tool.get('type')!r} tools are not "
-                                   "supported (function tools are)", "tools")
-            function = {k: tool[k] for k in ("name", "description", "parameters", "strict")
-                        if k in tool}
-            tools.append({"type": "function", "function": function})
-        body["tools"] = tools
+        body["tools"] = [response_tools.chat_tool(tool, i)[0] for i, tool in enumerate(req.tools)]
     choice = req.tool_choice
     if isinstance(choice, dict):
-        if choice.get("type") != "function" or not isinstance(choice.get("name"), str):
-            raise InvalidInput("tool_choice: {\"type\": \"function\", \"name\": ...} names a "
-                               "function; other forms are not supported", "tool_choice")
+        if choice.get("type") == response_tools.LOCAL_SHELL:
+            choice = {"type": "function", "name": response_tools.LOCAL_SHELL}
+        if choice.get("type") not in ("function", "custom") or not isinstance(
+                choice.get("name"), str):
+            raise InvalidInput("tool_choice: {\"type\": \"function\" or \"custom\", \"name\": "
+                               "...} names a tool; other forms are not supported", "tool_choice")
         choice = {"type": "function", "function": {"name": choice["name"]}}
     if choice is not None:
         body["tool_choice"] = choice
@@ -196,13 +200,15 @@ class _Output:
     """The output items of one response as its chunks arrive, and the stream events that
     build them (an item is added, gets its deltas, is done, before the next one)."""
 
-    def __init__(self, response_id: str) -> None:
+    def __init__(self, response_id: str, kinds: dict[str, str] | None = None) -> None:
         self.response_id = response_id
+        self.kinds = kinds or {}  # tool name -> function | custom | local_shell
         self.items: list[dict[str, Any]] = []
         self.open: dict[str, Any] | None = None  # the item getting deltas
         self.calls: dict[int, dict[str, Any]] = {}  # tool call index -> its item
+        self.raw: dict[str, str] = {}  # a custom or shell call's arguments so far, by item id
 
-    def _close(self) -> list[dict[str, Any]]:
+    def _close(self, status: str = "completed") -> list[dict[str, Any]]:
         item, self.open = self.open, None
         if item is None:
             return []
@@ -219,11 +225,22 @@ class _Output:
             events.append({"type": "response.reasoning_text.done", "item_id": item["id"],
                            "output_index": index, "content_index": 0,
                            "text": item["content"][0]["text"]})
+        elif item["type"] == "custom_tool_call":
+            item["input"] = response_tools.custom_input(self.raw.pop(item["id"], ""))
+            if item["input"]:
+                events.append({"type": "response.custom_tool_call_input.delta",
+                               "item_id": item["id"], "output_index": index,
+                               "delta": item["input"]})
+            events.append({"type": "response.custom_tool_call_input.done",
+                           "item_id": item["id"], "output_index": index,
+                           "input": item["input"]})
+        elif item["type"] == "local_shell_call":
+            item["action"] = response_tools.shell_action(self.raw.pop(item["id"], ""))
         else:
             events.append({"type": "response.function_call_arguments.done",
                            "item_id": item["id"], "output_index": index, "name": item["name"],
                            "arguments": item["arguments"]})
-        item["status"] = "completed"
+        item["status"] = status
         events.append({"type": "response.output_item.done", "output_index": index,
                        "item": item})
         return events
@@ -270,13 +287,14 @@ class _Output:
                            "delta": chunk.text, "logprobs": []})
         for piece in chunk.tool_calls:
             if piece.name is not None:
-                events += self._open({"type": "function_call", "id": f"fc_{uuid.uuid4().hex}",
-                                      "call_id": piece.id or "", "name": piece.name,
-                                      "arguments": "", "status": "in_progress"})
+                events += self._open(self._call_item(piece.name, piece.id or ""))
                 assert self.open is not None
                 self.calls[piece.index] = self.open
             item = self.calls.get(piece.index)
             if item is None or not piece.arguments:
+                continue
+            if item["type"] != "function_call":  # its item is made when it ends
+                self.raw[item["id"]] = self.raw.get(item["id"], "") + piece.arguments
                 continue
             item["arguments"] += piece.arguments
             events.append({"type": "response.function_call_arguments.delta",
@@ -284,8 +302,22 @@ class _Output:
                            "delta": piece.arguments})
         return events
 
-    def finish(self) -> list[dict[str, Any]]:
-        return self._close()
+    def _call_item(self, name: str, call_id: str) -> dict[str, Any]:
+        kind = self.kinds.get(name, "function")
+        if kind == "custom":
+            return {"type": "custom_tool_call", "id": f"ctc_{uuid.uuid4().hex}",
+                    "call_id": call_id, "name": name, "input": "", "status": "in_progress"}
+        if kind == response_tools.LOCAL_SHELL:
+            return {"type": "local_shell_call", "id": f"lsh_{uuid.uuid4().hex}",
+                    "call_id": call_id, "status": "in_progress",
+                    "action": {"type": "exec", "command": [], "env": {}}}
+        return {"type": "function_call", "id": f"fc_{uuid.uuid4().hex}", "call_id": call_id,
+                "name": name, "arguments": "", "status": "in_progress"}
+
+    def finish(self, incomplete: bool = False) -> list[dict[str, Any]]:
+        """Close the last item; ``incomplete``: the output was cut there (max_output_tokens),
+        so it is an incomplete item (a call's arguments may not be whole JSON)."""
+        return self._close("incomplete" if incomplete else "completed")
 
 
 class ResponsesServing:
@@ -347,7 +379,7 @@ class ResponsesServing:
 
     async def _complete(self, req: ResponsesRequest, generation: Generation
                         ) -> dict[str, Any]:
-        output = _Output(f"resp_{uuid.uuid4().hex}")
+        output = _Output(f"resp_{uuid.uuid4().hex}", response_tools.kinds_of(req.tools))
         prompt = completion = 0
         incomplete = False
         chunks = generation.chunks()
@@ -359,7 +391,7 @@ class ResponsesServing:
                     incomplete = chunk.finish_reason == "length"
         finally:
             await chunks.aclose()
-        output.finish()
+        output.finish(incomplete)
         self.serving.metrics.tokens(generation.model, prompt, completion)
         return self._response(req, output.response_id, int(time.time()), generation.model,
                               "incomplete" if incomplete else "completed", output.items,
@@ -367,7 +399,7 @@ class ResponsesServing:
 
     async def _stream(self, req: ResponsesRequest, generation: Generation, tracked: Any
                       ) -> AsyncGenerator[dict[str, Any], None]:
-        output = _Output(f"resp_{uuid.uuid4().hex}")
+        output = _Output(f"resp_{uuid.uuid4().hex}", response_tools.kinds_of(req.tools))
         created = int(time.time())
         sequence = 0
 
@@ -395,7 +427,7 @@ class ResponsesServing:
                 if chunk.finish_reason is not None:
                     usage = (chunk.prompt_tokens, chunk.completion_tokens)
                     incomplete = chunk.finish_reason == "length"
-            for body in output.finish():
+            for body in output.finish(incomplete):
                 yield event(body)
             self.serving.metrics.tokens(generation.model, *usage)
             # response.completed also when cut short (its status says incomplete), as vLLM
