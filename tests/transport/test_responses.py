@@ -161,12 +161,12 @@ def test_streamed_reasoning_item(server: Server) -> None:
 
 # -- custom tools and local_shell (what Codex-style clients send) ---------------------------------
 
-PATCH = {"type": "custom", "name": "apply_patch", "description": "Edit files with a patch",
+PATCH: Any = {"type": "custom", "name": "apply_patch", "description": "Edit files with a patch",
          "format": {"type": "grammar", "syntax": "lark",
                     "definition": 'start: "*** Begin Patch" /(.|\\n)*/ "*** End Patch"'}}
-CODE = {"type": "custom", "name": "code", "description": "Python code to run",
+CODE: Any = {"type": "custom", "name": "code", "description": "Python code to run",
         "format": {"type": "grammar", "syntax": "regex", "definition": "print\\([0-9]{1,4}\\)"}}
-SHELL = {"type": "local_shell"}
+SHELL: Any = {"type": "local_shell"}
 
 
 def test_custom_tool_call_has_input(client: openai.OpenAI) -> None:
