@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import tempfile
 import time
@@ -94,9 +95,13 @@ def main() -> int:
                         help="a rerank model folder (scripts/make_reranker.py) to compare with")
     parser.add_argument("--candidates", type=int, default=20,
                         help="chunks the reranker scores (the retriever's rerank_candidates)")
+    parser.add_argument("--output", type=Path, default=None,
+                        help="also write the results as JSON (with the CPU, the load average "
+                        "and each model's training.json)")
     args = parser.parse_args()
     from ovserve.engine.rerank import RerankConfig, RerankEngine
 
+    load_before = os.getloadavg()
     rows = [json.loads(line) for line in args.questions.read_text().splitlines() if line]
     pairs = [r for r in rows if args.split == "all" or r.get("split", "heldout") == args.split]
     reranker = RerankEngine(RerankConfig(args.rerank)) if args.rerank else None
@@ -116,7 +121,19 @@ def main() -> int:
                                 for m in args.k)
             print(f"  then reranking the top {args.candidates}: {recalls} "
                   f"(+{result['rerank_ms_a_question']} ms a question)")
-    print(json.dumps({"split": args.split, "questions": n, "results": results}))
+    summary = {"split": args.split, "questions": n, "results": results}
+    print(json.dumps(summary))
+    if args.output is not None:
+        from benchmarks.deterministic import cpu_model
+
+        for result in results:
+            training = Path(result["model"]) / "training.json"
+            if training.is_file():
+                result["training"] = json.loads(training.read_text())
+        args.output.write_text(json.dumps(
+            {**summary, "date": time.strftime("%Y-%m-%d"), "cpu": cpu_model(),
+             "cores": os.cpu_count(), "load_average_before": load_before,
+             "load_average_after": os.getloadavg()}, indent=2) + "\n")
     return 0
 
 

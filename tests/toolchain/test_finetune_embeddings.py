@@ -84,11 +84,21 @@ def test_finetune_writes_a_folder_like_the_stock_one_in_minutes(
 
 @pytest.fixture(scope="module")
 def server(tuned: tuple[Path, Path, float], embedding_model_dir: Path) -> Iterator[Server]:
-    output = tuned[0]
-    config = output.parent / "config.json"
+    """Both models as embedding servables, and a retrieval graph on the tuned model over a
+    store the stock model built (ingested before the server holds it)."""
+    output, docs, _ = tuned
+    root = output.parent
+    ingest(docs, root / "stock-store", embedding_model_dir)
+    graph = (REPO / "graphs/retriever/graph.pbtxt").read_text()
+    graph = graph.replace('"../../models/all-minilm-l6-v2"', f'"{output}"')
+    graph = graph.replace('"../../data/chroma"', f'"{root / "stock-store"}"')
+    (root / "retriever").mkdir()
+    (root / "retriever" / "graph.pbtxt").write_text(graph)
+    config = root / "config.json"
     config.write_text(json.dumps({"model_config_list": [], "mediapipe_config_list": [
         {"name": "stock", "base_path": str(embedding_model_dir)},
-        {"name": "tuned", "base_path": str(output)}]}))
+        {"name": "tuned", "base_path": str(output)},
+        {"name": "retriever", "base_path": str(root / "retriever")}]}))
     server = start_server(config)
     yield server
     assert server.terminate() == 0
@@ -148,3 +158,21 @@ def test_reingesting_with_the_tuned_model_reembeds_the_store(
     again = ingest(docs, store, output)
     assert again["reembedded"] == 0 and again["added"] == 0 and again["unchanged"] == chunks
     assert VectorStore(StoreConfig(path=store)).embedding_models() == {tuned_id: chunks}
+
+
+def test_an_upload_with_the_tuned_model_reembeds_the_stock_store(
+        server: Server, tuned: tuple[Path, Path, float], embedding_model_dir: Path) -> None:
+    stock_id = embedding_model_info(embedding_model_dir).id
+    tuned_id = embedding_model_info(tuned[0]).id
+    url = f"{server.rest_url}/v1/rag/retriever/documents"
+    before = httpx.get(url, timeout=60).json()
+    chunks = before["chunks"]
+    assert before["embedding_model"]["id"] == tuned_id and before["reranker"] is None
+    assert before["embedding_model"]["source"] == "finetuned:builtin:all-minilm-l6-v2"
+    assert before["embedded_with"] == {stock_id: chunks} and chunks >= len(TOPICS)
+    added = httpx.put(f"{url}/owls.md", timeout=60,
+                      content=b"## Owls\n\nOwls hunt at night and swallow mice whole.")
+    assert added.status_code == 200, added.text
+    assert added.json()["reembedded"] == chunks and added.json()["added"] == 1
+    after = httpx.get(url, timeout=60).json()
+    assert after["embedded_with"] == {tuned_id: chunks + 1}
