@@ -13,6 +13,8 @@ for autoscaling. LoRA adapters: every replica reads the same adapter folders
 (``lora_dirs``), so any replica serves any adapter; a client that sends Ray's
 ``serve_multiplexed_model_id`` header with the adapter's id is routed to replicas that have
 recently served it (``serve.multiplexed``), which keeps an adapter's slot warm on few replicas.
+Metrics: each replica also serves its own /metrics on a port of its own, and any replica lists
+them all at ``/metrics/targets`` for Prometheus' HTTP service discovery (``ray_metrics``).
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from ovserve.engine import EngineRegistry
 from ovserve.engine.base import LoraOptions
 from ovserve.engine.devices import DeviceChoice
 from ovserve.nodes import BUILTIN_CALCULATORS
+from ovserve.ray_metrics import ReplicaMetrics, Targets
 from ovserve.serving.registry import Registry
 from ovserve.serving.server_config import load_server_config
 from ovserve.transport.kserve import DataPlane
@@ -66,11 +69,14 @@ def build_asgi_app(config_path: str | Path, *, lora_dirs: Sequence[str] = (),
                    plugin_config: Mapping[str, Mapping[str, Any]] | None = None,
                    generation_overrides: Mapping[str, Any] | None = None,
                    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
-                   api_key: str | None = None, deterministic: bool | None = None) -> FastAPI:
+                   api_key: str | None = None, deterministic: bool | None = None,
+                   metrics_port: int | None = None) -> FastAPI:
     """One replica's app: the servables of ``config_path`` loaded at startup (ASGI lifespan,
     which Ray Serve runs when the replica starts) and unloaded at shutdown. What is not given
     comes from the environment variables the CLI reads (OVSERVE_PLUGIN_CONFIG,
-    OVSERVE_OVERRIDE_GENERATION_CONFIG, OVSERVE_DETERMINISTIC, OVSERVE_API_KEY)."""
+    OVSERVE_OVERRIDE_GENERATION_CONFIG, OVSERVE_DETERMINISTIC, OVSERVE_API_KEY).
+    ``metrics_port``: serve the replica's /metrics on this port too (0: any free one) and
+    register it as a scrape target (``ray_metrics``; inside Serve only); None: not."""
     lora = LoraOptions(dirs=tuple(Path(d) for d in lora_dirs), max_loras=max_loras) \
         if lora_dirs else None
     if plugin_config is None:
@@ -84,7 +90,8 @@ def build_asgi_app(config_path: str | Path, *, lora_dirs: Sequence[str] = (),
                              deterministic=deterministic)
     registry = Registry(BUILTIN_CALCULATORS, engines)
     state = ServerState(registry)
-    app = build_app(DataPlane(registry, Metrics(engines), state), max_body_bytes=max_body_bytes,
+    metrics = Metrics(engines)
+    app = build_app(DataPlane(registry, metrics, state), max_body_bytes=max_body_bytes,
                     api_key=api_key or os.environ.get("OVSERVE_API_KEY") or None)
     entries = load_server_config(Path(config_path))
 
@@ -95,9 +102,14 @@ def build_asgi_app(config_path: str | Path, *, lora_dirs: Sequence[str] = (),
         if failed:
             log.error("replica: servables not available: %s", ", ".join(failed))
         log.info("replica: serving %s", ", ".join(registry.states))
-        yield
-        state.accepting = False
-        await registry.unload()
+        scraped = ReplicaMetrics(metrics, metrics_port) if metrics_port is not None else None
+        try:
+            yield
+        finally:
+            if scraped is not None:
+                scraped.close()
+            state.accepting = False
+            await registry.unload()
 
     app.router.lifespan_context = lifespan
     return app
@@ -121,6 +133,7 @@ def ovserve_app(config_path: str | Path, *, num_replicas: int | str = 1,
     else:
         options["num_replicas"] = num_replicas
     max_loras = int(app_options.get("max_loras", 8))
+    app_options.setdefault("metrics_port", 0)
 
     @serve.deployment(name="ovserve", **options)
     @serve.ingress()
@@ -133,7 +146,7 @@ def ovserve_app(config_path: str | Path, *, num_replicas: int | str = 1,
 
         async def __serve_build_asgi_app__(self) -> ASGIApp:
             app = build_asgi_app(self.config_path, **self.app_options)
-            return _Multiplexed(app, self.adapter)
+            return Targets(_Multiplexed(app, self.adapter))
 
         @serve.multiplexed(max_num_models_per_replica=max_loras)  # type: ignore[untyped-decorator]
         async def adapter(self, model_id: str) -> str:
@@ -152,7 +165,8 @@ def app_builder(args: dict[str, str]) -> Any:
 
     ``args``: config_path (required), num_replicas, min_replicas / max_replicas /
     target_ongoing_requests (autoscaling instead of a fixed count), device, lora_dir, api_key
-    (else the replicas' OVSERVE_API_KEY)."""
+    (else the replicas' OVSERVE_API_KEY), metrics_port (each replica's own /metrics; default
+    any free port, listed at /metrics/targets)."""
     if "config_path" not in args:
         raise ValueError("config_path=... is required (an OVMS-style config.json)")
     options: dict[str, Any] = {}
@@ -169,4 +183,6 @@ def app_builder(args: dict[str, str]) -> Any:
         options["lora_dirs"] = [args["lora_dir"]]
     if "api_key" in args:
         options["api_key"] = args["api_key"]
+    if "metrics_port" in args:
+        options["metrics_port"] = int(args["metrics_port"])
     return ovserve_app(args["config_path"], **options)

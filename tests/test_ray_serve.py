@@ -1,6 +1,7 @@
 """ovserve as Ray Serve replicas, for real: a local Ray instance, two replicas of the built-in
 LLM behind Serve's HTTP proxy, the openai SDK and KServe REST through the proxy, then one
-replica killed: requests keep being answered and Serve brings the replica back."""
+replica killed: requests keep being answered and Serve brings the replica back. Each replica's
+own metrics are listed for Prometheus' service discovery and scraped one by one."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ import openai
 import pytest
 
 from tests.conftest import REPO
+from tests.transport.metrics_text import value
 from tests.transport.server import free_port
 
 MODEL = "smollm2-135m-instruct"
@@ -74,6 +76,40 @@ def test_openai_and_kserve_through_the_proxy(proxy: str) -> None:
     assert [complete(proxy) for _ in range(6)] == [4] * 6
 
 
+def scrape(target: str) -> str:
+    return httpx.get(f"http://{target}/metrics", timeout=30).text
+
+
+def served(texts: list[str], metric: str, **labels: str) -> float:
+    return sum(value(text, metric, **labels) for text in texts)
+
+
+def test_every_replica_is_a_scrape_target_of_its_own(proxy: str) -> None:
+    """/metrics/targets (Prometheus' http_sd format, through the proxy) lists each running
+    replica's own metrics address; scraping them all counts every request exactly once."""
+    running = replicas()
+    listed = httpx.get(f"{proxy}/metrics/targets").json()
+    assert len(listed) == 2
+    assert {f"SERVE_REPLICA::ovserve#ovserve#{t['labels']['ray_replica']}" for t in listed} \
+        == set(running)
+    assert all(t["labels"]["ray_deployment"] == "ovserve" for t in listed)
+    addresses = [t["targets"][0] for t in listed]
+    assert len(set(addresses)) == 2
+    before = [scrape(a) for a in addresses]
+    assert [complete(proxy, tokens=3) for _ in range(6)] == [3] * 6
+    after = [scrape(a) for a in addresses]
+    done = {"model_name": MODEL, "finished_reason": "length"}
+    assert served(after, "vllm:request_success_total", **done) - \
+        served(before, "vllm:request_success_total", **done) == 6
+    assert served(after, "vllm:generation_tokens_total", model_name=MODEL) - \
+        served(before, "vllm:generation_tokens_total", model_name=MODEL) == 18
+    reply = httpx.get(f"http://{addresses[0]}/metrics",
+                      headers={"Accept": "application/openmetrics-text; version=1.0.0"})
+    assert reply.headers["content-type"].startswith("application/openmetrics-text")
+    assert reply.text.endswith("# EOF\n")
+    assert httpx.get(f"http://{addresses[0]}/v1/models").status_code == 404
+
+
 def test_a_killed_replica_is_replaced_while_requests_are_answered(proxy: str) -> None:
     import ray
 
@@ -87,6 +123,10 @@ def test_a_killed_replica_is_replaced_while_requests_are_answered(proxy: str) ->
         time.sleep(1)
     assert before[0] not in after
     assert [complete(proxy) for _ in range(4)] == [4] * 4
+    # the scrape targets follow: the dead replica's gone, its replacement's listed
+    listed = httpx.get(f"{proxy}/metrics/targets").json()
+    assert {f"SERVE_REPLICA::ovserve#ovserve#{t['labels']['ray_replica']}" for t in listed} \
+        == set(after)
 
 
 def test_the_serve_config_example_builds() -> None:

@@ -1,6 +1,8 @@
 """The Prometheus scrape configs of the KServe and Ray Serve examples: they parse, scrape the
-port and path the ovserve runtime serves its metrics on, and that path answers Prometheus's
-text format on a server (fake engines) with vLLM's and ovserve's names in it."""
+port and path the ovserve runtime serves its metrics on (Ray: discover the replicas at the path
+the replicas list themselves on, through Serve's proxy; tests/test_ray_serve.py scrapes them),
+and that path answers Prometheus's text format on a server (fake engines) with vLLM's and
+ovserve's names in it."""
 
 from __future__ import annotations
 
@@ -41,12 +43,14 @@ def test_kserve_scrape_config_matches_the_runtime() -> None:
     assert endpoint["path"] == annotations["prometheus.kserve.io/path"] == "/metrics"
 
 
-def test_ray_scrape_config_points_at_the_proxy() -> None:
+def test_ray_scrape_config_discovers_the_replicas_through_the_proxy() -> None:
+    from ovserve.ray_metrics import TARGETS_PATH
+
     config = load(REPO / "deploy/ray/prometheus.yml")
     jobs = {job["job_name"]: job for job in config["scrape_configs"]}
     serve = load(REPO / "examples/ray_serve.yaml")
-    (target,) = jobs["ovserve"]["static_configs"][0]["targets"]
-    assert target.endswith(f":{serve['http_options']['port']}")
+    (discovery,) = jobs["ovserve"]["http_sd_configs"]
+    assert discovery["url"].endswith(f":{serve['http_options']['port']}{TARGETS_PATH}")
     assert jobs["ovserve"]["metrics_path"] == "/metrics"
     assert jobs["ray"]["file_sd_configs"][0]["files"] == [
         "/tmp/ray/prom_metrics_service_discovery.json"]
