@@ -231,3 +231,29 @@ def test_long_arguments_are_read_once(name: str) -> None:
     assert time.monotonic() - started < 10
     assert [(c["name"], json.loads(c["arguments"])) for c in calls] == [
         ("write", {"path": "a.py", "content": content})]
+
+
+CUT = [  # output cut by max_tokens inside a call: (parser, text, content, calls as name, args)
+    ("hermes3", 'Sure.\n<tool_call>\n{"name": "get_weather", "arguments": {"city": "Pa',
+     "Sure.", [("get_weather", '{"city": "Pa')]),
+    ("hermes3", '<tool_call>\n{"name": "get_wea', "", []),  # before the name: nothing
+    ("qwen3coder", "<tool_call>\n<function=get_weather>\n<parameter=city>\nPar", "",
+     [("get_weather", "{}")]),
+    ("devstral", '[TOOL_CALLS]get_weather[ARGS]{"city": "Par', "",
+     [("get_weather", '{"city": "Par')]),
+    ("gptoss", '<|channel|>commentary to=functions.get_weather <|constrain|>json<|message|>'
+               '{"city": "Par', "", [("get_weather", '{"city": "Par')]),
+]
+
+
+@pytest.mark.parametrize("size", SIZES)
+@pytest.mark.parametrize(("name", "text", "content", "expected"), CUT)
+def test_calls_cut_short_stay_calls(name: str, text: str, content: str,
+                                    expected: list[tuple[str, str]], size: int) -> None:
+    """A call cut by max_tokens is the call so far (its arguments not whole JSON), as vLLM and
+    OpenAI answer it (with finish_reason length), in every split; no markup becomes
+    content."""
+    parser = ChatOutputParser(tools=TOOL_PARSERS[name](TOOLS))
+    got_content, _, calls = run(parser, text, size)
+    assert got_content == content
+    assert [(c["name"], c["arguments"]) for c in calls] == expected

@@ -311,3 +311,44 @@ def test_bad_legacy_functions_are_a_400_naming_the_field(server: Server, extra: 
         "model": MODEL, "messages": QUESTION, "max_tokens": 4, **extra}, timeout=60)
     assert reply.status_code == 400, reply.text
     assert reply.json()["error"]["param"] == param
+
+
+# -- a call cut by max_tokens ------------------------------------------------------------------
+
+#: arguments that cannot fit in 40 tokens whatever the tokenization (4000 characters; no token
+#: of the vocabulary is near 100 characters long)
+LONG: list[Any] = [{"type": "function", "function": {"name": "write", "parameters": {
+    "type": "object", "properties": {"text": {"type": "string", "minLength": 4000}},
+    "required": ["text"]}}}]
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_call_cut_by_max_tokens(client: openai.OpenAI, stream: bool) -> None:
+    """As vLLM and OpenAI answer it: finish_reason length (not tool_calls), the call so far
+    kept as a call (its arguments are not whole JSON), no markup in the content; the same
+    streamed and not."""
+    kwargs: dict[str, Any] = {"model": MODEL, "messages": QUESTION, "tools": LONG,
+                              "tool_choice": "required", "max_tokens": 40}
+    names, arguments, content, reasons = [], "", "", []
+    if stream:
+        for chunk in client.chat.completions.create(stream=True, **kwargs):
+            for choice in chunk.choices:
+                content += choice.delta.content or ""
+                for piece in choice.delta.tool_calls or []:
+                    assert piece.index == 0 and piece.function is not None
+                    if piece.function.name:
+                        names.append(piece.function.name)
+                    arguments += piece.function.arguments or ""
+                if choice.finish_reason:
+                    reasons.append(choice.finish_reason)
+    else:
+        choice = client.chat.completions.create(**kwargs).choices[0]
+        content, reasons = choice.message.content or "", [choice.finish_reason]
+        for call in function_calls(choice.message):
+            names.append(call.function.name)
+            arguments += call.function.arguments
+    assert reasons == ["length"] and content == ""
+    assert names in ([], ["write"])  # cut after the call's name (else before it)
+    assert not names or arguments.lstrip().startswith("{") or arguments == ""
+    with pytest.raises(ValueError):
+        json.loads(arguments)

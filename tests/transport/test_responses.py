@@ -229,6 +229,30 @@ def test_local_shell_call(client: openai.OpenAI) -> None:
     assert answer.output_text
 
 
+LONG: list[Any] = [{"type": "function", "name": "write", "parameters": {
+    "type": "object", "properties": {"text": {"type": "string", "minLength": 4000}},
+    "required": ["text"]}}]
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_call_cut_by_max_output_tokens_is_incomplete(server: Server, stream: bool) -> None:
+    """Arguments that cannot fit (4000 characters in 40 tokens): the response and its call
+    item are incomplete (OpenAI's statuses), the call so far kept, streamed and not."""
+    body = {"model": MODEL, "input": "Write.", "tools": LONG, "tool_choice": "required",
+            "max_output_tokens": 40, "stream": stream}
+    with httpx.stream("POST", f"{server.rest_url}/v1/responses", json=body,
+                      timeout=60) as reply:
+        lines = [line for line in reply.iter_lines() if line.startswith("data: ")] \
+            if stream else [f"data: {json.dumps({'response': json.loads(reply.read())})}"]
+    response = json.loads(lines[-1][len("data: "):])["response"]
+    assert response["status"] == "incomplete"
+    assert response["incomplete_details"] == {"reason": "max_output_tokens"}
+    for item in response["output"]:
+        assert item["type"] == "function_call" and item["status"] == "incomplete"
+        with pytest.raises(ValueError):
+            json.loads(item["arguments"])
+
+
 @pytest.mark.parametrize(("body", "param"), [
     ({"previous_response_id": "resp_1"}, "previous_response_id"),
     ({"tools": [{"type": "web_search"}]}, "tools"),

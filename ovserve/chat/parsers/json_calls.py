@@ -226,11 +226,14 @@ class JsonCallsParser(BufferedToolParser):
     def __init__(self, tools: tuple[Tool, ...] = ()) -> None:
         super().__init__(tools)  # states: text | region | object
         self.started = False  # any non-whitespace output seen
+        self.marked = False  # the region was opened by the call marker (not a bare start)
         self.call: _ObjectCall | None = None
 
     def _end(self, out: ParsedDelta) -> None:
         if self.state == "object" and self.call is not None and self.call.delta is None:
-            out.content += self.buffer  # never became a call: it was text
+            if not self.marked:  # a bare object that never became a call: it was text
+                out.content += self.buffer
+            # after a call marker, cut before its name (max_tokens): not content either
         elif self.state == "text":
             out.content += self.buffer
 
@@ -246,6 +249,7 @@ class JsonCallsParser(BufferedToolParser):
                     return False  # the marker or a bare call: the next piece says
                 if stripped and stripped[0] in self.bare_start and not marker:
                     self.started = True
+                    self.marked = False
                     self.buffer = stripped
                     self.state = "region"
                     return True
@@ -253,7 +257,7 @@ class JsonCallsParser(BufferedToolParser):
             if at >= 0:
                 out.content += buf[:at]
                 self.buffer = buf[at + len(self.opening):]
-                self.started = True
+                self.started = self.marked = True
                 self.state = "region"
                 return True
             keep = 0 if final or not self.opening else held_prefix(buf, self.opening)
