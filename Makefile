@@ -19,7 +19,7 @@ REQS := requirements/constraints.txt requirements/serve.txt requirements/export.
         requirements/export-nodeps.txt requirements/dev.txt pyproject.toml setup.py \
         ovserve/protocol/_buffer.c
 
-.PHONY: serve test test-kernels check install model protos bench clean-venv browser docker image \
+.PHONY: serve test test-kernels check install model protos bench clean-venv browser prometheus docker image \
         namespaces
 
 # python_model (the seed streaming servable: both seed clients and curl work) and the OpenAI API
@@ -49,7 +49,7 @@ $(LORA_DIR)/parity/adapter_config.json: $(TASK_DIR)/train.jsonl | $(MODEL_DIR)/o
 	    --name parity
 
 test: $(MODEL_DIR)/ovserve_model.json $(EMBEDDING_DIR)/ovserve_model.json \
-      $(RERANK_DIR)/ovserve_model.json check browser \
+      $(RERANK_DIR)/ovserve_model.json check browser prometheus \
       docker namespaces $(CLIENTS_VENV)/.installed
 	$(BIN)/pytest
 
@@ -86,6 +86,16 @@ browser:
 	    if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 	        apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium; \
 	    else echo "error: the web page's test needs chromium (sudo apt-get install chromium)"; \
+	        exit 1; fi; }
+
+# A live Prometheus scrapes a server with deploy/prometheus/prometheus.yml in the tests
+# (tests/deploy/test_prometheus_live.py): Debian's package, about 100 MB.
+prometheus:
+	@command -v prometheus >/dev/null || { \
+	    if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	        apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q \
+	            --no-install-recommends prometheus; \
+	    else echo "error: the scrape test needs Prometheus (sudo apt-get install prometheus)"; \
 	        exit 1; fi; }
 
 # OVMS's demos run as their READMEs say (tests/examples/ovms_demos.py): their `docker run -v`
