@@ -88,7 +88,9 @@ def _pick(configured: str | None, detected: str | None) -> str | None:
 def plan(renderer: Renderer, messages: Sequence[dict[str, Any]], settings: ChatSettings,
          config: ChatConfig, structured: bool = False) -> ChatPlan:
     """Render and decide parsers; ``structured``: the request has its own constraint
-    (response_format, guided_*), which cannot be combined with a forced tool call."""
+    (response_format, guided_*). A required or named tool choice replaces it: the answer is
+    calls, with no text for it to shape (the OpenAI Agents SDK sends its output type's schema
+    beside a required tool choice on every turn)."""
     if settings.chat_template is not None and not config.allow_request_template:
         raise InvalidInput("chat_template: this server does not take chat templates in "
                            "requests (start it with --trust_request_chat_template)",
@@ -109,12 +111,8 @@ def plan(renderer: Renderer, messages: Sequence[dict[str, Any]], settings: ChatS
     if parser is not None and parser.guides():
         guided = config.enable_tool_guided_generation and not structured
         text = guidance(settings, parser, guided)
-        if text is not None and structured:
-            raise InvalidInput("tool_choice: a required or named tool call cannot be combined "
-                               "with response_format or guided_* (both constrain the output)",
-                               "tool_choice")
-        if text is not None:
-            constraint = ("structural_tags_config", text)
+        if text is not None:  # a forced call has no text for response_format to shape:
+            constraint = ("structural_tags_config", text)  # the call's constraint wins
     reasoning = REASONING_PARSERS.get(reasoning_name) if reasoning_name else None
     output_format = FORMAT_PARSERS.get(tool_name or "") or FORMAT_PARSERS.get(
         reasoning_name or "")

@@ -67,3 +67,14 @@ def test_forced_call_without_guidance_is_a_400(choice: str, named: bool) -> None
     with pytest.raises(InvalidInput, match="tool_parser gptoss") as error:
         plan(Renderer(), MESSAGES, settings, ChatConfig("gptoss"))
     assert error.value.param == "tool_choice"
+
+
+def test_forced_call_replaces_the_requests_own_constraint() -> None:
+    """A required tool choice beside response_format (the Agents SDK sends both): the call's
+    structural tag is the constraint (the answer is calls, no text to shape)."""
+    settings = ChatSettings(tools=(WEATHER,), tool_choice="required")
+    chat = plan(Renderer(), MESSAGES, settings, ChatConfig("hermes3"), structured=True)
+    assert chat.structured is not None and chat.structured[0] == "structural_tags_config"
+    auto = plan(Renderer(), MESSAGES, ChatSettings(tools=(WEATHER,)),
+                ChatConfig("hermes3", enable_tool_guided_generation=True), structured=True)
+    assert auto.structured is None  # auto: the request's own constraint stays

@@ -1,7 +1,8 @@
 """Agent frameworks as their users run them, from ``.venv-clients``, against a live server on
 the built-in model: LangChain's ChatOpenAI (bind_tools, streamed too, a tool round trip,
 with_structured_output) and the OpenAI Agents SDK (an agent with one function tool through
-/v1/responses, run whole and streamed). The checks are on structure: calls well formed,
+/v1/responses, run whole and streamed, and the SDK's default tool call -> output -> final
+answer loop). The checks are on structure: calls well formed,
 arguments valid, runs complete."""
 
 from __future__ import annotations
@@ -59,3 +60,11 @@ def test_openai_agents_sdk(server: Server) -> None:
         assert runs[kind]["responses"] == 1  # parallel_tool_calls false: one call, then done
     events = next(line["events"] for line in lines if "events" in line)
     assert "raw_response_event" in events and "run_item_stream_event" in events
+    # the default loop: a call, its output sent back, then the model's final answer (a
+    # Forecast, its schema's shape)
+    for kind in ("loop", "loop_streamed"):
+        assert runs[kind]["items"] == ["tool_call_item", "tool_call_output_item",
+                                       "message_output_item"], runs[kind]
+        assert runs[kind]["responses"] == 2
+        final = runs[kind]["final_output"]
+        assert set(final) == {"summary"} and len(final["summary"]) <= 60
