@@ -27,12 +27,12 @@ def detect(source: str) -> Detected:
     reasoning = "qwen3" if _think(source) else None
     if "<|channel|>" in source:  # harmony (gpt-oss): one parser reads the whole output
         return Detected("gptoss", "gptoss")
-    if "<|tool_call>call:" in source:  # Gemma 4: ovserve parses its reasoning, not its calls
-        return Detected(None, "gemma4")
+    if "<|tool_call>call:" in source:  # Gemma 4
+        return Detected("gemma4", "gemma4")
     if "<parameter=" in source and "</parameter>" in source and "<function=" in source:
         return Detected("qwen3coder", "qwen3" if "</think>" in source else reasoning)
-    if '<param name="' in source:  # MiniCPM5: its reasoning, not its calls
-        return Detected(None, "minicpm5")
+    if '<param name="' in source:  # MiniCPM5
+        return Detected("minicpm5", "minicpm5")
     if any(m in source for m in ("<|assistant_tool_call|>", "<|tool_call_start|>",
                                  "keep_past_thinking")):
         return Detected("lfm2", "lfm2" if "message.thinking" in source else None)

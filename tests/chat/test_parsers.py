@@ -82,6 +82,19 @@ RECORDED: list[tuple[str, str, str, list[tuple[str, dict[str, Any]]]]] = [
      "Sure.", [("get_weather", {"city": "Paris", "days": 3}), ("get_time", {"zone": "UTC"})]),
     ("lfm2", "<|tool_call_start|>[get_weather(city=\"Lyon\", days=null)]<|tool_call_end|>"
              "Done.", "Done.", [("get_weather", {"city": "Lyon", "days": None})]),
+    # Gemma 4 (OVMS's recorded outputs): Gemma's object syntax, two calls in one region
+    ("gemma4", 'Checking.\n\n<|tool_call>call:get_weather{city:<|"|>Paris, FR<|"|>,days:3}'
+               '<tool_call|><turn|>',
+     "Checking.", [("get_weather", {"city": "Paris, FR", "days": 3})]),
+    ("gemma4", '<|tool_call>call:get_weather{city:<|"|>a{b}:c<|"|>,days:2}call:get_time'
+               '{zone:<|"|>UTC<|"|>}<tool_call|>',
+     "", [("get_weather", {"city": "a{b}:c", "days": 2}), ("get_time", {"zone": "UTC"})]),
+    ("gemma4", '<|tool_call>call:get_time{}<tool_call|>', "", [("get_time", {})]),
+    # MiniCPM5 (OVMS's recorded outputs): typed parameters
+    ("minicpm5", 'Let me check.<function name="get_weather"><param name="city">Beijing'
+                 '</param><param name="days">4</param></function><function name="get_time">'
+                 '</function>',
+     "Let me check.", [("get_weather", {"city": "Beijing", "days": 4}), ("get_time", {})]),
     # Qwen3-Coder-30B-A3B
     ("qwen3coder", "I'll look.\n<tool_call>\n<function=get_weather>\n<parameter=city>\nNew "
                    "York\n</parameter>\n<parameter=days>\n5\n</parameter>\n</function>\n"

@@ -35,6 +35,8 @@ class Renderer:
     ("devstral", None, True, True),
     ("devstral", None, False, False),  # no tools asked for: no calls parsed
     ("lfm2", None, True, True),
+    ("gemma4", "gemma4", True, True),
+    ("minicpm5", None, True, True),
     ("gptoss", None, False, True),  # harmony is parsed whether or not tools are asked for
     (None, "gptoss", False, True),
     (None, "gemma4", False, True),

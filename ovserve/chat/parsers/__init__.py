@@ -6,10 +6,12 @@ from dataclasses import dataclass
 
 from ovserve.chat.parsers.base import ParsedDelta, ToolParser
 from ovserve.chat.parsers.devstral import DevstralToolParser
+from ovserve.chat.parsers.gemma4 import Gemma4ToolParser
 from ovserve.chat.parsers.harmony import HarmonyParser
 from ovserve.chat.parsers.hermes3 import Hermes3ToolParser
 from ovserve.chat.parsers.lfm2 import Lfm2ToolParser
 from ovserve.chat.parsers.llama3 import Llama3ToolParser
+from ovserve.chat.parsers.minicpm5 import Minicpm5ToolParser
 from ovserve.chat.parsers.mistral import MistralToolParser
 from ovserve.chat.parsers.phi4 import Phi4ToolParser
 from ovserve.chat.parsers.qwen3coder import Qwen3CoderToolParser
@@ -20,7 +22,8 @@ __all__ = ["FORMAT_PARSERS", "REASONING_NAMES", "REASONING_PARSERS", "TOOL_PARSE
 
 TOOL_PARSERS: dict[str, type[ToolParser]] = {cls.name: cls for cls in (
     Hermes3ToolParser, Llama3ToolParser, MistralToolParser, Phi4ToolParser,
-    Qwen3CoderToolParser, DevstralToolParser, HarmonyParser, Lfm2ToolParser)}
+    Qwen3CoderToolParser, DevstralToolParser, HarmonyParser, Lfm2ToolParser, Gemma4ToolParser,
+    Minicpm5ToolParser)}
 
 
 @dataclass(frozen=True)
