@@ -27,6 +27,8 @@ def detect(source: str) -> Detected:
     reasoning = "qwen3" if _think(source) else None
     if "<|channel|>" in source:  # harmony (gpt-oss): one parser reads the whole output
         return Detected("gptoss", "gptoss")
+    if all(m in source for m in ("<|start|>", "<|message|>", "<|eom|>", "<|eot|>")):
+        return Detected("onyx", "onyx")
     if "<|tool_call>call:" in source:  # Gemma 4
         return Detected("gemma4", "gemma4")
     if "<parameter=" in source and "</parameter>" in source and "<function=" in source:

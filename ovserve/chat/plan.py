@@ -17,7 +17,7 @@ from ovserve.chat.parsers import (
     FORMAT_PARSERS,
     REASONING_PARSERS,
     TOOL_PARSERS,
-    HarmonyParser,
+    FormatParser,
     ReasoningTags,
     ThinkParser,
     ToolParser,
@@ -50,8 +50,9 @@ class ChatPlan:
     reasoning: ReasoningTags | None  # the reasoning tags, when reasoning is parsed
     opens_reasoning: bool
     settings: ChatSettings
-    #: a parser of the whole output format (gpt-oss's harmony), whatever the request asks
-    output_format: type[HarmonyParser] | None = None
+    #: a parser of the whole output format (gpt-oss's harmony, Onyx's turns), whatever the
+    #: request asks
+    output_format: type[FormatParser] | None = None
 
     @property
     def parses(self) -> bool:

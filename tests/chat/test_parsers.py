@@ -10,7 +10,13 @@ from typing import Any
 import pytest
 
 from ovserve.chat.incremental import ChatOutputParser
-from ovserve.chat.parsers import REASONING_PARSERS, TOOL_PARSERS, HarmonyParser, ThinkParser
+from ovserve.chat.parsers import (
+    REASONING_PARSERS,
+    TOOL_PARSERS,
+    HarmonyParser,
+    OnyxParser,
+    ThinkParser,
+)
 from ovserve.protocol.chat import Tool
 
 WEATHER = Tool("get_weather", "Weather in a city", {
@@ -95,6 +101,16 @@ RECORDED: list[tuple[str, str, str, list[tuple[str, dict[str, Any]]]]] = [
                  '</param><param name="days">4</param></function><function name="get_time">'
                  '</function>',
      "Let me check.", [("get_weather", {"city": "Beijing", "days": 4}), ("get_time", {})]),
+    # Onyx (OVMS's recorded shapes): a content turn, with "to=" inside the answer
+    ("onyx", " to=user<|message|>Send email to=admin for help.<|eot|>",
+     "Send email to=admin for help.", []),
+    ("onyx", "<|message|>It's 65F in SF.<|eot|>", "It's 65F in SF.", []),
+    # Onyx: reasoning to self, then a call turn
+    ("onyx", " to=self<|message|>I should look up Paris.<|eom|> to=get_weather<|message|>"
+             '<atem:function_calls>\n<atem:invoke name="get_weather">\n<atem:parameter '
+             'name="city">Paris</atem:parameter>\n<atem:parameter name="days">2'
+             "</atem:parameter>\n</atem:invoke>\n</atem:function_calls><|eot|>",
+     "", [("get_weather", {"city": "Paris", "days": 2})]),
     # Qwen3-Coder-30B-A3B
     ("qwen3coder", "I'll look.\n<tool_call>\n<function=get_weather>\n<parameter=city>\nNew "
                    "York\n</parameter>\n<parameter=days>\n5\n</parameter>\n</function>\n"
@@ -185,6 +201,13 @@ def test_harmony_reasoning_content_and_calls(size: int, calls: bool) -> None:
     assert (reasoning, content) == ("Need weather. Call it.", "Done: Sunny in Rome.")
     expected = [("get_weather", {"city": "Rome"})] if calls else []
     assert [(c["name"], json.loads(c["arguments"])) for c in got] == expected
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_onyx_reasoning_and_answer(size: int) -> None:
+    parser = ChatOutputParser(None, OnyxParser(TOOLS))
+    text = " to=self<|message|>Think first.<|eom|> to=user<|message|>Sunny.<|eot|>"
+    assert run(parser, text, size) == ("Sunny.", "Think first.", [])
 
 
 @pytest.mark.parametrize("size", SIZES)

@@ -37,6 +37,7 @@ class Renderer:
     ("lfm2", None, True, True),
     ("gemma4", "gemma4", True, True),
     ("minicpm5", None, True, True),
+    (None, "onyx", False, True),
     ("gptoss", None, False, True),  # harmony is parsed whether or not tools are asked for
     (None, "gptoss", False, True),
     (None, "gemma4", False, True),

@@ -186,9 +186,7 @@ def test_engine_fields_of_every_field(tmp_path: Path) -> None:
     # the parsers act now: nothing is reported as kept; a format OVMS knows and ovserve does
     # not parse is a load error naming it
     assert llm_options.problems(parse('models_path: "m", tool_parser: "onyx"'), Path(".")) \
-        == ["tool_parser 'onyx': ovserve does not parse that format (it parses hermes3, "
-            "llama3, mistral, phi4, qwen3coder, devstral, gptoss, lfm2, gemma4, minicpm5; or "
-            "'none')"]
+        == []  # every OVMS 2026 parser is parsed now
     assert llm_options.problems(parse(
         'models_path: "m", tool_parser: "gptoss", reasoning_parser: "gemma4"'), Path(".")) == []
     assert llm_options.problems(parse(

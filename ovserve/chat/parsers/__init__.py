@@ -13,17 +13,19 @@ from ovserve.chat.parsers.lfm2 import Lfm2ToolParser
 from ovserve.chat.parsers.llama3 import Llama3ToolParser
 from ovserve.chat.parsers.minicpm5 import Minicpm5ToolParser
 from ovserve.chat.parsers.mistral import MistralToolParser
+from ovserve.chat.parsers.onyx import OnyxParser
 from ovserve.chat.parsers.phi4 import Phi4ToolParser
 from ovserve.chat.parsers.qwen3coder import Qwen3CoderToolParser
 from ovserve.chat.parsers.think import ThinkParser
 
 __all__ = ["FORMAT_PARSERS", "REASONING_NAMES", "REASONING_PARSERS", "TOOL_PARSERS",
-           "HarmonyParser", "ParsedDelta", "ReasoningTags", "ThinkParser", "ToolParser"]
+           "FormatParser", "HarmonyParser", "OnyxParser", "ParsedDelta", "ReasoningTags",
+           "ThinkParser", "ToolParser"]
 
 TOOL_PARSERS: dict[str, type[ToolParser]] = {cls.name: cls for cls in (
     Hermes3ToolParser, Llama3ToolParser, MistralToolParser, Phi4ToolParser,
     Qwen3CoderToolParser, DevstralToolParser, HarmonyParser, Lfm2ToolParser, Gemma4ToolParser,
-    Minicpm5ToolParser)}
+    Minicpm5ToolParser, OnyxParser)}
 
 
 @dataclass(frozen=True)
@@ -43,6 +45,8 @@ REASONING_PARSERS: dict[str, ReasoningTags] = {
     "minicpm5": ReasoningTags("<think>", "</think>", special=True),  # MiniCPM5's 8/9
     "gemma4": ReasoningTags("<|channel>thought\n", "<channel|>", special=True),
 }
-#: parsers of a whole output format (content, reasoning and calls), by both names
-FORMAT_PARSERS: dict[str, type[HarmonyParser]] = {"gptoss": HarmonyParser}
+#: a parser of a whole output format (content, reasoning and calls)
+FormatParser = HarmonyParser | OnyxParser
+#: the format parsers, by both names (tool_parser and reasoning_parser)
+FORMAT_PARSERS: dict[str, type[FormatParser]] = {"gptoss": HarmonyParser, "onyx": OnyxParser}
 REASONING_NAMES = (*REASONING_PARSERS, *FORMAT_PARSERS)
