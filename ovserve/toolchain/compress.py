@@ -70,12 +70,14 @@ def weight_precision(model: Any) -> str:
     return "fp32"
 
 
-def _compress_one(model_dir: Path, weight_format: str, force: bool) -> Variant:
+def compress_variant(model_dir: Path, weight_format: str, force: bool,
+                  output: Path | None = None) -> Variant:
+    """One variant of ``model_dir``, in ``output`` (default: the seed's name next to it)."""
     import nncf
     import openvino as ov
 
     started = time.monotonic()
-    output = variant_path(model_dir, weight_format)
+    output = output or variant_path(model_dir, weight_format)
     config = json.loads((model_dir / "config.json").read_text()) if (
         model_dir / "config.json").is_file() else {}
     model = ov.Core().read_model(model_dir / MODEL_XML)
@@ -134,7 +136,7 @@ def compress(model_dir: Path, formats: list[str], force: bool) -> list[Variant]:
         )
     variants = []
     for weight_format in tqdm(formats, desc="compress", unit="variant"):
-        variants.append(_compress_one(model_dir, weight_format, force))
+        variants.append(compress_variant(model_dir, weight_format, force))
     return variants
 
 
