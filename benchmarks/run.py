@@ -237,23 +237,58 @@ async def measure(args: argparse.Namespace, systems: list[System],
     return levels, verdicts
 
 
-def start_systems(args: argparse.Namespace, logs: Path) -> tuple[list[System], list[Process],
-                                                                  list[str]]:
+def default_gguf(model: Path) -> Path:
+    """The GGUF llama.cpp runs beside ``model``: for a folder make_shaped_model.py wrote, the
+    GGUF it wrote with it; otherwise the built-in model's."""
+    from ovserve.toolchain import provenance
     from ovserve.toolchain.catalog import BUILTIN_MODELS
     from ovserve.toolchain.gguf_source import fetch_gguf
 
-    # every system generates exactly max_tokens (ignore_eos), so tokens/s compare like for like
-    env = {"OVSERVE_MAX_TOKENS": str(args.max_tokens), "OVSERVE_MODEL_PATH": str(args.model),
-           "OVSERVE_IGNORE_EOS": "1"}
+    source = str(provenance.read(model).get("source", ""))
+    if source.startswith("shaped:"):
+        made = sorted(model.parent.glob(source.removeprefix("shaped:") + ".*.gguf"))
+        if not made:
+            raise SystemExit(f"{model} was made by make_shaped_model.py, but no GGUF of it is "
+                             f"next to it; pass --gguf")
+        return made[0]
+    return fetch_gguf(BUILTIN_MODELS[MODEL_ID])
+
+
+def server_config(model: Path, logs: Path) -> Path:
+    """servables/config.json on the built-in model; for another model a config in ``logs`` with
+    the same LLM graph (graphs/llm, its models_path pointed at ``model``) served under the
+    same name, and the gRPC stream servable (which reads OVSERVE_MODEL_PATH)."""
+    if model.resolve() == (REPO / "models" / MODEL_ID).resolve():
+        return REPO / "servables/config.json"
+    graph = (REPO / "graphs/llm/graph.pbtxt").read_text()
+    pointed = graph.replace('"../../models/smollm2-135m-instruct"', json.dumps(str(model)))
+    if pointed == graph:
+        raise SystemExit("graphs/llm/graph.pbtxt no longer names the built-in model's folder")
+    (logs / "llm").mkdir(parents=True, exist_ok=True)
+    (logs / "llm" / "graph.pbtxt").write_text(pointed)
+    config = logs / "config.json"
+    config.write_text(json.dumps({"model_config_list": [], "mediapipe_config_list": [
+        {"name": "python_model", "base_path": str(REPO / "servables/servable_stream")},
+        {"name": MODEL_ID, "base_path": str(logs / "llm")}]}, indent=2))
+    return config
+
+
+def start_systems(args: argparse.Namespace, logs: Path) -> tuple[list[System], list[Process],
+                                                                  list[str]]:
     systems: list[System] = []
     processes: list[Process] = []
     notes: list[str] = []
+    config = server_config(args.model, logs)
+    if config != REPO / "servables/config.json":
+        notes.append(f"model {args.model} served under the name {MODEL_ID} by {config}")
+    # every system generates exactly max_tokens (ignore_eos), so tokens/s compare like for like
+    env = {"OVSERVE_MAX_TOKENS": str(args.max_tokens), "OVSERVE_MODEL_PATH": str(args.model),
+           "OVSERVE_IGNORE_EOS": "1"}
     wanted = set(args.systems)
     if "raw" in wanted:
         systems.append(System(RawEngineTarget(args.model), args.rounds))
     if wanted & {"sse", "grpc"}:
-        server = start_ovserve("ovserve", REPO / "servables/config.json", logs / "ovserve.log",
-                               env)
+        server = start_ovserve("ovserve", config, logs / "ovserve.log", env)
         processes.append(server)
         if "sse" in wanted:
             systems.append(System(OpenAIChatTarget(SSE, f"{server.rest_url}/v1", MODEL_ID,
@@ -262,9 +297,8 @@ def start_systems(args: argparse.Namespace, logs: Path) -> tuple[list[System], l
         if "grpc" in wanted:
             systems.append(System(GrpcStreamTarget(GRPC, server.grpc_url), args.rounds, server))
     if "sse-pl" in wanted:  # the same server with prompt lookup decoding on every CPU engine
-        server = start_ovserve("ovserve-pl", REPO / "servables/config.json",
-                               logs / "ovserve-pl.log", env, "--plugin_config",
-                               json.dumps({"CPU": {"prompt_lookup": True}}))
+        server = start_ovserve("ovserve-pl", config, logs / "ovserve-pl.log", env,
+                               "--plugin_config", json.dumps({"CPU": {"prompt_lookup": True}}))
         processes.append(server)
         systems.append(System(OpenAIChatTarget(SSE_PL, f"{server.rest_url}/v1", MODEL_ID,
                                                extra={"ignore_eos": True}),
@@ -274,7 +308,7 @@ def start_systems(args: argparse.Namespace, logs: Path) -> tuple[list[System], l
                      "num_assistant_tokens 1, max_ngram_size 3")
     if "xllamacpp" in wanted:
         if args.xllamacpp_python.is_file():
-            gguf = fetch_gguf(BUILTIN_MODELS[MODEL_ID])
+            gguf = args.gguf or default_gguf(args.model)
             server = start_xllamacpp(args.xllamacpp_python, gguf, logs / "xllamacpp.log",
                                      threads=os.cpu_count() or 2)
             processes.append(server)
@@ -291,7 +325,7 @@ def start_systems(args: argparse.Namespace, logs: Path) -> tuple[list[System], l
                          "(`make bench` builds it)")
     if "llamacpp" in wanted:
         if args.llamacpp_python.is_file():
-            gguf = fetch_gguf(BUILTIN_MODELS[MODEL_ID])
+            gguf = args.gguf or default_gguf(args.model)
             server = start_llamacpp(args.llamacpp_python, gguf, logs / "llamacpp.log",
                                     threads=os.cpu_count() or 2)
             processes.append(server)
@@ -312,14 +346,22 @@ def start_systems(args: argparse.Namespace, logs: Path) -> tuple[list[System], l
     return systems, processes, notes
 
 
+def weights(model: Path) -> str:
+    """The model folder's weight format, as its ovserve_model.json records it."""
+    from ovserve.toolchain import provenance
+
+    return str(provenance.read(model).get("weight_format", "?"))
+
+
 def write_report(report: dict[str, Any], levels: list[LevelResult], out: Path) -> str:
     """serving.json, serving.md and the plots; returns the Markdown."""
     out.mkdir(parents=True, exist_ok=True)
     (out / "serving.json").write_text(json.dumps(report, indent=2) + "\n")
     plots = plot(levels, out)
     lines = [f"# ovserve side by side ({report['date']}, {report['minutes']:.0f} min)", "",
-             f"Model {report['model']} (int8 OpenVINO IR; llama.cpp: the Q4_1 GGUF it is built "
-             f"from), {report['max_tokens']} output tokens per request, distinct prompts, "
+             f"Model {report['model']} ({report.get('weights', 'int8')} OpenVINO IR; llama.cpp: "
+             f"{report.get('gguf') or 'the Q4_1 GGUF it is built from'}), "
+             f"{report['max_tokens']} output tokens per request, distinct prompts, "
              f"greedy, closed loop, at least {report['min_requests']} and 2 x concurrency "
              f"requests per round; raw engine and ovserve: {report['rounds']} rounds per level, "
              "interleaved, pooled (xllamacpp too); llama-cpp-python and the seed's approach: one "
@@ -353,7 +395,12 @@ def report_from_json(out: Path) -> tuple[dict[str, Any], list[LevelResult]]:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", type=Path, default=REPO / "models" / MODEL_ID)
+    parser.add_argument("--model", type=Path, default=REPO / "models" / MODEL_ID,
+                        help="the OpenVINO model folder (default: the built-in model's), e.g. "
+                        "models/tinyllama-1.1b-shaped-int8 from scripts/make_shaped_model.py")
+    parser.add_argument("--gguf", type=Path, default=None,
+                        help="the GGUF the llama.cpp systems run (default: the one "
+                        "make_shaped_model.py wrote beside --model, else the built-in model's)")
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 4, 8, 16, 32])
     parser.add_argument("--max-tokens", type=int, default=128)
     parser.add_argument("--min-requests", type=int, default=32,
@@ -392,7 +439,10 @@ def main() -> int:
             process.stop()
     report = {"date": time.strftime("%Y-%m-%d %H:%M", time.localtime(started)),
               "minutes": round((time.time() - started) / 60, 1), "machine": machine(),
-              "model": MODEL_ID, "max_tokens": args.max_tokens, "rounds": args.rounds,
+              "model": args.model.resolve().name, "weights": weights(args.model),
+              "gguf": (args.gguf or default_gguf(args.model)).name
+              if {"xllamacpp", "llamacpp"} & set(args.systems) else None,
+              "max_tokens": args.max_tokens, "rounds": args.rounds,
               "min_requests": args.min_requests, "notes": notes, "trust": trust,
               "levels": [r.as_dict() for r in levels], "targets": targets_check(levels)}
     print(write_report(report, levels, args.out))
