@@ -13,7 +13,7 @@ from ovserve.engine.model import ModelConfig, ModelEngine
 from ovserve.errors import EngineError, InvalidInput
 from ovserve.protocol.tensor import Tensor
 from tests.conftest import plugin_config
-from tests.engine.model_files import affine, affine_reference, classifier, save, unary
+from tests.engine.model_files import affine, assert_affine, classifier, save, unary
 
 F32 = {"INFERENCE_PRECISION_HINT": "f32"}
 
@@ -74,9 +74,7 @@ async def test_many_requests_share_a_small_pool(affine_xml: Path) -> None:
     results = await asyncio.gather(*(model.infer(model.check_inputs(tensors(a, b), "m"))
                                      for a, b in cases))
     for (a, b), result in zip(cases, results, strict=True):
-        expected = affine_reference(1, a, b)
-        np.testing.assert_allclose(result["y"], expected["y"], rtol=1e-4, atol=1e-4)
-        np.testing.assert_array_equal(result["argmax"], expected["argmax"])
+        assert_affine(result["y"], result["argmax"], 1, a, b)
     assert len(model._idle) == 2 and not model._waiters
     assert model.total_requests == 24
 
@@ -161,8 +159,7 @@ async def test_mapping_config_renames_inputs_and_outputs(tmp_path: Path) -> None
         model.check_inputs(tensors(a, b), "m")
     out = await model.infer(model.check_inputs({"features": Tensor("f", a),
                                                 "b": Tensor("b", b)}, "m"))
-    np.testing.assert_allclose(out["scores"], affine_reference(1, a, b)["y"], rtol=1e-4,
-                               atol=1e-4)
+    assert_affine(out["scores"], out["argmax"], 1, a, b)
     (tmp_path / "1" / "mapping_config.json").write_text('{"inputs": ["a"]}')
     with pytest.raises(EngineError, match=r"mapping_config\.json: expected"):
         engine(path)

@@ -19,10 +19,10 @@ import tritonclient.http as httpclient
 from tritonclient.utils import InferenceServerException
 
 from tests.conftest import plugin_config
-from tests.engine.model_files import affine, affine_reference, save, unary
+from tests.engine.model_files import affine, assert_affine, save, unary
 from tests.transport.server import Server, start_server
 
-F32 = {"INFERENCE_PRECISION_HINT": "f32"}  # exact enough to compare with numpy too
+F32 = {"INFERENCE_PRECISION_HINT": "f32"}  # $OVSERVE_PLUGIN_CONFIG may lay another over it
 #: version -> the model compiled directly (the server's properties), what answers must equal
 DIRECT: dict[int, Any] = {}
 
@@ -82,8 +82,7 @@ def assert_answers(result: object, version: int, a: np.ndarray, b: np.ndarray) -
     as_numpy = result.as_numpy  # type: ignore[attr-defined]
     np.testing.assert_allclose(as_numpy("y"), direct["y"], rtol=1e-6, atol=1e-6)
     np.testing.assert_array_equal(as_numpy("argmax"), direct["argmax"])
-    np.testing.assert_allclose(as_numpy("y"), affine_reference(version, a, b)["y"], rtol=1e-2,
-                               atol=1e-2)
+    assert_affine(as_numpy("y"), as_numpy("argmax"), version, a, b)
 
 
 def test_grpc_infer_on_each_version(server: Server) -> None:
