@@ -24,11 +24,12 @@ import inspect
 import logging
 import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+from ovserve.engine import exemplars
 from ovserve.engine.registry import bound
 from ovserve.engine.scope import CallScope, within
 from ovserve.errors import GraphConfigError, NodeError, OvserveError, Unsupported
@@ -178,9 +179,10 @@ class PythonExecutorCalculator(Calculator):
         )
 
     def with_engines(self, fn: Any, *args: Any, adapter: str | None = None) -> Any:
-        """``fn(*args)`` with the server's engines bound for ``shared_engine`` calls in it, and
-        the LoRA ``adapter`` the request's model name chose (``engine.registry.bound``)."""
-        return functools.partial(_bound_call, self, adapter, fn, *args)
+        """``fn(*args)`` with the server's engines bound for ``shared_engine`` calls in it, the
+        LoRA ``adapter`` the request's model name chose (``engine.registry.bound``) and the
+        request's exemplar labels (its engine requests' ids in the metrics)."""
+        return functools.partial(_bound_call, self, adapter, exemplars.current(), fn, *args)
 
     async def call(self, fn: Any, *args: Any, adapter: str | None = None) -> Any:
         """Run handler code in the servable's pool (never on the event loop). Cancelled (the
@@ -340,7 +342,8 @@ def _scoped_call(call_scope: CallScope, fn: Any) -> Any:
         return fn()
 
 
-def _bound_call(calc: PythonExecutorCalculator, adapter: str | None, fn: Any, *args: Any
-                ) -> Any:
-    with bound(calc.context.engines, calc.context.servable, adapter):
+def _bound_call(calc: PythonExecutorCalculator, adapter: str | None,
+                labels: Mapping[str, str], fn: Any, *args: Any) -> Any:
+    with bound(calc.context.engines, calc.context.servable, adapter), \
+            exemplars.tagged(**labels):
         return fn(*args)

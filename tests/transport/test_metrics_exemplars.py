@@ -35,12 +35,14 @@ async def test_openmetrics_scrape_has_the_clients_request_ids_as_exemplars(
     settings = {"metrics_enable": True, "metrics_list": ["ovms_requests_success",
                                                          "ovms_graph_processing_time_us"]}
     async with fake_server(tmp_path, monkeypatch, settings) as server, \
-            openai.AsyncOpenAI(base_url=server.rest_url + "/v1", api_key="none") as ai:
+            openai.AsyncOpenAI(base_url=server.rest_url + "/v1", api_key="none") as ai, \
+            httpx.AsyncClient(base_url=server.rest_url) as http:
         stream = await ai.chat.completions.create(
             model=LLM, messages=[{"role": "user", "content": "hi"}], max_tokens=5,
             stream=True, extra_body={"ignore_eos": True},
             extra_headers={"X-Request-Id": "chat-exemplar-1"})
         assert len([c async for c in stream if c.choices and c.choices[0].delta.content]) == 5
+        scraped = await http.get("/metrics", headers={"Accept": OPENMETRICS})
         triton = grpcclient.InferenceServerClient(server.grpc_url)
         try:
             prompt = grpcclient.InferInput("pre_prompt", [1], "BYTES")
@@ -49,9 +51,8 @@ async def test_openmetrics_scrape_has_the_clients_request_ids_as_exemplars(
                                headers={"x-request-id": "grpc-exemplar-2"})
         finally:
             await triton.close()
-        async with httpx.AsyncClient(base_url=server.rest_url) as http:
-            scraped = await http.get("/metrics", headers={"Accept": OPENMETRICS})
-            plain = await http.get("/metrics")
+        after_grpc = (await http.get("/metrics", headers={"Accept": OPENMETRICS})).text
+        plain = await http.get("/metrics")
     assert scraped.headers["content-type"].startswith("application/openmetrics-text")
     text = scraped.text
     assert text.endswith("# EOF\n")
@@ -63,14 +64,17 @@ async def test_openmetrics_scrape_has_the_clients_request_ids_as_exemplars(
     for family in ("ovserve_request_duration_seconds", "ovserve_time_to_first_output_seconds"):
         assert of_request(text, family, "chat-exemplar-1") == [
             {"servable": LLM, "interface": "openai"}], family
-    assert of_request(text, "ovserve_request_duration_seconds", "grpc-exemplar-2") == [
+    # a Python handler's engine request (made in a handler thread) carries its caller's id
+    assert of_request(after_grpc, "ovserve_request_duration_seconds", "grpc-exemplar-2") == [
         {"servable": "python_model", "interface": "grpc"}]
+    assert of_request(after_grpc, "vllm:e2e_request_latency_seconds", "grpc-exemplar-2") == [
+        {"model_name": LLM, "engine": "0"}]
     # names as the text format has them (vLLM's colons kept), OVMS's families included
-    assert "vllm:num_requests_running" in text and "ovms_requests_success{" in text
-    assert "ovms_graph_processing_time_us_bucket{" in text
+    assert "vllm:num_requests_running" in text and "ovms_requests_success{" in after_grpc
+    assert "ovms_graph_processing_time_us_bucket{" in after_grpc
     # Prometheus' text format: the same samples without exemplars
     assert plain.headers["content-type"].startswith("text/plain; version=0.0.4")
-    assert "chat-exemplar-1" not in plain.text and " # {" not in plain.text
+    assert "exemplar-" not in plain.text and " # {" not in plain.text
     assert "vllm:e2e_request_latency_seconds_bucket{" in plain.text
 
 
