@@ -155,8 +155,6 @@ BAD: list[tuple[dict[str, Any], str]] = [
     ({"tools": [{"type": "function", "function": {"name": "bad name!"}}]}, "tools"),
     ({"tools": [{"type": "retrieval"}]}, "tools"),
     ({"tools": TOOLS, "tool_choice": "sometimes"}, "tool_choice"),
-    ({"tools": TOOLS, "tool_choice": "required", "response_format": {"type": "json_object"}},
-     "tool_choice"),
     ({"chat_template": "{{ messages }}"}, "chat_template"),
     # what structured output could not compile: refused before it reaches the engine, where
     # it would fail the whole batch's step and leave the pipeline unusable
@@ -352,3 +350,15 @@ def test_call_cut_by_max_tokens(client: openai.OpenAI, stream: bool) -> None:
     assert not names or arguments.lstrip().startswith("{") or arguments == ""
     with pytest.raises(ValueError):
         json.loads(arguments)
+
+
+def test_forced_call_beside_response_format_is_a_call(client: openai.OpenAI) -> None:
+    """required with response_format (the OpenAI Agents SDK sends both): the answer is the
+    call, constrained as a call; the format has no text to shape."""
+    reply = client.chat.completions.create(
+        model=MODEL, messages=QUESTION, tools=TOOLS, tool_choice="required",
+        parallel_tool_calls=False, max_tokens=150, response_format={"type": "json_object"})
+    choice = reply.choices[0]
+    assert choice.finish_reason == "tool_calls" and not choice.message.content
+    (call,) = function_calls(choice.message)
+    check_call(call.function.name, call.function.arguments)
