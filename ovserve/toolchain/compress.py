@@ -28,8 +28,10 @@ log = logging.getLogger("compress_model")
 
 MODEL_XML = "openvino_model.xml"
 MODEL_BIN = "openvino_model.bin"
-SUFFIXES = {"fp16": "FP16", "int8": "INT8_compressed_weights", "int4": "INT4_compressed_weights"}
-FORMATS = tuple(SUFFIXES)
+SUFFIXES = {"fp16": "FP16", "int8": "INT8_compressed_weights", "int4": "INT4_compressed_weights",
+            "gguf": "GGUF_weights"}
+#: the default set; "gguf" (a GGUF's own Q4_1/Q8_0 weights, gguf_exact) needs --gguf
+FORMATS = ("fp16", "int8", "int4")
 INT4_GROUP_SIZES = (128, 64, 32, 16)
 
 
@@ -71,8 +73,9 @@ def weight_precision(model: Any) -> str:
 
 
 def compress_variant(model_dir: Path, weight_format: str, force: bool,
-                  output: Path | None = None) -> Variant:
-    """One variant of ``model_dir``, in ``output`` (default: the seed's name next to it)."""
+                     output: Path | None = None, gguf: Path | None = None) -> Variant:
+    """One variant of ``model_dir``, in ``output`` (default: the seed's name next to it);
+    ``gguf``: the GGUF of the same model whose weights the "gguf" variant takes."""
     import nncf
     import openvino as ov
 
@@ -93,6 +96,15 @@ def compress_variant(model_dir: Path, weight_format: str, force: bool,
             model = nncf.compress_weights(
                 model, mode=nncf.CompressWeightsMode.INT4_ASYM, group_size=group, ratio=1.0
             )
+        elif weight_format == "gguf":
+            from ovserve.toolchain.gguf_exact import GROUP, read_gguf, replace_weights
+
+            if gguf is None:
+                raise ToolchainError("the gguf variant needs the model's GGUF file (--gguf)")
+            tensors, _ = read_gguf(gguf)
+            replace_weights(model, tensors)
+            details = {"gguf_file": gguf.name, "group_size": GROUP,
+                       "gguf_types": sorted({t.kind for t in tensors.values()})}
         ov.save_model(model, staging / MODEL_XML, compress_to_fp16=True)
         for item in model_dir.iterdir():
             if item.name in (MODEL_XML, MODEL_BIN, provenance.FILE_NAME):
@@ -109,7 +121,8 @@ def compress_variant(model_dir: Path, weight_format: str, force: bool,
     return Variant(weight_format, output, directory_size(output), time.monotonic() - started)
 
 
-def compress(model_dir: Path, formats: list[str], force: bool) -> list[Variant]:
+def compress(model_dir: Path, formats: list[str], force: bool,
+             gguf: Path | None = None) -> list[Variant]:
     """Write each requested variant of ``model_dir``; returns them in order."""
     import openvino as ov
 
@@ -119,8 +132,11 @@ def compress(model_dir: Path, formats: list[str], force: bool) -> list[Variant]:
     unknown = [f for f in formats if f not in SUFFIXES]
     if unknown:
         raise ToolchainError(
-            f"--formats: unknown format {', '.join(unknown)} (choose from {', '.join(FORMATS)})"
+            f"--formats: unknown format {', '.join(unknown)} (choose from "
+            f"{', '.join(SUFFIXES)})"
         )
+    if "gguf" in formats and gguf is None:
+        raise ToolchainError("--formats gguf takes the weights of the model's GGUF: pass --gguf")
     have = weight_precision(ov.Core().read_model(model_dir / MODEL_XML))
     if have in ("int8", "int4"):
         raise ToolchainError(
@@ -136,7 +152,7 @@ def compress(model_dir: Path, formats: list[str], force: bool) -> list[Variant]:
         )
     variants = []
     for weight_format in tqdm(formats, desc="compress", unit="variant"):
-        variants.append(compress_variant(model_dir, weight_format, force))
+        variants.append(compress_variant(model_dir, weight_format, force, gguf=gguf))
     return variants
 
 
@@ -150,7 +166,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--model", type=Path, required=True,
                         help="an fp32 or fp16 OpenVINO model directory")
     parser.add_argument("--formats", default=",".join(FORMATS),
-                        help=f"comma-separated subset of {','.join(FORMATS)} (default: all)")
+                        help=f"comma-separated subset of {','.join(SUFFIXES)} (default: "
+                        f"{','.join(FORMATS)})")
+    parser.add_argument("--gguf", type=Path, default=None,
+                        help="for --formats gguf: the GGUF the model was made from; its Q4_1 "
+                        "weights are kept as they are (u4, f16 scale and fractional zero point, "
+                        "groups of 32) in <DIR>_GGUF_weights")
     parser.add_argument("--force", action="store_true", help="replace existing variants")
     return parser
 
@@ -161,7 +182,7 @@ def main(argv: list[str] | None = None) -> int:
     formats = [f.strip().lower() for f in args.formats.split(",") if f.strip()]
     try:
         base_size = directory_size(args.model) if args.model.is_dir() else 0
-        variants = compress(args.model, formats, args.force)
+        variants = compress(args.model, formats, args.force, args.gguf)
     except ToolchainError as exc:
         print(f"compress_model.py: error: {exc}", file=sys.stderr)
         return 1

@@ -31,6 +31,10 @@ log = logging.getLogger("download_model")
 #: int8 is the fastest coherent format for the LLM on CPU; the embedding model is small and
 #: its vectors are compared with sentence-transformers', so it keeps fp32
 DEFAULT_WEIGHT_FORMATS = {"llm": DEFAULT_WEIGHT_FORMAT, "embedding": "fp32"}
+#: the built-in GGUF's own 4-bit weights kept as they are (gguf_exact): u4 + f16 scale and
+#: fractional f16 zero point in groups of 32; a choice, not the default, until benchmarked
+GGUF_FORMAT = "gguf"
+FORMATS = (*WEIGHT_FORMATS, GGUF_FORMAT)
 HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 # Bump when the GGUF -> HF conversion changes, so cached checkpoints are rebuilt.
 HF_CACHE_VERSION = 1
@@ -94,9 +98,14 @@ def prepare(model: str, output: Path | None, weight_format: str | None, force: b
     if source.builtin is not None:
         kind = source.builtin.kind
     weight_format = weight_format or DEFAULT_WEIGHT_FORMATS[kind]
-    if weight_format not in WEIGHT_FORMATS:
+    if weight_format not in FORMATS:
         raise ToolchainError(
-            f"--weight-format {weight_format!r} is not one of {', '.join(WEIGHT_FORMATS)}"
+            f"--weight-format {weight_format!r} is not one of {', '.join(FORMATS)}"
+        )
+    if weight_format == GGUF_FORMAT and (source.builtin is None or not source.builtin.gguf_file):
+        raise ToolchainError(
+            f"--weight-format {GGUF_FORMAT} keeps a GGUF's own weights; {model} is not a "
+            "built-in model made from a GGUF"
         )
     output = (output or Path("models") / source.name).absolute()
     if output.exists() and not force:
@@ -121,13 +130,21 @@ def prepare(model: str, output: Path | None, weight_format: str | None, force: b
         else:
             hf_dir = source.location
         progress.set_postfix_str(f"export OpenVINO IR ({weight_format})")
-        export_ir(hf_dir, staging, weight_format, kind)
+        details: dict[str, Any] = {}
+        if weight_format == GGUF_FORMAT and source.builtin is not None:
+            from ovserve.toolchain.gguf_exact import rewrite_folder
+            from ovserve.toolchain.gguf_source import fetch_gguf
+
+            export_ir(hf_dir, staging, "fp16", kind)  # the graph; its weights are replaced
+            details = rewrite_folder(staging, fetch_gguf(source.builtin))
+        else:
+            export_ir(hf_dir, staging, weight_format, kind)
         write_graph(staging, kind)
         progress.update()
         provenance.write(
             staging, name=source.name, source=f"{source.kind}:{source.location}",
             weight_format=weight_format, export_seconds=round(time.monotonic() - started, 1),
-            kind=kind,
+            kind=kind, **details,
         )
     log.info(
         "prepared %s (%s) in %s: %s in %.0f s", source.name, weight_format, output,
@@ -191,10 +208,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--output", type=Path, help="output directory (default: models/<name>)"
     )
     parser.add_argument(
-        "--weight-format", choices=WEIGHT_FORMATS, default=None,
+        "--weight-format", choices=FORMATS, default=None,
         help=f"weight precision (default: {DEFAULT_WEIGHT_FORMAT} for LLMs, the fastest format "
         "that stays coherent on CPU, fp32 for embedding models; for int4 run "
-        "compress_model.py on an fp32 export)",
+        f"compress_model.py on an fp32 export; {GGUF_FORMAT}: a built-in model's GGUF weights "
+        "as they are, 4-bit Q4_1 blocks as u4 with f16 scale and zero point)",
     )
     parser.add_argument("--task", choices=("llm", "embedding"), default="llm",
                         help="what a model that is not built in is for (default: llm)")
