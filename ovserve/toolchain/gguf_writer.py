@@ -150,5 +150,5 @@ def write_gguf(hf_dir: Path, output: Path, quant: str = "Q4_1") -> Path:
     writer.write_kv_data_to_file()
     writer.write_tensors_to_file(progress=True)
     writer.close()
-    log.info("wrote %s (%s, %.1f MB)", output, quant, output.stat().st_size / 1e6)
+    log.debug("wrote %s (%s, %.1f MB)", output, quant, output.stat().st_size / 1e6)
     return output
