@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import uuid
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
@@ -54,6 +55,21 @@ class ToolParser(ABC):
     def __init__(self, tools: tuple[Tool, ...] = ()) -> None:
         self.tools = {tool.name: tool for tool in tools}
         self.calls = 0  # calls begun so far
+
+    def typed_value(self, function: str, parameter: str, text: str) -> Any:
+        """A parameter's value written as plain text (XML-style formats: Qwen3-Coder, MiniCPM,
+        Onyx), typed by the tool's schema: text for strings and unknown parameters, else its
+        JSON value when it reads as JSON, else the text."""
+        tool = self.tools.get(function)
+        kind = None
+        if tool is not None:
+            kind = tool.parameters.get("properties", {}).get(parameter, {}).get("type")
+        if kind in (None, "string"):
+            return text
+        try:
+            return json.loads(text)
+        except ValueError:
+            return text
 
     @abstractmethod
     def feed(self, text: str) -> ParsedDelta: ...

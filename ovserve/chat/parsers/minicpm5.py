@@ -42,18 +42,6 @@ class Minicpm5ToolParser(BufferedToolParser):
         elif self.state == "text":
             out.content += self.buffer
 
-    def _value(self, parameter: str, text: str) -> Any:
-        tool = self.tools.get(self.function)
-        kind = None
-        if tool is not None:
-            kind = tool.parameters.get("properties", {}).get(parameter, {}).get("type")
-        if kind in (None, "string"):
-            return text
-        try:
-            return json.loads(text)
-        except ValueError:
-            return text
-
     def _step(self, out: ParsedDelta, final: bool) -> bool:
         buf = self.buffer
         if self.state == "text":
@@ -80,7 +68,8 @@ class Minicpm5ToolParser(BufferedToolParser):
         end = buf.find(FUNCTION_END)
         if found is not None and (end < 0 or found.start() < end):
             name = found.group(1)
-            member = json.dumps(name) + ": " + json.dumps(self._value(name, found.group(2)))
+            value = self.typed_value(self.function, name, found.group(2))
+            member = json.dumps(name) + ": " + json.dumps(value)
             out.tool_calls.append(ToolCallDelta(
                 index=self.index, arguments=("{" if not self.members else ", ") + member))
             self.members += 1

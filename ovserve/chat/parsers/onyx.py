@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 import re
-from typing import Any
 
 from ovserve.chat.parsers.base import BufferedToolParser, ParsedDelta, held_prefix
 from ovserve.protocol.chat import Tool, ToolCallDelta
@@ -103,7 +102,8 @@ class OnyxParser(BufferedToolParser):
         if found is not None and (end < 0 or found.start() < end):
             if self.parse_calls:
                 name = found.group(1)
-                member = json.dumps(name) + ": " + json.dumps(self._value(name, found.group(2)))
+                value = self.typed_value(self.function, name, found.group(2))
+                member = json.dumps(name) + ": " + json.dumps(value)
                 out.tool_calls.append(ToolCallDelta(
                     index=self.index, arguments=("{" if not self.members else ", ") + member))
             self.members += 1
@@ -122,15 +122,3 @@ class OnyxParser(BufferedToolParser):
             out.reasoning += text
         else:
             out.content += text
-
-    def _value(self, parameter: str, text: str) -> Any:
-        tool = self.tools.get(self.function)
-        kind = None
-        if tool is not None:
-            kind = tool.parameters.get("properties", {}).get(parameter, {}).get("type")
-        if kind in (None, "string"):
-            return text
-        try:
-            return json.loads(text)
-        except ValueError:
-            return text

@@ -45,18 +45,6 @@ class Qwen3CoderToolParser(BufferedToolParser):
         elif self.state == "text":
             out.content += self.buffer
 
-    def _value(self, parameter: str, text: str) -> Any:
-        tool = self.tools.get(self.function)
-        kind = None
-        if tool is not None:
-            kind = tool.parameters.get("properties", {}).get(parameter, {}).get("type")
-        if kind in (None, "string"):
-            return text
-        try:
-            return json.loads(text)
-        except ValueError:
-            return text
-
     def _step(self, out: ParsedDelta, final: bool) -> bool:
         buf = self.buffer
         if self.state == "text":
@@ -84,7 +72,7 @@ class Qwen3CoderToolParser(BufferedToolParser):
         end = buf.find(FUNCTION_END)
         if found is not None and (end < 0 or found.start() < end):
             member = json.dumps(found.group(1).strip()) + ": " + json.dumps(
-                self._value(found.group(1).strip(), found.group(2)))
+                self.typed_value(self.function, found.group(1).strip(), found.group(2)))
             out.tool_calls.append(ToolCallDelta(
                 index=self.index, arguments=("{" if not self.members else ", ") + member))
             self.members += 1
