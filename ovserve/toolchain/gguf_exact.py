@@ -165,8 +165,13 @@ def decompression(tensor: Quantized, name: str) -> Any:
 
 
 def _weight_name(node: Any) -> str:
-    name = str(node.get_friendly_name())
-    return name.removeprefix("self.").removesuffix("_compressed")
+    """The Hugging Face name of an exported weight constant: optimum names it
+    ``self.<name>_compressed`` (fp32 checkpoints) or ``self.<module>._openvino_orig_weight``
+    (fp16 checkpoints)."""
+    name = str(node.get_friendly_name()).removeprefix("self.").removesuffix("_compressed")
+    if name.endswith("._openvino_orig_weight"):
+        name = name.removesuffix("._openvino_orig_weight") + ".weight"
+    return name
 
 
 def replace_weights(model: Any, tensors: dict[str, Quantized]) -> list[str]:

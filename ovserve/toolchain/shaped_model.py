@@ -8,7 +8,10 @@ tokenizer cut to the shape's vocabulary (``shaped_tokenizer``), and writes:
 - ``<root>/<name>-int8`` and ``<root>/<name>-int4``: OpenVINO folders laid out like the built-in
   model's (tokenizer, detokenizer, chat template, ``graph.pbtxt``, ``ovserve_model.json``),
   made as ``compress_model.py`` makes its variants (NNCF on an fp16 export);
-- ``<root>/<name>.<TYPE>.gguf``: the same weights for llama.cpp (``gguf_writer``).
+- ``<root>/<name>.<TYPE>.gguf``: the same weights for llama.cpp (``gguf_writer``);
+- ``<root>/<name>-gguf-weights``: an OpenVINO folder holding that GGUF's own 4-bit weights
+  (``gguf_exact``, as ``compress_model.py --formats gguf`` makes it): the same bytes per weight
+  as llama.cpp reads.
 
 Random weights generate gibberish; the benchmark forces lengths with ignore_eos.
 """
@@ -44,7 +47,8 @@ TINYLLAMA_1_1B: dict[str, Any] = {
     "initializer_range": 0.02,
 }
 SHAPES = {"tinyllama-1.1b": TINYLLAMA_1_1B}
-FORMATS = ("int8", "int4", "gguf")
+FORMATS = ("int8", "int4", "gguf", "gguf-weights")
+IR_FORMATS = {"int8": "int8", "int4": "int4", "gguf-weights": "gguf"}  # -> compress_model's
 
 
 def build_checkpoint(config: dict[str, Any], tokenizer_dir: Path, output: Path,
@@ -78,8 +82,8 @@ def build_checkpoint(config: dict[str, Any], tokenizer_dir: Path, output: Path,
              params / 1e6, seed, output)
 
 
-def _openvino_variants(hf_dir: Path, work: Path, root: Path, name: str,
-                       formats: list[str], force: bool, record: dict[str, Any]) -> list[Path]:
+def _openvino_variants(hf_dir: Path, work: Path, root: Path, name: str, formats: list[str],
+                       force: bool, record: dict[str, Any], gguf: Path | None) -> list[Path]:
     from ovserve.toolchain.compress import compress_variant
     from ovserve.toolchain.export import export_ir
     from ovserve.toolchain.servable_graph import write_graph
@@ -91,9 +95,9 @@ def _openvino_variants(hf_dir: Path, work: Path, root: Path, name: str,
     written = []
     for fmt in formats:
         output = root / f"{name}-{fmt}"
-        variant = compress_variant(fp16, fmt, force, output)
+        variant = compress_variant(fp16, IR_FORMATS[fmt], force, output, gguf=gguf)
         provenance.write(output, name=output.name, source=f"shaped:{name}", kind="llm",
-                         weight_format=fmt, **record, **_group(output))
+                         weight_format=IR_FORMATS[fmt], **record, **_group(output))
         log.info("wrote %s (%s): %s in %.0f s", output, fmt, human_size(variant.size),
                  variant.seconds)
         written.append(output)
@@ -102,7 +106,8 @@ def _openvino_variants(hf_dir: Path, work: Path, root: Path, name: str,
 
 def _group(folder: Path) -> dict[str, Any]:
     """The int4 group size compress_model.py recorded (kept in the rewritten provenance)."""
-    return {k: v for k, v in provenance.read(folder).items() if k in ("group_size", "ratio")}
+    kept = ("group_size", "ratio", "gguf_file", "gguf_types")
+    return {k: v for k, v in provenance.read(folder).items() if k in kept}
 
 
 def make(shape: str, root: Path, name: str | None = None, seed: int = 0,
@@ -117,10 +122,14 @@ def make(shape: str, root: Path, name: str | None = None, seed: int = 0,
         raise ToolchainError(f"unknown shape {shape!r} (choose from {', '.join(SHAPES)})")
     config = {**SHAPES.get(shape, {}), **(config or {})}
     name = name or f"{shape}-shaped"
-    formats = formats or list(FORMATS)
+    formats = list(formats or FORMATS)
     unknown = [f for f in formats if f not in FORMATS]
     if unknown:
         raise ToolchainError(f"unknown format {', '.join(unknown)} (choose from {FORMATS})")
+    if "gguf-weights" in formats and "gguf" not in formats:
+        formats.append("gguf")  # the folder takes its weights from the GGUF
+    if "gguf-weights" in formats and gguf_type not in ("Q4_1", "Q8_0"):
+        raise ToolchainError("gguf-weights keeps Q4_1 or Q8_0 weights, not " + gguf_type)
     root = root.absolute()
     outputs = {f: root / (f"{name}.{gguf_type}.gguf" if f == "gguf" else f"{name}-{f}")
                for f in formats}
@@ -131,18 +140,13 @@ def make(shape: str, root: Path, name: str | None = None, seed: int = 0,
     work = root / f".{name}-work"
     record = {"shape": shape, "seed": seed, "config": config,
               "note": "random weights: the text is gibberish; for speed measurements only"}
-    steps = 1 + bool({"int8", "int4"} & set(formats)) + ("gguf" in formats)
+    steps = 1 + ("gguf" in formats) + bool(set(IR_FORMATS) & set(formats))
     with tqdm(total=steps, desc=f"make {name}", unit="step") as progress:
         hf_dir = work / "hf"
         if not (hf_dir / "config.json").is_file():
             progress.set_postfix_str("random checkpoint")
             build_checkpoint(config, tokenizer_dir or _builtin_tokenizer(), hf_dir, seed)
         progress.update()
-        ir_formats = [f for f in formats if f != "gguf"]
-        if ir_formats:
-            progress.set_postfix_str("OpenVINO IR")
-            _openvino_variants(hf_dir, work, root, name, ir_formats, force, record)
-            progress.update()
         if "gguf" in formats:
             progress.set_postfix_str("GGUF")
             partial = outputs["gguf"].with_name(f".{outputs['gguf'].name}.partial")
@@ -151,6 +155,12 @@ def make(shape: str, root: Path, name: str | None = None, seed: int = 0,
                 partial.replace(outputs["gguf"])
             finally:
                 partial.unlink(missing_ok=True)
+            progress.update()
+        ir_formats = [f for f in formats if f in IR_FORMATS]
+        if ir_formats:
+            progress.set_postfix_str("OpenVINO IR")
+            _openvino_variants(hf_dir, work, root, name, ir_formats, force, record,
+                               outputs.get("gguf"))
             progress.update()
     if not keep_work:
         shutil.rmtree(work, ignore_errors=True)
@@ -174,7 +184,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="make_shaped_model.py",
         description="Make a model with a real model's shape and seeded random weights, offline: "
-        "OpenVINO int8 and int4 folders ovserve serves, and a GGUF for llama.cpp. The tokenizer "
+        "OpenVINO int8 and int4 folders ovserve serves, a GGUF for llama.cpp and a folder with "
+        "that GGUF's own weights. The tokenizer "
         "is the built-in SmolLM2's cut to the shape's vocabulary. For speed measurements only: "
         "random weights generate gibberish.",
     )

@@ -22,9 +22,9 @@ from ovserve.toolchain.catalog import BUILTIN_MODELS, DEFAULT_MODEL
 from ovserve.toolchain.compress import variant_path
 from ovserve.toolchain.download import prepare
 from ovserve.toolchain.gguf_source import fetch_gguf
-from ovserve.toolchain.gguf_writer import gguf_name, permute_rows
 from tests.conftest import REPO, plugin_config
 from tests.toolchain.coherence import PARAGRAPH, assert_coherent
+from tests.toolchain.gguf_weights import assert_gguf_weights, ir_weights
 
 LAYERS, HEADS, KV_HEADS = 30, 9, 3
 PROJECTIONS = 7 * LAYERS
@@ -40,29 +40,6 @@ def exact(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return prepare(DEFAULT_MODEL, tmp_path_factory.mktemp("gguf") / "smol", "gguf", force=False)
 
 
-def ir_weights(folder: Path) -> dict[str, np.ndarray]:
-    """Each GGUF weight as the IR holds it, decompressed as the FullyConnected does:
-    (q - zero point) * scale in f32, q unpacked from u4 (element 2i in the low nibble)."""
-    constants = {op.get_friendly_name(): op for op in
-                 ov.Core().read_model(folder / "openvino_model.xml").get_ordered_ops()
-                 if op.get_type_name() == "Constant"}
-    weights = {}
-    for name, op in constants.items():
-        if f"{name}/scale" not in constants:
-            continue
-        shape = list(op.get_output_shape(0))
-        raw = np.asarray(op.get_data())
-        if op.get_output_element_type(0) == ov.Type.u4:
-            q = np.stack([raw & 0x0F, raw >> 4], axis=-1).reshape(shape).astype(np.float32)
-        else:
-            q = raw.reshape(shape).astype(np.float32)
-        if f"{name}/zero_point" in constants:
-            q -= np.asarray(constants[f"{name}/zero_point"].get_data(), np.float32)
-        scale = np.asarray(constants[f"{name}/scale"].get_data(), np.float32)
-        weights[name] = (q * scale).reshape(shape[0], -1)
-    return weights
-
-
 def test_provenance_names_the_gguf(exact: Path, gguf_file: Path) -> None:
     record = json.loads((exact / "ovserve_model.json").read_text())
     assert record["weight_format"] == "gguf" and record["gguf_file"] == gguf_file.name
@@ -70,30 +47,8 @@ def test_provenance_names_the_gguf(exact: Path, gguf_file: Path) -> None:
 
 
 def test_weights_are_the_ggufs_dequantized_weights(exact: Path, gguf_file: Path) -> None:
-    import gguf
-
-    weights = ir_weights(exact)
-    assert len(weights) == PROJECTIONS + 1  # and the tied embedding / head
-    reader = gguf.GGUFReader(str(gguf_file))
-    tensors = {t.name: t for t in reader.tensors}
-    for name, ours in weights.items():
-        tensor = tensors[gguf_name(name)]
-        expected = gguf.quants.dequantize(tensor.data, tensor.tensor_type)
-        heads = HEADS if "q_proj" in name else KV_HEADS if "k_proj" in name else 0
-        # llama.cpp's rotary row order back to Hugging Face's
-        order = (np.argsort(permute_rows(np.arange(expected.shape[0]), heads)) if heads
-                 else np.arange(expected.shape[0]))
-        expected = expected[order]
-        assert ours.shape == expected.shape, name
-        error = np.abs(ours - expected)
-        if tensor.tensor_type.name == "Q8_0":
-            assert error.max() == 0, name
-        else:  # only the f16 zero point rounds: at most 1/256 of the block's step d
-            assert tensor.tensor_type.name == "Q4_1", name
-            blocks = tensor.data.reshape(tensor.data.shape[0], -1, 20)[order]
-            step = np.abs(blocks[..., 0:2].copy().view(np.float16)[..., 0].astype(np.float32))
-            per_block = error.reshape(step.shape[0], step.shape[1], 32).max(axis=-1)
-            assert (per_block <= step / 256 + 1e-7).all(), name
+    # every projection, and the tied embedding / head
+    assert assert_gguf_weights(exact, gguf_file, HEADS, KV_HEADS) == PROJECTIONS + 1
 
 
 def test_the_cpu_runs_every_projection_as_a_compressed_fully_connected(exact: Path) -> None:

@@ -1,7 +1,8 @@
 """make_shaped_model.py on a tiny config of TinyLlama's architecture (GQA 8:1, untied head,
-intermediate 2.75 x hidden, 32,000 tokens): its int8 and int4 folders are laid out like the
-built-in model's and a real ovserve serves them; its GGUF holds the checkpoint's weights (Q and
-K permuted as llama.cpp expects) and openvino-genai's GGUF reader runs it."""
+intermediate 2.75 x hidden, 32,000 tokens): its int8, int4 and gguf-weights folders are laid out
+like the built-in model's and a real ovserve serves them; its GGUF holds the checkpoint's weights
+(Q and K permuted as llama.cpp expects), openvino-genai's GGUF reader runs it, and the
+gguf-weights folder holds the GGUF's own weights."""
 
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ import pytest
 from ovserve.toolchain.gguf_writer import gguf_name, permute_rows
 from ovserve.toolchain.shaped_model import TINYLLAMA_1_1B, build_checkpoint
 from tests.conftest import REPO
+from tests.toolchain.gguf_weights import assert_gguf_weights
 from tests.transport.server import Server, start_server
 
 SCRIPT = REPO / "scripts" / "make_shaped_model.py"
@@ -36,7 +38,7 @@ def made(tmp_path_factory: pytest.TempPathFactory) -> Path:
          "--config", json.dumps(TINY), "--keep-work"],
         capture_output=True, text=True, check=False, cwd=REPO)
     assert result.returncode == 0, result.stderr[-3000:]
-    for name in ("tiny-int8", "tiny-int4", "tiny.Q4_1.gguf"):
+    for name in ("tiny-int8", "tiny-int4", "tiny.Q4_1.gguf", "tiny-gguf-weights"):
         assert str(root / name) in result.stdout  # what was written where
         assert str(root / name) in result.stderr  # ... and in the log
     return root
@@ -46,13 +48,13 @@ def test_folders_are_laid_out_like_the_builtin_model(made: Path,
                                                      default_model_dir: Path) -> None:
     # optimum writes openvino_config.json for its own compression; NNCF on the IR does not
     builtin = {p.name for p in default_model_dir.iterdir()} - {"openvino_config.json"}
-    for fmt in ("int8", "int4"):
+    for fmt, recorded in (("int8", "int8"), ("int4", "int4"), ("gguf-weights", "gguf")):
         folder = made / f"tiny-{fmt}"
         assert builtin <= {p.name for p in folder.iterdir()}, fmt
         assert ((folder / "graph.pbtxt").read_text()
                 == (default_model_dir / "graph.pbtxt").read_text())
         record = json.loads((folder / "ovserve_model.json").read_text())
-        assert record["weight_format"] == fmt and record["kind"] == "llm"
+        assert record["weight_format"] == recorded and record["kind"] == "llm"
         assert record["seed"] == 3 and record["config"]["hidden_size"] == 128
         config = json.loads((folder / "config.json").read_text())
         for key, value in {**TINYLLAMA_1_1B, **TINY}.items():
@@ -75,13 +77,14 @@ def server(made: Path) -> Iterator[Server]:
     config = made / "config.json"
     config.write_text(json.dumps({"model_config_list": [], "mediapipe_config_list": [
         {"name": "tiny-int8", "base_path": str(made / "tiny-int8")},
-        {"name": "tiny-int4", "base_path": str(made / "tiny-int4")}]}))
+        {"name": "tiny-int4", "base_path": str(made / "tiny-int4")},
+        {"name": "tiny-gguf-weights", "base_path": str(made / "tiny-gguf-weights")}]}))
     server = start_server(config)
     yield server
     assert server.terminate() == 0
 
 
-@pytest.mark.parametrize("model", ["tiny-int8", "tiny-int4"])
+@pytest.mark.parametrize("model", ["tiny-int8", "tiny-int4", "tiny-gguf-weights"])
 def test_a_real_server_serves_both_folders(server: Server, model: str) -> None:
     response = httpx.post(f"{server.rest_url}/v3/chat/completions", timeout=60, json={
         "model": model, "messages": [{"role": "user", "content": "Say something."}],
@@ -136,6 +139,13 @@ def test_the_gguf_holds_the_checkpoints_weights(made: Path) -> None:
             assert np.abs(data - expected).max() <= np.abs(expected).max() / 127, name
         assert kind == ("F32" if "norm" in name else
                         "Q8_0" if "embed" in name or "lm_head" in name else "Q4_1"), name
+
+
+def test_the_gguf_weights_folder_holds_the_ggufs_weights(made: Path) -> None:
+    record = json.loads((made / "tiny-gguf-weights" / "ovserve_model.json").read_text())
+    assert record["gguf_file"] == "tiny.Q4_1.gguf" and record["gguf_types"] == ["Q4_1", "Q8_0"]
+    # 7 projections per layer, the embedding and the untied head
+    assert assert_gguf_weights(made / "tiny-gguf-weights", made / "tiny.Q4_1.gguf", 8, 1) == 16
 
 
 def test_openvino_genai_runs_the_gguf(made: Path) -> None:
