@@ -61,9 +61,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--base_url", default="http://localhost:8000/v1",
                         help="ovserve's OpenAI API (default %(default)s)")
-    parser.add_argument("--database", default="sqlite://./ovserve-faq.db",
-                        help="superduper data backend URI: sqlite://PATH or "
-                        "postgresql://USER:PASSWORD@HOST/DB (default %(default)s)")
+    parser.add_argument("--database", default=f"sqlite://{Path('ovserve-faq.db').absolute()}",
+                        help="superduper data backend URI: sqlite:///ABSOLUTE/PATH (SQLAlchemy "
+                        "refuses sqlite://./relative) or postgresql://USER:PASSWORD@HOST/DB "
+                        "(default: ovserve-faq.db here, %(default)s)")
     parser.add_argument("--artifacts", type=Path, default=Path("superduper-artifacts"),
                         help="superduper's artifact store folder (default %(default)s)")
     parser.add_argument("--model", default="smollm2-135m-instruct")
