@@ -3,8 +3,8 @@
 
     python scripts/ingest.py [--docs README.md docs/] [--store data/chroma | --chroma_url URL]
 
-Chunks with overlap, embeds them with the embedding model (--embedding_model, default the
-built-in one) and upserts them with content-hash ids: re-running embeds only what changed and
+Chunks with overlap, embeds them with the embedding model (--embedding_model, default the one
+the RAG graph's retriever embeds questions with: --graph, graphs/rag) and upserts them with content-hash ids: re-running embeds only what changed and
 drops chunks of changed files that are gone. Each chunk records which model embedded it
 (NAME@DIGEST of the model's weights); when the model changed (e.g. a fine-tuned one from
 scripts/finetune_embeddings.py), every chunk in the store is embedded again first.
@@ -36,9 +36,20 @@ def main() -> int:
                         help="embedded Chroma directory (default: data/chroma)")
     parser.add_argument("--chroma_url", default="", help="a Chroma server instead, http://h:p")
     parser.add_argument("--collection", default="documents")
-    parser.add_argument("--embedding_model", type=Path, default=REPO / "models/all-minilm-l6-v2")
+    parser.add_argument("--graph", type=Path, default=REPO / "graphs/rag/graph.pbtxt",
+                        help="the RAG graph that queries the store: its retriever's "
+                        "embedding_models_path is the default --embedding_model")
+    parser.add_argument("--embedding_model", type=Path, default=None,
+                        help="embed with this model folder (default: the one --graph's "
+                        "retriever names, else models/all-minilm-l6-v2)")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+
+    from ovserve.nodes.retriever import embedding_model_of
+
+    if args.embedding_model is None:
+        named = embedding_model_of(args.graph) if args.graph.is_file() else None
+        args.embedding_model = named or REPO / "models/all-minilm-l6-v2"
 
     from ovserve.engine.embeddings import EmbeddingConfig, EmbeddingEngine
     from ovserve.errors import OvserveError

@@ -28,7 +28,7 @@ from ovserve.engine.embeddings import EmbeddingEngine
 from ovserve.engine.rerank import RerankEngine
 from ovserve.errors import InvalidInput, NodeError, ServableNotReady
 from ovserve.graph.calculator import Calculator, LoadContext, NodeRun, Packet, RunContext
-from ovserve.graph.config import node_options
+from ovserve.graph.config import node_options, parse_graph_file
 from ovserve.graph.proto.retriever_calculator_pb2 import RetrieverCalculatorOptions
 from ovserve.graph.spec import NodeSpec
 from ovserve.nodes.embeddings import texts_of
@@ -62,6 +62,19 @@ def shared_store(config: StoreConfig) -> VectorStore:
 def _options(node: NodeSpec) -> RetrieverCalculatorOptions | None:
     options = node_options(node.config, RetrieverCalculatorOptions)
     return options if isinstance(options, RetrieverCalculatorOptions) else None
+
+
+def embedding_model_of(graph_path: Path) -> Path | None:
+    """The embedding model the graph's retriever node embeds questions with (its
+    ``embedding_models_path``, resolved against the graph's folder), or None when it has no
+    retriever: what scripts/ingest.py embeds the store with, so the two agree."""
+    for node in parse_graph_file(graph_path).node:
+        options = node_options(node, RetrieverCalculatorOptions)
+        if (node.calculator == "RetrieverCalculator"
+                and isinstance(options, RetrieverCalculatorOptions)
+                and options.embedding_models_path):
+            return resolve(options.embedding_models_path, graph_path.parent.resolve())
+    return None
 
 
 def question_of(request: GenerationRequest) -> str:
