@@ -4,10 +4,11 @@
     python scripts/ingest.py [--docs README.md docs/] [--store data/chroma | --chroma_url URL]
 
 Chunks with overlap, embeds them with the embedding model (--embedding_model, default the one
-the RAG graph's retriever embeds questions with: --graph, graphs/rag) and upserts them with content-hash ids: re-running embeds only what changed and
-drops chunks of changed files that are gone. Each chunk records which model embedded it
-(NAME@DIGEST of the model's weights); when the model changed (e.g. a fine-tuned one from
-scripts/finetune_embeddings.py), every chunk in the store is embedded again first.
+the RAG graph's retriever embeds questions with: --graph, graphs/rag) and upserts them with
+content-hash ids: re-running embeds only what changed and drops chunks of changed files that
+are gone. Each chunk records which model embedded it (NAME@DIGEST of the model's weights); when
+the model changed (e.g. a fine-tuned one from scripts/finetune_embeddings.py), every chunk in
+the store is embedded again first.
 Unreadable files are reported and skipped. Do not point it at the embedded store a
 running server uses (use the server's upload endpoint then, or a Chroma server).
 """
