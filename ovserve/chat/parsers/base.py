@@ -56,21 +56,6 @@ class ToolParser(ABC):
         self.tools = {tool.name: tool for tool in tools}
         self.calls = 0  # calls begun so far
 
-    def typed_value(self, function: str, parameter: str, text: str) -> Any:
-        """A parameter's value written as plain text (XML-style formats: Qwen3-Coder, MiniCPM,
-        Onyx), typed by the tool's schema: text for strings and unknown parameters, else its
-        JSON value when it reads as JSON, else the text."""
-        tool = self.tools.get(function)
-        kind = None
-        if tool is not None:
-            kind = tool.parameters.get("properties", {}).get(parameter, {}).get("type")
-        if kind in (None, "string"):
-            return text
-        try:
-            return json.loads(text)
-        except ValueError:
-            return text
-
     @abstractmethod
     def feed(self, text: str) -> ParsedDelta: ...
 
@@ -144,3 +129,42 @@ class BufferedToolParser(ToolParser):
         delta = ToolCallDelta(index=self.calls, id=call_id(), name=name)
         self.calls += 1
         return delta
+
+
+class ParameterCallParser(BufferedToolParser):
+    """Calls whose parameters are written one by one as text (Qwen3-Coder's XML, MiniCPM,
+    Onyx), streamed as the JSON arguments they make: ``{`` and each member as its parameter
+    ends, ``}`` (or ``{}``) when the call does."""
+
+    def __init__(self, tools: tuple[Tool, ...] = ()) -> None:
+        super().__init__(tools)
+        self.index = -1  # the call being read
+        self.function = ""
+        self.members = 0  # its parameters so far
+
+    def typed_value(self, function: str, parameter: str, text: str) -> Any:
+        """A parameter's value written as plain text (XML-style formats: Qwen3-Coder, MiniCPM,
+        Onyx), typed by the tool's schema: text for strings and unknown parameters, else its
+        JSON value when it reads as JSON, else the text."""
+        tool = self.tools.get(function)
+        kind = None
+        if tool is not None:
+            kind = tool.parameters.get("properties", {}).get(parameter, {}).get("type")
+        if kind in (None, "string"):
+            return text
+        try:
+            return json.loads(text)
+        except ValueError:
+            return text
+
+    def argument(self, name: str, text: str) -> ToolCallDelta:
+        """The current call's next member, ``"name": value``, as an arguments piece."""
+        value = self.typed_value(self.function, name, text)
+        opening = "{" if not self.members else ", "
+        self.members += 1
+        return ToolCallDelta(index=self.index,
+                             arguments=opening + json.dumps(name) + ": " + json.dumps(value))
+
+    def close_arguments(self) -> ToolCallDelta:
+        """The piece that ends the current call's arguments."""
+        return ToolCallDelta(index=self.index, arguments="}" if self.members else "{}")

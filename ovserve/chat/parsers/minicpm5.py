@@ -11,12 +11,10 @@ them.
 
 from __future__ import annotations
 
-import json
 import re
 from typing import Any
 
-from ovserve.chat.parsers.base import BufferedToolParser, ParsedDelta
-from ovserve.protocol.chat import ToolCallDelta
+from ovserve.chat.parsers.base import ParameterCallParser, ParsedDelta
 
 OPEN = "<function"
 FUNCTION = re.compile(r"""<function\s+name=["']([^"'>]+)["']\s*>""")
@@ -24,21 +22,17 @@ PARAMETER = re.compile(r"""<param\s+name=["']([^"'>]+)["']\s*>(.*?)</param>""", 
 FUNCTION_END = "</function>"
 
 
-class Minicpm5ToolParser(BufferedToolParser):
+class Minicpm5ToolParser(ParameterCallParser):
     name = "minicpm5"
     special_tokens = True
     trigger = OPEN
 
     def __init__(self, tools: tuple[Any, ...] = ()) -> None:
         super().__init__(tools)  # states: text | function
-        self.index = -1
-        self.function = ""
-        self.members = 0
 
     def _end(self, out: ParsedDelta) -> None:
         if self.state == "function":  # cut short: close what was sent
-            out.tool_calls.append(ToolCallDelta(index=self.index,
-                                                arguments="}" if self.members else "{}"))
+            out.tool_calls.append(self.close_arguments())
         elif self.state == "text":
             out.content += self.buffer
 
@@ -67,17 +61,11 @@ class Minicpm5ToolParser(BufferedToolParser):
         found = PARAMETER.search(buf)
         end = buf.find(FUNCTION_END)
         if found is not None and (end < 0 or found.start() < end):
-            name = found.group(1)
-            value = self.typed_value(self.function, name, found.group(2))
-            member = json.dumps(name) + ": " + json.dumps(value)
-            out.tool_calls.append(ToolCallDelta(
-                index=self.index, arguments=("{" if not self.members else ", ") + member))
-            self.members += 1
+            out.tool_calls.append(self.argument(found.group(1), found.group(2)))
             self.buffer = buf[found.end():]
             return True
         if end >= 0:
-            out.tool_calls.append(ToolCallDelta(index=self.index,
-                                                arguments="}" if self.members else "{}"))
+            out.tool_calls.append(self.close_arguments())
             self.buffer, self.state = buf[end + len(FUNCTION_END):], "text"
             return True
         return False

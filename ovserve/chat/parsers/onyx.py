@@ -14,11 +14,10 @@ is the invoke's; values typed by the tool's schema, as Qwen3-Coder's); other tex
 
 from __future__ import annotations
 
-import json
 import re
 
-from ovserve.chat.parsers.base import BufferedToolParser, ParsedDelta, held_prefix
-from ovserve.protocol.chat import Tool, ToolCallDelta
+from ovserve.chat.parsers.base import ParameterCallParser, ParsedDelta, held_prefix
+from ovserve.protocol.chat import Tool
 
 MESSAGE, ENDS = "<|message|>", ("<|eom|>", "<|eot|>")
 CALLS, CALLS_END = "<atem:function_calls>", "</atem:function_calls>"
@@ -28,7 +27,7 @@ INVOKE_END = "</atem:invoke>"
 RECIPIENT = re.compile(r"to=(\S+)")
 
 
-class OnyxParser(BufferedToolParser):
+class OnyxParser(ParameterCallParser):
     name = "onyx"
     special_tokens = True
 
@@ -36,14 +35,10 @@ class OnyxParser(BufferedToolParser):
         super().__init__(tools)  # states: header | content | reasoning | calls | invoke
         self.state = "header"
         self.parse_calls = calls
-        self.index = -1
-        self.function = ""
-        self.members = 0
 
     def _end(self, out: ParsedDelta) -> None:
         if self.state == "invoke":
-            out.tool_calls.append(ToolCallDelta(index=self.index,
-                                                arguments="}" if self.members else "{}"))
+            out.tool_calls.append(self.close_arguments())
         elif self.state == "content":
             out.content += self.buffer
         elif self.state == "reasoning":
@@ -101,18 +96,12 @@ class OnyxParser(BufferedToolParser):
         end = buf.find(INVOKE_END)
         if found is not None and (end < 0 or found.start() < end):
             if self.parse_calls:
-                name = found.group(1)
-                value = self.typed_value(self.function, name, found.group(2))
-                member = json.dumps(name) + ": " + json.dumps(value)
-                out.tool_calls.append(ToolCallDelta(
-                    index=self.index, arguments=("{" if not self.members else ", ") + member))
-            self.members += 1
+                out.tool_calls.append(self.argument(found.group(1), found.group(2)))
             self.buffer = buf[found.end():]
             return True
         if end >= 0:
             if self.parse_calls:
-                out.tool_calls.append(ToolCallDelta(index=self.index,
-                                                    arguments="}" if self.members else "{}"))
+                out.tool_calls.append(self.close_arguments())
             self.buffer, self.state = buf[end + len(INVOKE_END):], "calls"
             return True
         return False

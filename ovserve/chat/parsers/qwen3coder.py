@@ -14,12 +14,11 @@ read as JSON when it parses. Arguments stream as a JSON object, a member per par
 
 from __future__ import annotations
 
-import json
 import re
 from typing import Any
 
-from ovserve.chat.parsers.base import BufferedToolParser, ParsedDelta
-from ovserve.protocol.chat import Tool, ToolCallDelta
+from ovserve.chat.parsers.base import ParameterCallParser, ParsedDelta
+from ovserve.protocol.chat import Tool
 
 OPEN, CLOSE = "<tool_call>", "</tool_call>"
 FUNCTION = re.compile(r"<function=([^>\n]+)>")
@@ -27,21 +26,17 @@ PARAMETER = re.compile(r"<parameter=([^>\n]+)>\n?(.*?)\n?</parameter>", re.DOTAL
 FUNCTION_END = "</function>"
 
 
-class Qwen3CoderToolParser(BufferedToolParser):
+class Qwen3CoderToolParser(ParameterCallParser):
     name = "qwen3coder"
     trigger = OPEN
 
     def __init__(self, tools: tuple[Tool, ...] = ()) -> None:
         super().__init__(tools)  # states: text | call (inside <tool_call>) | function
-        self.index = -1
-        self.function = ""
-        self.members = 0
         self.scanned = 0  # characters of a function's text looked at for a closing tag
 
     def _end(self, out: ParsedDelta) -> None:
         if self.state == "function":  # cut short: close what was sent
-            out.tool_calls.append(ToolCallDelta(index=self.index, arguments="}"
-                                                if self.members else "{}"))
+            out.tool_calls.append(self.close_arguments())
         elif self.state == "text":
             out.content += self.buffer
 
@@ -71,16 +66,11 @@ class Qwen3CoderToolParser(BufferedToolParser):
         found = PARAMETER.search(buf)
         end = buf.find(FUNCTION_END)
         if found is not None and (end < 0 or found.start() < end):
-            member = json.dumps(found.group(1).strip()) + ": " + json.dumps(
-                self.typed_value(self.function, found.group(1).strip(), found.group(2)))
-            out.tool_calls.append(ToolCallDelta(
-                index=self.index, arguments=("{" if not self.members else ", ") + member))
-            self.members += 1
+            out.tool_calls.append(self.argument(found.group(1).strip(), found.group(2)))
             self.buffer, self.scanned = buf[found.end():], 0
             return True
         if end >= 0:
-            out.tool_calls.append(ToolCallDelta(index=self.index,
-                                                arguments="}" if self.members else "{}"))
+            out.tool_calls.append(self.close_arguments())
             self.buffer, self.state = buf[end + len(FUNCTION_END):], "call"
             return True
         return False
