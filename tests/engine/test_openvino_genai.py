@@ -9,7 +9,6 @@ import os
 import shutil
 import signal
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -41,16 +40,6 @@ def wait_idle(engine: OpenVINOEngine) -> None:
     while engine.stats().active_requests:
         assert time.monotonic() < deadline, "a request is still running"
         time.sleep(0.02)
-
-
-@pytest.fixture(scope="module")
-def engine(default_model_dir: Path) -> Iterator[OpenVINOEngine]:
-    engine = OpenVINOEngine(EngineConfig(models_path=default_model_dir,
-                                         plugin_config=plugin_config(),
-                                         generation_overrides=generation_overrides()),
-                            restart_delays=(0.1, 1.0))
-    yield engine
-    engine.close()
 
 
 def test_missing_device_lists_the_available_ones(default_model_dir: Path) -> None:

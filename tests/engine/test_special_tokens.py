@@ -4,30 +4,18 @@ the stop token that ended the text; requests beside it in the same steps keep sk
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import openvino_genai as ov_genai
 import pytest
 
-from ovserve.engine import EngineConfig, SamplingParams
+from ovserve.engine import SamplingParams
 from ovserve.engine.client import OpenVINOEngine
-from tests.conftest import generation_overrides, plugin_config
 
 #: a finished turn, so that the model's next tokens are likely special ones (<|im_start|>,
 #: <|im_end|>); the verdicts hold whatever it writes
 PROMPT = ("<|im_start|>user\nSay hi.<|im_end|>\n<|im_start|>assistant\nHi!<|im_end|>\n"
           "<|im_start|>user\nAgain.<|im_end|>\n<|im_start|>assistant\n")
-
-
-@pytest.fixture(scope="module")
-def engine(default_model_dir: Path) -> Iterator[OpenVINOEngine]:
-    engine = OpenVINOEngine(EngineConfig(models_path=default_model_dir,
-                                         plugin_config=plugin_config(),
-                                         generation_overrides=generation_overrides()),
-                            restart_delays=(0.1, 1.0))
-    yield engine
-    engine.close()
 
 
 @pytest.mark.parametrize("ignore_eos", [True, False])
