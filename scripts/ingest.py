@@ -46,6 +46,7 @@ def main() -> int:
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
 
+    from ovserve.cli import env_plugin_config
     from ovserve.nodes.retriever import embedding_model_of
 
     if args.embedding_model is None:
@@ -69,7 +70,11 @@ def main() -> int:
                 print(f"ingest.py: {item} does not exist (skipped)", file=sys.stderr)
         store = VectorStore(StoreConfig(path=None if args.chroma_url else args.store,
                                         url=args.chroma_url, collection=args.collection))
-        engine = EmbeddingEngine(EmbeddingConfig(args.embedding_model, truncate=True))
+        # the CPU properties a server on this machine lays over its engines
+        # ($OVSERVE_PLUGIN_CONFIG, as --plugin_config)
+        engine = EmbeddingEngine(EmbeddingConfig(
+            args.embedding_model, truncate=True,
+            plugin_config=env_plugin_config().get("CPU", {})))
     except OvserveError as exc:
         print(f"ingest.py: {exc}", file=sys.stderr)
         return 1
