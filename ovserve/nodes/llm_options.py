@@ -14,8 +14,6 @@ import json
 from pathlib import Path
 from typing import Any
 
-from ovserve.chat.parsers import REASONING_NAMES as PARSED_REASONING
-from ovserve.chat.parsers import TOOL_PARSERS as PARSED_TOOLS
 from ovserve.engine.base import CacheEviction, DraftModel, LoraOptions, SparseAttention
 from ovserve.graph.proto.llm_calculator_pb2 import LLMCalculatorOptions
 from ovserve.nodes.options import model_problems, resolve
@@ -104,16 +102,7 @@ def problems(options: Options, base_path: Path) -> list[str]:
         if value and value != PARSER_DISABLED and value not in names:
             found.append(f"{field} {value!r} is not one of OVMS's: {', '.join(names)} "
                          f"(or {PARSER_DISABLED!r})")
-    for field, parsed in (("tool_parser", PARSED_TOOLS), ("reasoning_parser", PARSED_REASONING)):
-        value = getattr(options, field)
-        if value in names_of(field) and value not in parsed:
-            found.append(f"{field} {value!r}: ovserve does not parse that format (it parses "
-                         f"{', '.join(parsed)}; or {PARSER_DISABLED!r})")
     return found
-
-
-def names_of(field: str) -> tuple[str, ...]:
-    return TOOL_PARSERS if field == "tool_parser" else REASONING_PARSERS
 
 
 def agent_options(options: Options) -> dict[str, Any]:

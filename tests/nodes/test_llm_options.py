@@ -379,3 +379,12 @@ async def test_best_of_limit_bounds_the_candidates_a_request_asks_for(tmp_path: 
     with pytest.raises(InvalidInput, match=r"n: at most 2 \(the graph's best_of_limit\)"):
         await run.process(0, {node.request_port: Packet(0, request)})
     await registry.unload()
+
+
+def test_ovserve_parses_every_parser_name_ovms_takes() -> None:
+    """A graph's tool_parser / reasoning_parser is checked against OVMS's names only: each
+    must have a parser in ovserve.chat (so no OVMS graph loads into an unparsed format)."""
+    from ovserve.chat.parsers import REASONING_NAMES, TOOL_PARSERS
+
+    assert set(llm_options.TOOL_PARSERS) <= set(TOOL_PARSERS)
+    assert set(llm_options.REASONING_PARSERS) <= set(REASONING_NAMES)
