@@ -3,6 +3,13 @@
 from __future__ import annotations
 
 
+def error_reason(exc: BaseException) -> str:
+    """The last line of a library's error (OpenVINO's, Chroma's): the reason, after the failed
+    check and the source path it names."""
+    text = str(exc).strip()
+    return text.splitlines()[-1] if text else type(exc).__name__
+
+
 class OvserveError(Exception):
     """Base class for every error ovserve raises on purpose."""
 

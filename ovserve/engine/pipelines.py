@@ -11,16 +11,11 @@ from typing import Any
 
 from ovserve.engine import devices
 from ovserve.errors import EngineError
+from ovserve.errors import error_reason as error_reason  # re-exported: the engine modules use it
 
 #: openvino-genai LLM pipeline properties that a server-wide --plugin_config may carry; the
 #: CPU plugin refuses them in other models
 LLM_ONLY = frozenset({"prompt_lookup"})
-
-
-def error_reason(exc: BaseException) -> str:
-    """The last line of an OpenVINO error: the reason, after the failed check and its path."""
-    text = str(exc).strip()
-    return text.splitlines()[-1] if text else repr(exc)
 
 
 def model_properties(plugin_config: Mapping[str, Any]) -> dict[str, Any]:

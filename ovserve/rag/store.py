@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ovserve.errors import DependencyUnavailable
+from ovserve.errors import DependencyUnavailable, error_reason
 
 log = logging.getLogger(__name__)
 
@@ -63,7 +63,7 @@ class VectorStore:
             self.collection = self.client.get_or_create_collection(
                 config.collection, embedding_function=None, metadata={"hnsw:space": "cosine"})
         except Exception as exc:
-            raise VectorStoreError(f"vector store {self.where}: {_reason(exc)}") from exc
+            raise VectorStoreError(f"vector store {self.where}: {error_reason(exc)}") from exc
         log.info("vector store: collection %r at %s (%d chunks)", config.collection,
                  self.where, self.count())
 
@@ -77,7 +77,7 @@ class VectorStore:
                 return fn(*args, **kwargs)
         except Exception as exc:
             raise VectorStoreError(f"vector store {self.where}: {what} failed: "
-                                   f"{_reason(exc)}") from exc
+                                   f"{error_reason(exc)}") from exc
 
     def count(self) -> int:
         return int(self._call("count", self.collection.count))
@@ -141,7 +141,3 @@ class VectorStore:
             counts[source] = counts.get(source, 0) + 1
         return counts
 
-
-def _reason(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[-1] if text else type(exc).__name__
