@@ -110,3 +110,9 @@ def trust_section(verdicts: list[dict[str, Any]]) -> list[str]:
                      f"{load['load_after'][0]:.2f}, steal {load['steal']:.1%}, raw spread "
                      f"{v['raw_spread']:.0%})")
     return [*lines, ""]
+
+
+def trusted_levels(verdicts: list[dict[str, Any]]) -> dict[int, bool]:
+    """Concurrency -> whether that level's verdict is trustworthy (a level with no verdict is
+    absent: nothing says it can be trusted)."""
+    return {int(v["concurrency"]): bool(v["trustworthy"]) for v in verdicts}

@@ -10,7 +10,11 @@ Systems (same model, same two cores, one session):
       (benchmarks/seed_approach), served by ovserve over gRPC ModelStreamInfer
 At every concurrency level each system runs in turn, (a)-(c) for several rounds interleaved,
 so machine noise hits all of them alike; (d) and (e) run one round (they are slow).
-Writes benchmarks/results/serving.{md,json} and PNG plots; see README for the command.
+Before the levels it measures the machine's memory read bandwidth (benchmarks/bandwidth.py), and
+records the CPU model and ISA flags. Writes serving.{md,json} and PNG plots to
+benchmarks/results/serving/<CPU family>-<model>/ (benchmarks/families.py), so runs on different
+CPU families and models keep their own results, and renders the README's table of results by
+CPU family; see README for the command.
 """
 
 from __future__ import annotations
@@ -32,10 +36,13 @@ from typing import Any
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from benchmarks import bandwidth as membw  # noqa: E402
+from benchmarks import families  # noqa: E402
 from benchmarks.cpu import ROLES  # noqa: E402
 from benchmarks.honesty import (  # noqa: E402
     LoadProbe,
     trust_section,
+    trusted_levels,
     verdict,
     wait_until_quiet,
 )
@@ -72,67 +79,224 @@ class System:
     server: Process | None = None  # its CPU is recorded (None: the engine runs in here)
 
 
-def machine() -> dict[str, Any]:
+def machine(bandwidth: membw.Bandwidth | None = None) -> dict[str, Any]:
+    """The machine a run measured: the CPU model, the ISA flags that choose the kernels, the CPU
+    family (benchmarks/families.py), memory, versions and the measured read bandwidth."""
     import openvino
     import openvino_genai
 
-    cpu = platform.processor()
-    with contextlib.suppress(OSError, StopIteration):
-        cpu = next(line.split(":", 1)[1].strip() for line in
-                   Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("model name"))
+    cpu, isa = families.cpu_model(), families.isa_flags()
     memory = 0
     with contextlib.suppress(OSError, StopIteration):
         memory = int(next(line.split()[1] for line in Path("/proc/meminfo").read_text()
                           .splitlines() if line.startswith("MemTotal"))) // 1024
-    return {"cpu": cpu, "cores": os.cpu_count(), "memory_mib": memory,
-            "python": platform.python_version(), "openvino": openvino.__version__,
-            "openvino_genai": openvino_genai.__version__}
+    found: dict[str, Any] = {
+        "cpu": cpu, "family": families.family(cpu, isa), "isa": isa, "cores": os.cpu_count(),
+        "memory_mib": memory, "python": platform.python_version(),
+        "openvino": openvino.__version__, "openvino_genai": openvino_genai.__version__}
+    if os.environ.get("ONEDNN_MAX_CPU_ISA"):  # caps the kernels oneDNN picks
+        found["onednn_max_cpu_isa"] = os.environ["ONEDNN_MAX_CPU_ISA"]
+    if bandwidth is not None:
+        found["bandwidth_gbps"] = bandwidth.gbps
+    return found
 
 
-def targets_check(levels: list[LevelResult]) -> list[dict[str, Any]]:
+def model_source(model: Path) -> str:
+    """Where the model folder came from (ovserve_model.json's source), e.g.
+    'builtin:smollm2-135m-instruct' or 'shaped:tinyllama-1.1b-shaped'."""
+    from ovserve.toolchain import provenance
+
+    return str(provenance.read(model).get("source", ""))
+
+
+def weight_bytes(model: Path, gguf: Path | None) -> dict[str, int]:
+    """The bytes of weights a decode step reads, per kind of system: the IR's weight file
+    (openvino_model.bin) for the OpenVINO systems, the GGUF's tensor data (its metadata and
+    tokenizer left out) for llama.cpp's."""
+    found = {}
+    ir = model / "openvino_model.bin"
+    if ir.is_file():
+        found["openvino"] = ir.stat().st_size
+    if gguf is not None and gguf.is_file():
+        from gguf import GGUFReader
+
+        found["gguf"] = sum(int(tensor.n_bytes) for tensor in GGUFReader(gguf).tensors)
+    return found
+
+
+#: which weights each system reads (systems not here have no figure: the seed's approach runs
+#: another export, prompt lookup gives several tokens per step)
+WEIGHTS_OF = {RAW: "openvino", SSE: "openvino", GRPC: "openvino", XLLAMA: "gguf",
+              LLAMA: "gguf"}
+#: the most streams a system decodes in one step (llama.cpp's server: its 8 slots;
+#: llama-cpp-python: one request at a time); the others batch every stream
+STREAMS_CAP = {XLLAMA: 8, LLAMA: 1}
+
+FRACTION_NOTE = (
+    "A decode step reads every weight once for the whole batch, however many streams are in it, "
+    "so memory bandwidth bounds the step rate, not the token rate: at most bandwidth / weight "
+    "bytes steps per second. At c concurrent streams each step gives every stream one token, "
+    "so the step rate is tokens/s / c, and the fraction of the limit is **(tokens/s / c) x "
+    "weight bytes / bandwidth** (at c=1: tokens/s x weight bytes / bandwidth). llama.cpp's "
+    "server decodes at most its 8 slots at once, so there c counts up to 8 (llama-cpp-python: "
+    "1). Weight bytes: openvino_model.bin for the OpenVINO systems, the GGUF's tensor data for "
+    "llama.cpp. It is a lower bound of a step's traffic: it leaves out the KV cache's reads "
+    "(they grow with the streams and the context), activations, and the prefills' time (part of "
+    "every closed-loop level, so tokens/s / c undercounts the decode step rate at high "
+    "concurrency); an untied model's input embedding table counts although a step reads one "
+    "row of it.")
+
+
+def bandwidth_fraction(tokens_per_second: float, concurrency: int, weights: int,
+                       bandwidth_gbps: float, streams_cap: int | None = None) -> float:
+    """The fraction of the memory-bandwidth limit a level reached: its step rate (tokens/s
+    over the streams decoded together) times the weight bytes a step reads, over the
+    bandwidth."""
+    together = min(concurrency, streams_cap) if streams_cap else concurrency
+    return tokens_per_second / together * weights / (bandwidth_gbps * 1e9)
+
+
+def fractions(levels: list[LevelResult], weights: dict[str, int],
+              bandwidth_gbps: float | None) -> list[dict[str, Any]]:
+    """Every level's fraction of the bandwidth limit, for the systems whose weights are known."""
+    if not bandwidth_gbps:
+        return []
+    found = []
+    for r in levels:
+        kind = WEIGHTS_OF.get(r.system)
+        if kind is None or kind not in weights or not r.output_tokens:
+            continue
+        found.append({"system": r.system, "concurrency": r.concurrency,
+                      "weight_bytes": weights[kind],
+                      "fraction": round(bandwidth_fraction(
+                          r.tokens_per_second, r.concurrency, weights[kind], bandwidth_gbps,
+                          STREAMS_CAP.get(r.system)), 4)})
+    return found
+
+
+def fraction_table(found: list[dict[str, Any]]) -> str:
+    systems = [s for s in SYSTEMS.values() if any(f["system"] == s for f in found)]
+    concurrency = sorted({f["concurrency"] for f in found})
+    rows = ["| system | weight MB per step | " + " | ".join(f"c={c}" for c in concurrency)
+            + " |", "|---|---|" + "---|" * len(concurrency)]
+    for system in systems:
+        mine = {f["concurrency"]: f for f in found if f["system"] == system}
+        size = next(iter(mine.values()))["weight_bytes"] / 1e6
+        rows.append(f"| {system} | {size:.0f} | " + " | ".join(
+            f"{mine[c]['fraction']:.0%}" if c in mine else "-" for c in concurrency) + " |")
+    return "\n".join(rows)
+
+
+BUILTIN_GOALS = "built-in model"
+SHAPED_GOALS = "1.1B-shaped model"
+
+
+def targets_check(levels: list[LevelResult], trust: list[dict[str, Any]],
+                  source: str = f"builtin:{MODEL_ID}",
+                  found_fractions: list[dict[str, Any]] | None = None) -> list[dict[str, Any]]:
+    """Issue 29's goals (and the earlier ones still meaningful) as checks. A check counts as met
+    or not met only when every level it uses is trustworthy (``trust``, benchmarks/honesty.py);
+    otherwise it is marked untrusted, with what the figure would say. ``source``: the model's
+    provenance source; 'builtin:' and 'shaped:' (scripts/make_shaped_model.py) models have goals
+    of their own."""
+    trusted = trusted_levels(trust)
+    builtin, shaped = source.startswith("builtin:"), source.startswith("shaped:")
+    fraction_of = {(f["system"], f["concurrency"]): f["fraction"]
+                   for f in found_fractions or []}
+
     def tps(system: str, concurrency: int) -> float | None:
         found = next((r for r in levels if r.system == system and r.concurrency == concurrency),
                      None)
-        return found.tokens_per_second if found else None
+        return found.tokens_per_second if found and found.output_tokens else None
 
     def ttft(system: str) -> float | None:
         found = next((r for r in levels if r.system == system and r.concurrency == 1), None)
-        return found.ttft["p50"] if found else None
+        return found.ttft["p50"] if found and found.output_tokens else None
+
+    def ratio(a: float | None, b: float | None) -> float | None:
+        return a / b if a and b else None
 
     checks: list[dict[str, Any]] = []
 
-    def check(target: str, value: float | None, met: bool | None, note: str = "") -> None:
-        checks.append({"target": target, "value": None if value is None else round(value, 3),
-                       "met": met, **({"note": note} if note else {})})
+    def check(target: str, value: float | None, goal: float | None, at: tuple[int, ...],
+              note: str = "", at_most: bool = False) -> None:
+        """``goal``: the value must be at least it (``at_most``: at most it); None: no goal."""
+        entry: dict[str, Any] = {"target": target,
+                                 "value": None if value is None else round(value, 3),
+                                 "met": None, "levels": list(at)}
+        if value is not None and goal is not None:
+            met = value <= goal if at_most else value >= goal
+            untrusted = [c for c in at if not trusted.get(c, False)]
+            if untrusted:
+                entry["untrusted"] = untrusted
+                entry["met_if_trusted"] = met
+            else:
+                entry["met"] = met
+        if note:
+            entry["note"] = note
+        checks.append(entry)
 
     for system in (SSE, GRPC, SSE_PL):
-        if tps(system, 1) is None and tps(system, 8) is None:
+        if not any(r.system == system for r in levels):
             continue  # not in this run
-        raw8, at8, raw1, at1 = tps(RAW, 8), tps(system, 8), ttft(RAW), ttft(system)
-        ratio = at8 / raw8 if raw8 and at8 else None
-        check(f"{system}: throughput at concurrency 8 >= 0.95 x raw", ratio,
-              None if ratio is None else ratio >= 0.95)
-        delta = (at1 - raw1) * 1e3 if raw1 is not None and at1 is not None else None
-        check(f"{system}: TTFT p50 at concurrency 1 within 15 ms of raw (ms above raw)", delta,
-              None if delta is None else delta <= 15)
-        x1, x8, at1_tps = tps(XLLAMA, 1), tps(XLLAMA, 8), tps(system, 1)
-        note = "" if x1 or x8 else "xllamacpp not in this run"
-        ratio = at1_tps / x1 if at1_tps and x1 else None
-        check(f"{system}: throughput at concurrency 1 >= llama.cpp's server (xllamacpp)", ratio,
-              None if ratio is None else ratio >= 1.0, note)
-        ratio = at8 / x8 if at8 and x8 else None
-        check(f"{system}: throughput at concurrency 8 >= 3 x llama.cpp's server (xllamacpp)",
-              ratio, None if ratio is None else ratio >= 3.0, note)
+        default = system != SSE_PL  # the issue's goals are for ovserve as it ships
+        for c in (1, 8, 32):
+            if tps(system, c) is not None:
+                check(f"{system}: throughput at concurrency {c} >= 0.95 x raw",
+                      ratio(tps(system, c), tps(RAW, c)), 0.95, (c,))
+        if shaped and default:
+            for c in (1, 8):
+                check(f"{system}: throughput at concurrency {c} >= 0.97 x raw ({SHAPED_GOALS})",
+                      ratio(tps(system, c), tps(RAW, c)), 0.97, (c,))
+        raw1, at1 = ttft(RAW), ttft(system)
+        check(f"{system}: TTFT p50 at concurrency 1 within 15 ms of raw (ms above raw)",
+              (at1 - raw1) * 1e3 if raw1 is not None and at1 is not None else None, 15, (1,),
+              at_most=True)
+        in_run = any(r.system == XLLAMA for r in levels)
+        note = "" if in_run else "xllamacpp not in this run"
+        if builtin:
+            check(f"{system}: throughput at concurrency 1 >= llama.cpp's server (xllamacpp)",
+                  ratio(tps(system, 1), tps(XLLAMA, 1)), 1.0, (1,), note)
+            check(f"{system}: throughput at concurrency 8 >= 3 x llama.cpp's server (xllamacpp)",
+                  ratio(tps(system, 8), tps(XLLAMA, 8)), 3.0, (8,), note)
+        if shaped:
+            check(f"{system}: throughput at concurrency 8 ahead of llama.cpp's server "
+                  f"(xllamacpp, {SHAPED_GOALS})",
+                  ratio(tps(system, 8), tps(XLLAMA, 8)), 1.0, (8,), note)
+        if default:
+            value = fraction_of.get((system, 1))
+            check(f"{system}: at concurrency 1 >= 50% of the memory-bandwidth limit",
+                  value, 0.5, (1,), "" if value is not None else
+                  "no bandwidth or weight size recorded")
         llama8 = tps(LLAMA, 8)
-        ratio = at8 / llama8 if at8 and llama8 else None
-        check(f"{system}: throughput at concurrency 8 >= 5 x llama-cpp-python server", ratio,
-              None if ratio is None else ratio >= 5,
-              "" if llama8 else "llama-cpp-python not in this run")
+        if llama8:
+            check(f"{system}: throughput at concurrency 8 >= 5 x llama-cpp-python server",
+                  ratio(tps(system, 8), llama8), 5.0, (8,))
         seed8 = tps(SEED, 8)
-        if at8 and seed8:
+        if tps(system, 8) and seed8:
             check(f"{system}: throughput at concurrency 8 vs the seed's approach (no target)",
-                  at8 / seed8, None)
+                  ratio(tps(system, 8), seed8), None, (8,))
     return checks
+
+
+def check_state(check: dict[str, Any]) -> str:
+    """A check's state as the report shows it."""
+    if check.get("untrusted"):
+        levels = ", ".join(f"c={c}" for c in check["untrusted"])
+        would = "would be met" if check.get("met_if_trusted") else "would not be met"
+        return f"untrusted: {levels} not trustworthy; {would}"
+    return {True: "met", False: "NOT met", None: "-"}[check["met"]]
+
+
+def targets_summary(checks: list[dict[str, Any]]) -> str:
+    goals = [c for c in checks if c["met"] is not None or c.get("untrusted")
+             or c["value"] is None]
+    met = sum(c["met"] is True for c in goals)
+    missed = sum(c["met"] is False for c in goals)
+    untrusted = sum(bool(c.get("untrusted")) for c in goals)
+    unmeasured = sum(c["value"] is None for c in goals)
+    return (f"{met} met, {missed} not met, {untrusted} untrusted (a level they use is not "
+            f"trustworthy: shown, not counted), {unmeasured} not measured in this run.")
 
 
 def ratio_table(levels: list[LevelResult]) -> str:
@@ -170,6 +334,9 @@ def cpu_table(levels: list[LevelResult]) -> str:
     return "\n".join(rows)
 
 
+PLOTS = ("throughput.png", "ttft_p50.png", "tpot_p50.png")
+
+
 def plot(levels: list[LevelResult], out: Path) -> list[str]:
     import matplotlib
 
@@ -179,9 +346,9 @@ def plot(levels: list[LevelResult], out: Path) -> list[str]:
     systems = sorted({r.system for r in levels})
     files = []
     metrics: list[tuple[Callable[[LevelResult], float], str, str, str]] = [
-        (lambda r: r.tokens_per_second, "output tokens/s", "throughput.png", "linear"),
-        (lambda r: r.ttft["p50"] * 1e3, "TTFT p50 (ms, log scale)", "ttft_p50.png", "log"),
-        (lambda r: r.tpot["p50"] * 1e3, "TPOT p50 (ms, log scale)", "tpot_p50.png", "log"),
+        (lambda r: r.tokens_per_second, "output tokens/s", PLOTS[0], "linear"),
+        (lambda r: r.ttft["p50"] * 1e3, "TTFT p50 (ms, log scale)", PLOTS[1], "log"),
+        (lambda r: r.tpot["p50"] * 1e3, "TPOT p50 (ms, log scale)", PLOTS[2], "log"),
     ]
     for key, label, name, yscale in metrics:
         fig, ax = plt.subplots(figsize=(6, 4))
@@ -353,11 +520,40 @@ def weights(model: Path) -> str:
     return str(provenance.read(model).get("weight_format", "?"))
 
 
+def describe_machine(found: dict[str, Any]) -> str:
+    return ", ".join(f"{k} {' '.join(v) if isinstance(v, list) else v}"
+                     for k, v in found.items())
+
+
+def derive(report: dict[str, Any], levels: list[LevelResult]) -> dict[str, Any]:
+    """The report's figures derived from its measurements (each level's fraction of the
+    bandwidth limit, the targets), by today's rules: ``--report-only`` re-derives them."""
+    source = report.get("model_source") or (
+        f"builtin:{MODEL_ID}" if report.get("model") == MODEL_ID else "")
+    found = fractions(levels, report.get("weight_bytes") or {},
+                      report["machine"].get("bandwidth_gbps"))
+    report["bandwidth_fraction"] = found
+    report["targets"] = targets_check(levels, report.get("trust", []), source, found)
+    return report
+
+
 def write_report(report: dict[str, Any], levels: list[LevelResult], out: Path) -> str:
     """serving.json, serving.md and the plots; returns the Markdown."""
     out.mkdir(parents=True, exist_ok=True)
     (out / "serving.json").write_text(json.dumps(report, indent=2) + "\n")
-    plots = plot(levels, out)
+    try:
+        plots = plot(levels, out)
+    except ImportError:  # matplotlib (requirements/bench.txt): keep the plots drawn before
+        plots = [name for name in PLOTS if (out / name).is_file()]
+        print(f"matplotlib is not installed: the plots in {out} are not redrawn",
+              file=sys.stderr)
+    found = report.get("bandwidth_fraction") or []
+    bandwidth = report.get("bandwidth")
+    measured = (f"Memory read bandwidth {bandwidth['gbps']} GB/s, measured before the levels "
+                f"by benchmarks/bandwidth.py ({bandwidth['method']}; {bandwidth['processes']} "
+                f"processes x {bandwidth['mib_per_process']} MiB, {bandwidth['repeats']} "
+                "repeats)." if bandwidth else "")
+    raw = report.get("raw_engine") or {}
     lines = [f"# ovserve side by side ({report['date']}, {report['minutes']:.0f} min)", "",
              f"Model {report['model']} ({report.get('weights', 'int8')} OpenVINO IR; llama.cpp: "
              f"{report.get('gguf') or 'the Q4_1 GGUF it is built from'}), "
@@ -366,16 +562,23 @@ def write_report(report: dict[str, Any], levels: list[LevelResult], out: Path) -
              f"requests per round; raw engine and ovserve: {report['rounds']} rounds per level, "
              "interleaved, pooled (xllamacpp too); llama-cpp-python and the seed's approach: one "
              "round.", "",
-             "Machine: " + ", ".join(f"{k} {v}" for k, v in report["machine"].items()), "",
+             "Machine: " + describe_machine(report["machine"]), "",
+             *([measured, ""] if measured else []),
+             *([f"Raw engine's OpenVINO properties: {json.dumps(raw.get('properties'))}"
+                + (f" ({raw['note']})" if raw.get("note") else ""), ""] if raw else []),
              *[f"- {note}" for note in report["notes"]], "",
              *trust_section(report.get("trust", [])),
              "## Throughput relative to the raw engine", "", ratio_table(levels), "",
+             "## Fraction of the memory-bandwidth limit", "", FRACTION_NOTE, "",
+             fraction_table(found) if found else
+             "Not recorded in this run (no bandwidth measurement or weight sizes).", "",
              "## All measurements", "", summary_table(levels), "",
              "## Where the CPU goes", "", CPU_NOTE, "", cpu_table(levels), "",
-             "## Targets", ""]
+             "## Targets", "",
+             "Issue 29's goals, each a ratio in this one run; a check counts only when every "
+             "level it uses is trustworthy. " + targets_summary(report["targets"]), ""]
     for check in report["targets"]:
-        state = {True: "met", False: "NOT met", None: "-"}[check["met"]]
-        lines.append(f"- {check['target']}: {check['value']} ({state})"
+        lines.append(f"- {check['target']}: {check['value']} ({check_state(check)})"
                      + (f" - {check['note']}" if check.get("note") else ""))
     lines += ["", *[f"![{p}]({p})" for p in plots], ""]
     markdown = "\n".join(lines)
@@ -390,6 +593,17 @@ def report_from_json(out: Path) -> tuple[dict[str, Any], list[LevelResult]]:
     levels = [LevelResult(**{k: v for k, v in row.items() if k in names})
               for row in report["levels"]]
     return report, levels
+
+
+def default_out(model: Path, root: Path = families.RESULTS) -> Path:
+    """benchmarks/results/serving/<this CPU's family>-<the model folder's name>."""
+    cpu, isa = families.cpu_model(), families.isa_flags()
+    return families.results_dir(families.family(cpu, isa), model.resolve().name, root)
+
+
+def committed(out: Path) -> bool:
+    """Whether ``out`` is one of the committed results the README's table is rendered from."""
+    return out.resolve().parent == families.RESULTS.resolve()
 
 
 def main() -> int:
@@ -413,39 +627,66 @@ def main() -> int:
                         default=REPO / ".venv-llamacpp" / "bin" / "python")
     parser.add_argument("--xllamacpp-python", type=Path,
                         default=REPO / ".venv-xllamacpp" / "bin" / "python")
-    parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results")
+    parser.add_argument("--out", type=Path, default=None,
+                        help="where serving.{md,json} and the plots go (default: "
+                        "benchmarks/results/serving/<CPU family>-<model folder>, e.g. "
+                        "amd-epyc-avx512-smollm2-135m-instruct; runs there also update the "
+                        "README's table of results by CPU family)")
     parser.add_argument("--quiet-wait", type=float, default=180,
                         help="wait up to this many seconds for the load average to settle "
                         "before starting (default 180)")
+    parser.add_argument("--bandwidth-mib", type=int, default=membw.DEFAULT_MIB,
+                        help="MiB each bandwidth reader sums (default "
+                        f"{membw.DEFAULT_MIB}; far above the last-level cache)")
     parser.add_argument("--report-only", action="store_true",
-                        help="re-render serving.md and the plots from serving.json")
+                        help="re-render serving.md and the plots from serving.json (--out's, "
+                        "else every committed result's), re-deriving the bandwidth fractions "
+                        "and the targets, and the README's table of results by CPU family")
     args = parser.parse_args()
     if args.rounds < 3 and "raw" in args.systems:
         print("note: fewer than 3 rounds cannot show whether the raw engine was steady",
               file=sys.stderr)
 
     if args.report_only:
-        report, levels = report_from_json(args.out)
-        print(write_report(report, levels, args.out))
+        outs = ([args.out] if args.out else
+                sorted(p.parent for p in families.RESULTS.glob("*/serving.json")))
+        for out in outs:
+            report, levels = report_from_json(out)
+            print(write_report(derive(report, levels), levels, out))
+        if not args.out or committed(args.out):
+            print("README.md " + ("updated" if families.update_readme() else "unchanged"))
         return 0
+    out = args.out or default_out(args.model)
     # the machine before the benchmark loads it (starting the servers is heavy work)
     before_run = wait_until_quiet(args.quiet_wait)
     started = time.time()
-    systems, processes, notes = start_systems(args, args.out / "raw")
+    bandwidth = membw.measure(mib=args.bandwidth_mib)  # quiet: before any server starts
+    print(f"memory read bandwidth {bandwidth.gbps} GB/s ({bandwidth.processes} processes)",
+          flush=True)
+    gguf = (args.gguf or default_gguf(args.model)
+            if {"xllamacpp", "llamacpp"} & set(args.systems) else None)
+    systems, processes, notes = start_systems(args, out / "raw")
+    raw = next((s.target for s in systems if isinstance(s.target, RawEngineTarget)), None)
     try:
         levels, trust = asyncio.run(measure(args, systems, before_run))
     finally:
         for process in processes:
             process.stop()
     report = {"date": time.strftime("%Y-%m-%d %H:%M", time.localtime(started)),
-              "minutes": round((time.time() - started) / 60, 1), "machine": machine(),
-              "model": args.model.resolve().name, "weights": weights(args.model),
-              "gguf": (args.gguf or default_gguf(args.model)).name
-              if {"xllamacpp", "llamacpp"} & set(args.systems) else None,
+              "minutes": round((time.time() - started) / 60, 1),
+              "machine": machine(bandwidth), "bandwidth": bandwidth.as_dict(),
+              "load_before_run": list(before_run),
+              "model": args.model.resolve().name, "model_source": model_source(args.model),
+              "weights": weights(args.model), "gguf": gguf.name if gguf else None,
+              "weight_bytes": weight_bytes(args.model, gguf),
+              "raw_engine": {"properties": getattr(raw, "properties", None),
+                             "note": getattr(raw, "properties_note", None)} if raw else None,
               "max_tokens": args.max_tokens, "rounds": args.rounds,
               "min_requests": args.min_requests, "notes": notes, "trust": trust,
-              "levels": [r.as_dict() for r in levels], "targets": targets_check(levels)}
-    print(write_report(report, levels, args.out))
+              "levels": [r.as_dict() for r in levels]}
+    print(write_report(derive(report, levels), levels, out))
+    if committed(out):
+        print("README.md " + ("updated" if families.update_readme() else "unchanged"))
     return 0
 
 
