@@ -67,10 +67,16 @@ class DeviceChoice:
         out = dict(options)
         if self.device is not None:
             out["device"] = self.device
-        device = str(out.get("device", default)).upper()
-        extra: dict[str, Any] = {}
-        for name in (EVERY_DEVICE, device, *needed(device)):
-            extra.update(self.plugin_config.get(name, {}))
+        extra = self.properties(str(out.get("device", default)))
         if extra:
             out["plugin_config"] = {**dict(out.get("plugin_config") or {}), **extra}
         return out
+
+    def properties(self, device: str) -> dict[str, Any]:
+        """The properties the choice lays over an engine on ``device``: those for every
+        device, then the device's own, then those of the devices a virtual one names."""
+        device = device.upper()
+        extra: dict[str, Any] = {}
+        for name in (EVERY_DEVICE, device, *needed(device)):
+            extra.update(self.plugin_config.get(name, {}))
+        return extra

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from ovserve.engine.base import EngineConfig, LoraOptions
+from ovserve.engine.cpu_properties import CpuTable
 from ovserve.engine.devices import DeviceChoice
 from ovserve.engine.embeddings import EmbeddingConfig, EmbeddingEngine
 from ovserve.engine.interface import Engine
@@ -72,10 +73,13 @@ class EngineRegistry:
                  deterministic: bool = False,
                  model_factory: Callable[[ModelConfig], ModelEngine] = model_engine,
                  chat: Mapping[str, Any] | None = None,
-                 rerank_factory: Callable[[RerankConfig], RerankEngine] = rerank_engine
-                 ) -> None:
+                 rerank_factory: Callable[[RerankConfig], RerankEngine] = rerank_engine,
+                 cpu_table: CpuTable | None = None) -> None:
         self.factory = factory
         self.devices = devices or DeviceChoice()  # --device / --plugin_config over the graphs
+        #: properties per CPU family under LLM engines' plugin_config on CPU (None: this
+        #: machine's table, on; ``CpuTable(enabled=False)``: --no_cpu_table)
+        self.cpu_table = cpu_table if cpu_table is not None else CpuTable()
         self.embedding_factory = embedding_factory
         self.overrides = dict(overrides or {})  # generation defaults for every engine
         self.lora = lora  # LoRA adapters of every engine whose owners set none (--lora_dir)
@@ -102,16 +106,23 @@ class EngineRegistry:
         options = self.devices.apply(options)
         if self.deterministic:
             options["deterministic"] = True
+        # the CPU table's properties under the plugin_config; the owner's options stay what it
+        # asked for (two owners differ only in what they asked, not in the table's defaults)
+        built, choice = self.cpu_table.apply(
+            options, self.devices.properties(str(options.get("device", "CPU"))))
         with self._lock:
             entry = self._entries.get(path)
             if entry is None:
                 options.setdefault("lora", self.lora)
-                config = EngineConfig(models_path=path, **options,
+                built.setdefault("lora", self.lora)
+                if choice is not None:
+                    log.info("engine %s: %s", path.name, choice.describe())
+                config = EngineConfig(models_path=path, **built,
                                       generation_overrides=self.overrides, **self.chat)
                 engine = self.factory(config)  # under the lock: one load per model
                 entry = self._entries[path] = _Entry(engine, config)
             else:
-                self._check(entry, owner, path, options)
+                self._check(entry, owner, path, options, built)
             entry.owners.setdefault(owner, {}).update(options)
             llm: Engine = entry.engine
             return llm
@@ -228,7 +239,13 @@ class EngineRegistry:
             return self._sessions.get((owner, packet))
 
     @staticmethod
-    def _check(entry: _Entry, owner: str, path: Path, options: dict[str, Any]) -> None:
+    def _check(entry: _Entry, owner: str, path: Path, options: dict[str, Any],
+               built: dict[str, Any] | None = None) -> None:
+        """Another owner's ``options`` against those of the owners before it (an
+        ``EngineConflict`` when two asked for different values) and the loaded engine's
+        (a warning); ``built``: the options as the engine would be built from them (the CPU
+        table's properties in the plugin_config), compared with the loaded config."""
+        built = options if built is None else built
         for name, value in options.items():
             for other, given in entry.owners.items():
                 if other != owner and name in given and given[name] != value:
@@ -239,7 +256,8 @@ class EngineRegistry:
                     conflict.owners = (other, owner)
                     raise conflict
             loaded = getattr(entry.config, name)
-            if value != loaded:  # nobody asked for the loaded value by name: it stays
+            # nobody asked for the loaded value by name: it stays
+            if built.get(name, value) != loaded:
                 log.warning("engine %s is already loaded with %s=%r; %s asked for %r",
                             path.name, name, loaded, owner, value)
 
