@@ -24,6 +24,7 @@ from tritonclient.grpc import service_pb2_grpc
 
 from ovserve.engine import EngineRegistry
 from ovserve.engine.base import LoraOptions
+from ovserve.engine.cpu_properties import CpuTable
 from ovserve.engine.devices import DeviceChoice
 from ovserve.errors import OvserveError
 from ovserve.nodes import BUILTIN_CALCULATORS
@@ -99,6 +100,9 @@ class ServerSettings:
     body_timeout: float = DEFAULT_BODY_TIMEOUT
     #: every LLM engine in deterministic mode (--deterministic, engine.determinism)
     deterministic: bool = False
+    #: LLM engines on CPU get the properties of engine.cpu_properties' table for this CPU
+    #: family (False: --no_cpu_table, OpenVINO's defaults)
+    cpu_table: bool = True
     #: every LLM's chat template instead of its own (--chat_template); requests may bring
     #: their own (--trust_request_chat_template)
     chat_template: str | None = None
@@ -256,7 +260,8 @@ async def start(settings: ServerSettings, engines: EngineRegistry | None = None
         overrides=settings.generation_overrides, lora=settings.lora, devices=settings.devices,
         deterministic=settings.deterministic, chat={
             "chat_template": settings.chat_template,
-            "trust_request_chat_template": settings.trust_request_chat_template})
+            "trust_request_chat_template": settings.trust_request_chat_template},
+        cpu_table=CpuTable(enabled=settings.cpu_table))
     registry = Registry(BUILTIN_CALCULATORS, engines)  # hands engines down to the graphs
     try:  # OVMS's ovms_* families: --metrics_enable/--metrics_list or config.json's block
         ovms = OvmsMetricsConfig.resolve(settings.metrics_enable, settings.metrics_list,

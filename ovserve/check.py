@@ -10,6 +10,7 @@ import asyncio
 import sys
 from typing import TextIO
 
+from ovserve.engine.cpu_properties import CpuTable
 from ovserve.engine.devices import DeviceChoice
 from ovserve.engine.registry import EngineRegistry
 from ovserve.errors import GraphConfigError, OvserveError
@@ -39,13 +40,14 @@ async def _check_model(entry: ModelEntry, engines: EngineRegistry, out: TextIO,
 
 
 async def check_entries(entries: list[ServableEntry], out: TextIO,
-                        devices: DeviceChoice | None = None) -> bool:
+                        devices: DeviceChoice | None = None, cpu_table: bool = True) -> bool:
     """Check each servable; print a line per servable and one per problem. True if all ok.
-    ``devices``: the server's --device / --plugin_config, so models load as they would.
+    ``devices``: the server's --device / --plugin_config, so models load as they would;
+    ``cpu_table``: False as with --no_cpu_table.
     Plain models (the config's, then the graphs' subconfig models) load first and stay loaded
     while the graphs are checked, as the server loads them."""
     ok = True
-    engines = EngineRegistry(devices=devices)
+    engines = EngineRegistry(devices=devices, cpu_table=CpuTable(enabled=cpu_table))
     models: list[ModelServable] = []
     try:
         for entry in entries:
@@ -94,8 +96,8 @@ async def _check_graph(entry: GraphEntry, engines: EngineRegistry, out: TextIO) 
 
 
 def run_check(entries: list[ServableEntry], source: str, devices: DeviceChoice | None = None,
-              out: TextIO = sys.stdout) -> int:
+              out: TextIO = sys.stdout, cpu_table: bool = True) -> int:
     print(f"ovserve: checking {source}", file=out)
-    ok = asyncio.run(check_entries(entries, out, devices))
+    ok = asyncio.run(check_entries(entries, out, devices, cpu_table))
     print(f"ovserve: configuration {'is ok' if ok else 'test failed'}", file=out)
     return 0 if ok else 1

@@ -37,6 +37,7 @@ from ovserve.config_export import (
     remove_from_config,
 )
 from ovserve.engine.base import LoraOptions
+from ovserve.engine.cpu_properties import ENV_OFF as NO_CPU_TABLE_ENV
 from ovserve.engine.devices import EVERY_DEVICE, VIRTUAL, DeviceChoice
 from ovserve.errors import GraphConfigError
 from ovserve.graph_export import TaskError, TaskRequest, export_graph, infer_task
@@ -508,6 +509,14 @@ def add_device_args(parser: argparse.ArgumentParser) -> None:
         "every device, e.g. '{\"NUM_STREAMS\": \"1\"}', or per device, e.g. '{\"GPU\": "
         "{\"INFERENCE_PRECISION_HINT\": \"f16\"}, \"CPU\": {\"INFERENCE_NUM_THREADS\": 2}}' "
         "(default: $OVSERVE_PLUGIN_CONFIG)")
+    parser.add_argument(
+        "--no_cpu_table", action="store_true", default=env_flag(NO_CPU_TABLE_ENV),
+        help="build LLM engines on CPU with OpenVINO's default properties, without those "
+        "ovserve's CPU table picks for this CPU's family by measurement "
+        "(ovserve/engine/cpu_properties.py; e.g. INFERENCE_PRECISION_HINT f32 with AMX); "
+        "a key the graph's plugin_config or --plugin_config sets wins over the table either "
+        "way, and the log says at each engine's load what the table chose "
+        f"(default: ${NO_CPU_TABLE_ENV})")
 
 
 def _lora_module(text: str) -> tuple[str, Path]:
@@ -806,7 +815,8 @@ def main(argv: list[str] | None = None) -> int:
             return 1
         from ovserve.check import run_check
 
-        return run_check(checked, source, DeviceChoice(args.device, args.plugin_config))
+        return run_check(checked, source, DeviceChoice(args.device, args.plugin_config),
+                         cpu_table=not args.no_cpu_table)
     parser = build_parser()
     args = parser.parse_args(argv)
     args.command_line, args.graph_task = list(argv), None
@@ -943,6 +953,7 @@ def server_settings(parser: argparse.ArgumentParser, args: argparse.Namespace,
         devices=DeviceChoice(args.device, plugin_config), api_keys=api_keys(parser, args),
         cors=cors, header_timeout=args.header_timeout, body_timeout=args.body_timeout,
         deterministic=args.deterministic, config_poll_seconds=1.0 if poll is None else poll,
+        cpu_table=not args.no_cpu_table,
         chat_template=chat_template(parser, args.chat_template),
         trust_request_chat_template=args.trust_request_chat_template,
         metrics_enable=bool(args.metrics_enable),

@@ -32,6 +32,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from ovserve.cli import env_flag, env_generation_overrides, env_plugin_config
 from ovserve.engine import EngineRegistry
 from ovserve.engine.base import LoraOptions
+from ovserve.engine.cpu_properties import ENV_OFF, CpuTable
 from ovserve.engine.devices import DeviceChoice
 from ovserve.nodes import BUILTIN_CALCULATORS
 from ovserve.ray_metrics import ReplicaMetrics, Targets
@@ -70,11 +71,13 @@ def build_asgi_app(config_path: str | Path, *, lora_dirs: Sequence[str] = (),
                    generation_overrides: Mapping[str, Any] | None = None,
                    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
                    api_key: str | None = None, deterministic: bool | None = None,
+                   cpu_table: bool | None = None,
                    metrics_port: int | None = None) -> FastAPI:
     """One replica's app: the servables of ``config_path`` loaded at startup (ASGI lifespan,
     which Ray Serve runs when the replica starts) and unloaded at shutdown. What is not given
     comes from the environment variables the CLI reads (OVSERVE_PLUGIN_CONFIG,
-    OVSERVE_OVERRIDE_GENERATION_CONFIG, OVSERVE_DETERMINISTIC, OVSERVE_API_KEY).
+    OVSERVE_OVERRIDE_GENERATION_CONFIG, OVSERVE_DETERMINISTIC, OVSERVE_NO_CPU_TABLE,
+    OVSERVE_API_KEY); ``cpu_table`` False is --no_cpu_table.
     ``metrics_port``: serve the replica's /metrics on this port too (0: any free one) and
     register it as a scrape target (``ray_metrics``; inside Serve only); None: not."""
     lora = LoraOptions(dirs=tuple(Path(d) for d in lora_dirs), max_loras=max_loras) \
@@ -85,9 +88,12 @@ def build_asgi_app(config_path: str | Path, *, lora_dirs: Sequence[str] = (),
         generation_overrides = env_generation_overrides()
     if deterministic is None:
         deterministic = env_flag("OVSERVE_DETERMINISTIC")
+    if cpu_table is None:
+        cpu_table = not env_flag(ENV_OFF)
     engines = EngineRegistry(overrides=generation_overrides, lora=lora,
                              devices=DeviceChoice(device, dict(plugin_config)),
-                             deterministic=deterministic)
+                             deterministic=deterministic,
+                             cpu_table=CpuTable(enabled=cpu_table))
     registry = Registry(BUILTIN_CALCULATORS, engines)
     state = ServerState(registry)
     metrics = Metrics(engines)

@@ -21,6 +21,26 @@ def test_deterministic_from_the_flag_or_the_environment(monkeypatch: pytest.Monk
     assert parse().deterministic is True
 
 
+def test_no_cpu_table_from_the_flag_or_the_environment(monkeypatch: pytest.MonkeyPatch
+                                                       ) -> None:
+    """--no_cpu_table (or $OVSERVE_NO_CPU_TABLE) turns engine.cpu_properties' table off for
+    the server (and for `ovserve check`, which loads models as the server does)."""
+    from ovserve import cli
+
+    monkeypatch.delenv("OVSERVE_NO_CPU_TABLE", raising=False)
+    parser = cli.build_parser()
+    args = parser.parse_args(["--config_path", "c.json", "--rest_port", "8000"])
+    assert args.no_cpu_table is False
+    assert cli.server_settings(parser, args, []).cpu_table is True
+    args = parser.parse_args(["--config_path", "c.json", "--rest_port", "8000",
+                              "--no_cpu_table"])
+    assert cli.server_settings(parser, args, []).cpu_table is False
+    monkeypatch.setenv("OVSERVE_NO_CPU_TABLE", "1")
+    assert parse().no_cpu_table is True
+    assert cli.build_check_parser().parse_args(["--config_path", "c.json"]).no_cpu_table
+    assert "--no_cpu_table" in cli.build_parser().format_help()
+
+
 def test_body_and_header_timeouts() -> None:
     args = parse("--body_timeout", "5", "--header_timeout", "7")
     assert (args.body_timeout, args.header_timeout) == (5.0, 7.0)
