@@ -15,7 +15,7 @@ import json
 import statistics
 import threading
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -267,6 +267,26 @@ class GrpcStreamTarget:
         return result.finish()
 
 
+def server_properties() -> tuple[dict[str, Any], str]:
+    """The OpenVINO properties an ovserve LLM engine on CPU gets here from a graph with an empty
+    plugin_config (graphs/llm's), and how they were chosen: $OVSERVE_PLUGIN_CONFIG's (as the
+    server reads it) over the CPU table's for this CPU's family (ovserve.engine.cpu_properties;
+    off with $OVSERVE_NO_CPU_TABLE)."""
+    from ovserve.cli import env_flag, env_plugin_config
+    from ovserve.engine.cpu_properties import ENV_OFF, CpuTable
+    from ovserve.engine.devices import DeviceChoice
+
+    devices = DeviceChoice(None, env_plugin_config())
+    options, choice = CpuTable(enabled=not env_flag(ENV_OFF)).apply(
+        devices.apply({"device": "CPU"}), devices.properties("CPU"))
+    properties = dict(options.get("plugin_config") or {})
+    note = choice.describe() if choice is not None else "not on CPU"
+    server = devices.properties("CPU")
+    if server:
+        note += f"; $OVSERVE_PLUGIN_CONFIG sets {server}"
+    return properties, note
+
+
 class RawEngineTarget:
     """openvino-genai's ContinuousBatchingPipeline in this process: the ceiling.
 
@@ -276,16 +296,28 @@ class RawEngineTarget:
 
     name = "raw openvino-genai"
 
-    def __init__(self, models_path: Path) -> None:
+    def __init__(self, models_path: Path, properties: Mapping[str, Any] | None = None,
+                 scheduler: Mapping[str, Any] | None = None) -> None:
         """The scheduler is the server's (ovserve's EngineConfig defaults, which
-        graphs/llm/graph.pbtxt also uses)."""
+        graphs/llm/graph.pbtxt also uses; ``scheduler``: EngineConfig fields laid over them).
+        ``properties``: the pipeline's OpenVINO properties; None: those ovserve's engine gets
+        on this CPU (``server_properties``), so raw and ovserve stay like for like.
+        ``self.properties`` / ``self.properties_note`` say what it used and why."""
         import openvino_genai as ov_genai
 
         from ovserve.engine import EngineConfig
         from ovserve.engine.process import scheduler_config
 
+        if properties is None:
+            properties, note = server_properties()
+        else:
+            note = "given by the caller"
+        #: the OpenVINO properties the pipeline was built with, and where they came from
+        self.properties: dict[str, Any] = dict(properties)
+        self.properties_note = note
         self.pipeline = ov_genai.ContinuousBatchingPipeline(
-            str(models_path), scheduler_config(EngineConfig(models_path)), "CPU")
+            str(models_path), scheduler_config(EngineConfig(models_path, **(scheduler or {}))),
+            "CPU", self.properties)
         self.tokenizer = self.pipeline.get_tokenizer()
         self.eos = self.pipeline.get_config().eos_token_id
         self.ov_genai = ov_genai
@@ -293,7 +325,17 @@ class RawEngineTarget:
         self.pending: list[tuple[int, str, int, float, asyncio.AbstractEventLoop,
                                  asyncio.Future[RequestResult]]] = []
         self.ids = itertools.count()
-        threading.Thread(target=self._loop, daemon=True).start()
+        self.closed = False
+        self.thread = threading.Thread(target=self._loop, daemon=True)
+        self.thread.start()
+
+    async def close(self) -> None:
+        """Stop the stepping thread once no request is left (the pipeline stays usable from
+        the caller's thread, e.g. for ``pipeline.generate``)."""
+        with self.lock:
+            self.closed = True
+            self.lock.notify()
+        await asyncio.to_thread(self.thread.join)
 
     async def request(self, prompt: str, max_tokens: int) -> RequestResult:
         started = time.perf_counter()  # the clock starts where a client's would
@@ -311,6 +353,8 @@ class RawEngineTarget:
         while True:
             with self.lock:
                 while not self.pending and not active:
+                    if self.closed:
+                        return
                     self.lock.wait()
                 pending, self.pending = self.pending, []
             for request_id, prompt, max_tokens, started, loop, future in pending:
