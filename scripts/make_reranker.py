@@ -27,6 +27,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
@@ -75,8 +76,9 @@ def train(model_dir: Path, out_dir: Path, corpus: list[Path], steps: int, negati
           ) -> dict[str, object]:
     import numpy as np
     import torch
-    from tqdm import tqdm
     from transformers import AutoModel, AutoModelForSequenceClassification, AutoTokenizer
+
+    from ovserve.toolchain.training import train_steps
 
     torch.manual_seed(seed)
     rng = random.Random(seed)
@@ -120,8 +122,7 @@ def train(model_dir: Path, out_dir: Path, corpus: list[Path], steps: int, negati
                                        {"params": head, "lr": lr * 40}], weight_decay=0.01)
         schedule = torch.optim.lr_scheduler.LambdaLR(
             optimizer, lambda step: min(1.0, (step + 1) / 10) * max(0.0, 1 - step / steps))
-        losses = []
-        with tqdm(total=steps, desc="train reranker", unit="step") as bar:
+        def batches() -> Iterator[tuple[list[str], list[str]]]:
             for _ in range(steps):
                 firsts, seconds = [], []
                 for q in rng.sample(range(len(queries)), batch_queries):
@@ -138,19 +139,17 @@ def train(model_dir: Path, out_dir: Path, corpus: list[Path], steps: int, negati
                             text = text.replace(query, " ")
                         firsts.append(query)
                         seconds.append(text)
-                batch = tokenizer(firsts, seconds, padding=True, truncation="only_second",
-                                  max_length=max_length, return_tensors="pt")
-                logits = model(**batch).logits.view(batch_queries, negatives + 1)
-                loss = torch.nn.functional.cross_entropy(
-                    logits, torch.zeros(batch_queries, dtype=torch.long))
-                loss.backward()  # type: ignore[no-untyped-call]
-                torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-                optimizer.step()
-                schedule.step()
-                optimizer.zero_grad()
-                losses.append(float(loss.detach()))
-                bar.set_postfix(loss=f"{np.mean(losses[-20:]):.3f}")
-                bar.update()
+                yield firsts, seconds
+
+        def loss_of(pairs: tuple[list[str], list[str]]) -> torch.Tensor:
+            batch = tokenizer(*pairs, padding=True, truncation="only_second",
+                              max_length=max_length, return_tensors="pt")
+            logits = model(**batch).logits.view(batch_queries, negatives + 1)
+            return torch.nn.functional.cross_entropy(
+                logits, torch.zeros(batch_queries, dtype=torch.long))
+
+        losses = train_steps(batches(), loss_of, optimizer, total=steps, desc="train reranker",
+                             parameters=model.parameters(), schedule=schedule, window=20)
         info["final_loss"] = round(float(np.mean(losses[-20:])), 4)
     model.eval()
     model.save_pretrained(out_dir)

@@ -16,6 +16,7 @@ import logging
 import random
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +26,7 @@ from ovserve.errors import ToolchainError
 from ovserve.toolchain.catalog import BUILTIN_MODELS, DEFAULT_MODEL
 from ovserve.toolchain.staging import staged_directory
 from ovserve.toolchain.tasks import parse_rows, read_jsonl
+from ovserve.toolchain.training import train_steps
 
 log = logging.getLogger(__name__)
 
@@ -102,19 +104,19 @@ def train(data: Path, output: Path, *, model: str = DEFAULT_MODEL, rank: int = 8
                                   lr=learning_rate)
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     started = time.monotonic()
-    with tqdm(total=steps, desc="fine-tune", unit="step") as progress:
+    def batches() -> Iterator[list[tuple[list[int], list[int]]]]:
         for _ in range(steps):
-            batch = random.sample(examples, min(batch_size, len(examples)))
-            width = max(len(ids) for ids, _ in batch)
-            input_ids = torch.tensor([ids + [pad] * (width - len(ids)) for ids, _ in batch])
-            labels = torch.tensor([lab + [-100] * (width - len(lab)) for _, lab in batch])
-            mask = torch.tensor([[1] * len(ids) + [0] * (width - len(ids)) for ids, _ in batch])
-            loss = peft_model(input_ids=input_ids, attention_mask=mask, labels=labels).loss
-            loss.backward()
-            optimizer.step()
-            optimizer.zero_grad()
-            progress.set_postfix(loss=f"{loss.item():.3f}")
-            progress.update()
+            yield random.sample(examples, min(batch_size, len(examples)))
+
+    def loss_of(batch: list[tuple[list[int], list[int]]]) -> Any:
+        width = max(len(ids) for ids, _ in batch)
+        input_ids = torch.tensor([ids + [pad] * (width - len(ids)) for ids, _ in batch])
+        labels = torch.tensor([lab + [-100] * (width - len(lab)) for _, lab in batch])
+        mask = torch.tensor([[1] * len(ids) + [0] * (width - len(ids)) for ids, _ in batch])
+        return peft_model(input_ids=input_ids, attention_mask=mask, labels=labels).loss
+
+    train_steps(batches(), loss_of, optimizer, total=steps, desc="fine-tune", clip=None,
+                window=1)
     with staged_directory(output, force=True) as staging:
         peft_model.save_pretrained(str(staging))
         staging.chmod(0o755)  # readable by a server running as another user

@@ -25,8 +25,6 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from tqdm import tqdm
-
 from ovserve.errors import ToolchainError
 from ovserve.toolchain import provenance
 from ovserve.toolchain.catalog import BUILTIN_MODELS, DEFAULT_EMBEDDING_MODEL
@@ -42,6 +40,7 @@ from ovserve.toolchain.embedding_pairs import (
 from ovserve.toolchain.export import export_ir
 from ovserve.toolchain.servable_graph import write_graph
 from ovserve.toolchain.staging import directory_size, human_size, staged_directory
+from ovserve.toolchain.training import train_steps
 
 log = logging.getLogger(__name__)
 
@@ -116,24 +115,18 @@ def train(checkpoint: Path, pairs: list[Pair], out_dir: Path, settings: TrainSet
         optimizer, lambda step: min((step + 1) / warmup, max(0.0, (len(plan) - step) /
                                                              max(1, len(plan) - warmup))))
     model.train()
-    losses: list[float] = []
     started = time.monotonic()
     log.info("fine-tuning on %d pairs: %d steps (%d epochs, batches of up to %d, lr %g)",
              len(pairs), len(plan), settings.epochs, settings.batch_size,
              settings.learning_rate)
-    with tqdm(total=len(plan), desc="fine-tune embeddings", unit="step") as bar:
-        for batch in plan:
-            features = [model.preprocess([p.query for p in batch]),
-                        model.preprocess([p.passage for p in batch])]
-            loss = loss_fn(features, torch.empty(0))
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-            optimizer.step()
-            schedule.step()
-            optimizer.zero_grad()
-            losses.append(float(loss.detach()))
-            bar.set_postfix(loss=f"{sum(losses[-5:]) / len(losses[-5:]):.3f}")
-            bar.update()
+
+    def loss_of(batch: list[Pair]) -> Any:
+        features = [model.preprocess([p.query for p in batch]),
+                    model.preprocess([p.passage for p in batch])]
+        return loss_fn(features, torch.empty(0))
+
+    losses = train_steps(plan, loss_of, optimizer, total=len(plan), desc="fine-tune embeddings",
+                         parameters=model.parameters(), schedule=schedule)
     model.eval()
     model.save(str(out_dir))
     head = losses[:max(1, len(losses) // 5)]
