@@ -14,9 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import statistics
-import subprocess
 import sys
 import time
 import uuid
@@ -27,6 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks.honesty import LoadProbe, spread, verdict, wait_until_quiet
 from ovserve.engine.base import EngineConfig
+from ovserve.engine.cpu_properties import this_cpu
 from ovserve.engine.process import scheduler_config
 
 REPO = Path(__file__).resolve().parent.parent
@@ -35,10 +34,7 @@ OUT = REPO / "benchmarks" / "results" / "deterministic.json"
 
 
 def cpu_model() -> str:
-    for line in subprocess.run(["lscpu"], capture_output=True, text=True).stdout.splitlines():
-        if line.startswith("Model name:"):
-            return line.split(":", 1)[1].strip()
-    return platform.processor()
+    return this_cpu().model
 
 
 def pipeline(deterministic: bool) -> Any:

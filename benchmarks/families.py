@@ -6,7 +6,8 @@ The project's machines are not all the same CPU (AMD EPYC with AVX-512, Intel Xe
 and the engine's arithmetic differs between them, so every run records the CPU model and the
 ISA flags that choose the kernels, and its results go to a folder of their own per CPU family
 and model: ``benchmarks/results/serving/<family>-<model>/serving.{md,json}``. A family is the
-CPU's brand and line and its widest matrix ISA, e.g. ``amd-epyc-avx512``, ``intel-xeon-amx``.
+CPU's brand and line and the engine's CPU family (``ovserve.engine.cpu_properties``), e.g.
+``amd-epyc-avx512_bf16``, ``intel-xeon-amx``.
 
 The README's "Results by CPU family" table is rendered from the committed JSONs (and from
 ``reported.json``: figures reported by another machine of the project, not re-measured here):
@@ -18,15 +19,17 @@ The README's "Results by CPU family" table is rendered from the committed JSONs 
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
-import platform
 import re
 import sys
 from pathlib import Path
 from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from ovserve.engine.cpu_properties import Cpu, family_of, read_cpu  # noqa: E402
+
 RESULTS = REPO / "benchmarks" / "results" / "serving"
 REPORTED = RESULTS / "reported.json"
 README = REPO / "README.md"
@@ -45,48 +48,31 @@ XLLAMA = "llama.cpp server (xllamacpp, 8 slots)"
 TABLE_LEVELS = (1, 8, 32)
 
 
-def _cpuinfo() -> list[str]:
-    with contextlib.suppress(OSError):
-        return Path("/proc/cpuinfo").read_text().splitlines()
-    return []
+def _cpu(cpuinfo: list[str] | None) -> Cpu:
+    return read_cpu(None if cpuinfo is None else "\n".join(cpuinfo), environ={})
 
 
 def cpu_model(cpuinfo: list[str] | None = None) -> str:
-    """The CPU's model name (/proc/cpuinfo), else what platform says."""
-    lines = _cpuinfo() if cpuinfo is None else cpuinfo
-    found = next((line.split(":", 1)[1].strip() for line in lines
-                  if line.startswith("model name")), "")
-    return found or platform.processor() or platform.machine() or "unknown"
+    """The CPU's model name (/proc/cpuinfo's lines; read when None)."""
+    return _cpu(cpuinfo).model
 
 
 def isa_flags(cpuinfo: list[str] | None = None) -> list[str]:
     """Which of ISA_FLAGS the CPU has, in ISA_FLAGS' order."""
-    lines = _cpuinfo() if cpuinfo is None else cpuinfo
-    flags = set(next((line.split(":", 1)[1].split() for line in lines
-                      if line.startswith(("flags", "Features"))), []))
+    flags = _cpu(cpuinfo).flags
     return [flag for flag in ISA_FLAGS if flag in flags]
-
-
-def isa_tier(flags: list[str]) -> str:
-    """The widest matrix or vector ISA among ``flags``."""
-    if any(flag.startswith("amx") for flag in flags):
-        return "amx"
-    if "avx512f" in flags:
-        return "avx512"
-    if "avx2" in flags:
-        return "avx2"
-    return platform.machine().lower() or "other"
 
 
 def family(cpu: str, flags: list[str]) -> str:
     """A path-safe family name: the model name's first two words (brand and line, without
     trademarks) and the ISA tier, e.g. 'AMD EPYC 9554 64-Core Processor' with avx512f ->
-    'amd-epyc-avx512', 'Intel(R) Xeon(R) Platinum 8480+' with amx_tile -> 'intel-xeon-amx'."""
+    'amd-epyc-avx512_bf16', 'Intel(R) Xeon(R) Platinum 8480+' with amx_tile -> 'intel-xeon-amx'.
+    The ISA part is the engine's CPU table's family (``ovserve.engine.cpu_properties``)."""
     words = re.sub(r"\((R|TM|tm|r)\)", " ", cpu).split()
     words = [w for w in words if re.fullmatch(r"[A-Za-z]+", w)
              and w.lower() not in {"cpu", "processor", "genuine", "authentic"}][:2]
     brand = "-".join(w.lower() for w in words) or "cpu"
-    return f"{brand}-{isa_tier(flags)}"
+    return f"{brand}-{family_of(flags)}"
 
 
 def results_dir(family_name: str, model: str, root: Path = RESULTS) -> Path:

@@ -630,7 +630,7 @@ def main() -> int:
     parser.add_argument("--out", type=Path, default=None,
                         help="where serving.{md,json} and the plots go (default: "
                         "benchmarks/results/serving/<CPU family>-<model folder>, e.g. "
-                        "amd-epyc-avx512-smollm2-135m-instruct; runs there also update the "
+                        "amd-epyc-avx512_bf16-smollm2-135m-instruct; runs there also update the "
                         "README's table of results by CPU family)")
     parser.add_argument("--quiet-wait", type=float, default=180,
                         help="wait up to this many seconds for the load average to settle "

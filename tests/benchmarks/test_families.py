@@ -23,7 +23,7 @@ def test_the_cpu_model_flags_and_family() -> None:
     assert families.cpu_model(EPYC) == "AMD EPYC 9554 64-Core Processor"
     assert families.isa_flags(EPYC) == ["avx2", "avx512f", "avx512_vnni", "avx512_bf16"]
     assert families.family(families.cpu_model(EPYC), families.isa_flags(EPYC)) == (
-        "amd-epyc-avx512")
+        "amd-epyc-avx512_bf16")
     assert families.isa_flags(XEON) == list(families.ISA_FLAGS)
     assert families.family(families.cpu_model(XEON), families.isa_flags(XEON)) == (
         "intel-xeon-amx")
@@ -59,7 +59,7 @@ def test_the_readme_table_is_rendered_from_the_committed_results() -> None:
 
 def test_rows_of_a_run_mark_untrusted_levels(tmp_path: Path) -> None:
     root = tmp_path / "serving"
-    source = families.RESULTS / "amd-epyc-avx512-smollm2-135m-instruct"
+    source = families.RESULTS / "amd-epyc-avx512_bf16-smollm2-135m-instruct"
     (root / source.name).mkdir(parents=True)
     shutil.copy(source / "serving.json", root / source.name / "serving.json")
     report = json.loads((root / source.name / "serving.json").read_text())
