@@ -1,22 +1,34 @@
 """The per-token tax of ovserve's engine process: CPU milliseconds per output token of the raw
 openvino-genai pipeline against ovserve's engine (issue 29, item 2).
 
-CPU time per token (user + system of every thread, from /proc) hardly depends on what else
-runs on the machine, where wall-clock tokens/s does; so this compares CPU, in interleaved
-rounds. Systems, each a closed loop of ``c`` streams, 128 tokens (ignore_eos), greedy,
-distinct prompts (benchmarks.loadgen.distinct_prompt), one warm-up request per level:
+CPU time per token (user + system of every thread, from /proc) moves much less with other
+load than wall-clock tokens/s does; so this compares CPU, in interleaved rounds, every system
+in a process of its own. Each level is a closed loop of ``c`` streams, 128 tokens (ignore_eos),
+greedy, distinct prompts (benchmarks.loadgen.distinct_prompt), after one warm-up request.
 
-- ``raw``: a ContinuousBatchingPipeline stepped in a process of its own (``--raw-worker``),
-  built as ovserve builds it (EngineConfig's scheduler and properties), requests added as
-  token ids, outputs read from the handles, no detokenization: the engine's floor.
-- ``engine``: ovserve's OpenVINOEngine driven through its Python API from this process (one
-  thread per stream, ``submit(prepare(...)).deltas()``). ``engine`` is the engine process,
-  ``server`` this process (tokenization, the receiver thread, the readers).
-- ``sse`` (``--server``): ``python -m ovserve`` serving only the LLM graph, streamed chat
-  completions from this process (aiohttp). ``server`` is the serving process, ``engine`` its
-  engine process; this process (the client) is not counted.
+- ``raw``: a ContinuousBatchingPipeline built as ovserve builds it (EngineConfig's scheduler
+  and properties), requests added as token ids, outputs read from the handles, no
+  detokenization: the floor. ``engine`` is that process; its loop's CPU outside ``step()``
+  is reported beside the ``loop`` system's.
+- ``engine``: ovserve's OpenVINOEngine driven through its Python API (one thread per stream,
+  ``submit(prepare(...)).deltas()``). ``engine`` is the engine process, ``server`` the
+  process driving it (tokenization, the receiver thread, the readers).
+- ``sse``: ``python -m ovserve`` serving only graphs/llm, streamed chat completions (aiohttp,
+  from this process, not counted). ``server`` is the serving process, ``engine`` its engine
+  process.
+- ``loop``: the engine process's own work, exactly: its ``main()`` with the pipeline and the
+  connection wrapped, fed ``Add`` messages on a socket pair from this process. It reports
+  the loop's CPU outside ``pipeline.step()`` per step, and where it goes (each part timed
+  with the thread's CPU clock, so other load hardly moves it): ``get_metrics``, the
+  detokenizer model, the request handles, the connection's ``send`` and ``recv``, and the
+  rest (Python, with pickling where it is not in ``send``, and the timing's own cost).
 
-    .venv/bin/python -m benchmarks.engine_tax [--server] [--rounds 3] [--json out.json]
+Each process's main thread is reported too (``engine_main``): what the engine's worker threads
+spin away shows as the difference. ``--at LABEL=DIR`` adds the engine and loop systems run on
+ovserve's code in DIR (e.g. a ``git worktree`` of an older commit), for before/after in one run.
+
+    .venv/bin/python -m benchmarks.engine_tax [--systems raw engine loop sse] [--rounds 5]
+        [--at before=/tmp/base] [--json out.json]
 """
 
 from __future__ import annotations
@@ -25,12 +37,15 @@ import argparse
 import asyncio
 import json
 import os
+import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable
+from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
@@ -39,9 +54,8 @@ from benchmarks.loadgen import distinct_prompt
 
 REPO = Path(__file__).resolve().parents[1]
 MODEL = REPO / "models" / "smollm2-135m-instruct"
+KINDS = ("raw", "engine", "loop", "sse")
 
-
-# -- the raw pipeline, in a process of its own ---------------------------------------------------
 
 def thread_seconds(pid: int, tid: int) -> float:
     """User + system CPU seconds of one thread (the main thread: ``tid`` == ``pid``)."""
@@ -52,9 +66,20 @@ def thread_seconds(pid: int, tid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def serve_commands(run: Callable[[int, int, int], dict[str, float]]) -> None:
+    """A worker's protocol: one JSON line per command on stdin (concurrency, requests,
+    tokens), one JSON line of results on stdout; a warm-up request before each."""
+    print(json.dumps({"ready": True}), flush=True)
+    for line in sys.stdin:
+        command = json.loads(line)
+        run(1, 1, 16)
+        result = run(command["concurrency"], command["requests"], command["tokens"])
+        print(json.dumps(result), flush=True)
+
+
+# -- raw: the pipeline alone ----------------------------------------------------------------
+
 def raw_worker(model: Path) -> None:
-    """Commands on stdin (one JSON line each: concurrency, requests, tokens), one JSON line of
-    results on stdout per command."""
     import numpy as np
     import openvino as ov
     import openvino_genai as ov_genai
@@ -67,21 +92,17 @@ def raw_worker(model: Path) -> None:
         str(model), scheduler_config(config), config.device, pipeline_properties(config))
     tokenizer = pipeline.get_tokenizer()
     eos = pipeline.get_config().eos_token_id
-
-    def prompt_ids() -> Any:
-        text = tokenizer.apply_chat_template([{"role": "user", "content": distinct_prompt()}],
-                                             add_generation_prompt=True)
-        ids = tokenizer.encode(text, add_special_tokens=False).input_ids.data
-        return ov.Tensor(np.array(ids, dtype=np.int64))
-
     ids = iter(range(1 << 30))
 
-    def run(concurrency: int, requests: int, tokens: int) -> tuple[int, float, float, float]:
-        prompts = [prompt_ids() for _ in range(requests)]
+    def run(concurrency: int, requests: int, tokens: int) -> dict[str, float]:
+        prompts = [ov.Tensor(np.array([prompt_ids(tokenizer)], dtype=np.int64))
+                   for _ in range(requests)]
         active: dict[int, Any] = {}
-        produced = 0
+        produced = steps = 0
+        in_step = 0.0  # this thread's CPU seconds in step()
         pid = os.getpid()
         cpu, main, wall = own_seconds(), thread_seconds(pid, pid), time.perf_counter()
+        loop = time.thread_time()
         while prompts or active:
             while prompts and len(active) < concurrency:
                 generation = ov_genai.GenerationConfig()
@@ -90,32 +111,248 @@ def raw_worker(model: Path) -> None:
                 generation.ignore_eos = True
                 request_id = next(ids)
                 active[request_id] = pipeline.add_request(request_id, prompts.pop(), generation)
+            started = time.thread_time()
             pipeline.step()
+            in_step += time.thread_time() - started
+            steps += 1
             for request_id, handle in list(active.items()):
                 if handle.can_read():
                     produced += sum(len(o.generated_ids) for o in handle.read().values())
                 if handle.get_status().name != "RUNNING":
                     del active[request_id]
-        return (produced, own_seconds() - cpu, thread_seconds(pid, pid) - main,
-                time.perf_counter() - wall)
+        return {"tokens": produced, "wall": time.perf_counter() - wall,
+                "engine": own_seconds() - cpu, "engine_main": thread_seconds(pid, pid) - main,
+                "loop": time.thread_time() - loop, "step": in_step, "steps": steps}
 
-    print(json.dumps({"ready": True}), flush=True)
-    for line in sys.stdin:
-        command = json.loads(line)
-        run(1, 1, 16)  # warm-up
-        tokens, cpu, main, wall = run(command["concurrency"], command["requests"],
-                                      command["tokens"])
-        print(json.dumps({"tokens": tokens, "engine": cpu, "engine_main": main, "wall": wall}),
-              flush=True)
+    serve_commands(run)
 
 
-class Raw:
-    name = "raw"
+def prompt_ids(tokenizer: Any) -> list[int]:
+    """A distinct chat prompt's token ids, as the server makes them."""
+    text = tokenizer.apply_chat_template([{"role": "user", "content": distinct_prompt()}],
+                                         add_generation_prompt=True)
+    ids: list[int] = tokenizer.encode(text, add_special_tokens=False).input_ids.data[0].tolist()
+    return ids
 
-    def __init__(self, model: Path) -> None:
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "benchmarks.engine_tax", "--raw-worker", "--model",
-             str(model)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, cwd=REPO)
+
+# -- engine: ovserve's engine through its Python API ------------------------------------------
+
+def engine_worker(model: Path) -> None:
+    from ovserve.engine import EngineConfig, SamplingParams
+    from ovserve.engine.client import OpenVINOEngine
+
+    engine = OpenVINOEngine(EngineConfig(model))
+
+    def one(tokens: int) -> int:
+        prepared = engine.prepare(distinct_prompt(), SamplingParams(
+            max_tokens=tokens, temperature=0, ignore_eos=True))
+        return sum(len(delta.token_ids) for delta in engine.submit(prepared).deltas())
+
+    def run(concurrency: int, requests: int, tokens: int) -> dict[str, float]:
+        remaining = iter(range(requests))
+        counts: list[int] = []
+
+        def stream() -> None:
+            while next(remaining, None) is not None:
+                counts.append(one(tokens))
+
+        pid = engine.pid
+        cpu, main, server = process_seconds(pid), thread_seconds(pid, pid), own_seconds()
+        wall = time.perf_counter()
+        threads = [threading.Thread(target=stream) for _ in range(concurrency)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        return {"tokens": sum(counts), "wall": time.perf_counter() - wall,
+                "engine": process_seconds(pid) - cpu,
+                "engine_main": thread_seconds(pid, pid) - main, "server": own_seconds() - server}
+
+    try:
+        serve_commands(run)
+    finally:
+        engine.close()
+
+
+# -- loop: the engine process's own work, timed part by part ------------------------------------
+
+#: the parts of the loop thread's CPU the loop system times
+PARTS = ("step", "get_metrics", "detokenizer", "handles", "send", "recv")
+
+
+class _Clock:
+    """CPU seconds of the calling thread spent in each part."""
+
+    def __init__(self) -> None:
+        self.parts = dict.fromkeys(PARTS, 0.0)
+        self.steps = 0
+
+    def wrap(self, part: str, function: Callable[..., Any]) -> Callable[..., Any]:
+        def timed(*args: Any, **kwargs: Any) -> Any:
+            started = time.thread_time()
+            try:
+                return function(*args, **kwargs)
+            finally:
+                self.parts[part] += time.thread_time() - started
+
+        return timed
+
+
+class _Timed:
+    """An object whose methods named in ``parts`` are timed (the rest pass through)."""
+
+    def __init__(self, target: Any, clock: _Clock, parts: dict[str, str],
+                 wrap_result: dict[str, Callable[[Any], Any]] | None = None) -> None:
+        self._target, self._clock, self._parts = target, clock, parts
+        self._wrap_result = wrap_result or {}
+
+    def __getattr__(self, name: str) -> Any:
+        value = getattr(self._target, name)
+        if name in self._parts:
+            value = self._clock.wrap(self._parts[name], value)
+        if name in self._wrap_result:
+            inner, wrap = value, self._wrap_result[name]
+            return lambda *a, **k: wrap(inner(*a, **k))
+        return value
+
+
+def loop_worker(model: Path, fd: int) -> None:
+    """The engine process's ``main()`` on connection ``fd``, with the pipeline and the
+    connection timed. Each line on stdin asks for the counters so far (a JSON line on stdout:
+    a thread that sleeps in a read meanwhile, so that nothing else runs in this process)."""
+    import logging
+    from multiprocessing.connection import Connection
+
+    import openvino_genai as ov_genai
+
+    from ovserve.engine import EngineConfig
+    from ovserve.engine import process as engine_process
+
+    clock = _Clock()
+    handle_parts = dict.fromkeys(("can_read", "read", "get_status", "cancel"), "handles")
+    built = ov_genai.ContinuousBatchingPipeline
+
+    def pipeline(*args: Any) -> Any:
+        real = built(*args)
+
+        def step() -> None:
+            clock.steps += 1
+            clock.wrap("step", real.step)()
+
+        timed = _Timed(real, clock, {"get_metrics": "get_metrics"}, {
+            "add_request": lambda handle: _Timed(handle, clock, handle_parts),
+            "get_tokenizer": lambda tokenizer: _Timed(tokenizer, clock,
+                                                      {"decode": "detokenizer"})})
+        timed.step = step  # type: ignore[attr-defined]
+        return timed
+
+    ov_genai.ContinuousBatchingPipeline = pipeline  # main() builds it
+
+    class TimedConnection(Connection):
+        def send(self, obj: Any) -> None:
+            clock.wrap("send", super().send)(obj)
+
+        def send_bytes(self, buf: Any, offset: int = 0, size: int | None = None) -> None:
+            clock.wrap("send", super().send_bytes)(buf, offset, size)
+
+        def recv(self) -> Any:
+            return clock.wrap("recv", super().recv)()
+
+    engine_clock = time.pthread_getcpuclockid(threading.get_ident())
+
+    def report() -> None:
+        for _ in sys.stdin:
+            print(json.dumps({"loop": time.clock_gettime(engine_clock), "steps": clock.steps,
+                              **clock.parts}), flush=True)
+
+    threading.Thread(target=report, daemon=True).start()
+    engine_process.main(EngineConfig(model), TimedConnection(fd), logging.WARNING)
+
+
+class Loop:
+    """Drives a ``loop`` worker as the server would: its messages on a socket pair."""
+
+    def __init__(self, model: Path, tree: Path, label: str = "") -> None:
+        import openvino_genai as ov_genai
+
+        from ovserve.engine.messages import Ready
+
+        self.name = "loop" + (f"@{label}" if label else "")
+        ours, theirs = socket.socketpair()
+        with theirs:
+            self.process = _start("loop", model, tree, "--fd", str(theirs.fileno()),
+                                  pass_fds=(theirs.fileno(),))
+        self.conn = Connection(ours.detach())
+        self.ready = self.conn.recv()
+        assert isinstance(self.ready, Ready), self.ready
+        self.tokenizer = ov_genai.Tokenizer(str(model))
+        self.ids = iter(range(1 << 30))
+
+    def _counters(self) -> dict[str, float]:
+        assert self.process.stdin is not None and self.process.stdout is not None
+        self.process.stdin.write("\n")
+        self.process.stdin.flush()
+        return dict(json.loads(self.process.stdout.readline()))
+
+    def _level(self, concurrency: int, requests: int, tokens: int) -> tuple[int, float]:
+        from ovserve.engine.messages import Add, Step
+
+        fields = {"max_new_tokens": tokens, "eos_token_id": self.ready.eos_token_id,
+                  "stop_token_ids": set(self.ready.stop_token_ids), "ignore_eos": True,
+                  "min_new_tokens": 0, "do_sample": False, "temperature": 1.0}
+        prompts = [prompt_ids(self.tokenizer) for _ in range(requests)]
+        active: set[int] = set()
+        produced = 0
+        wall = time.perf_counter()
+        while prompts or active:
+            while prompts and len(active) < concurrency:
+                request_id = next(self.ids)
+                self.conn.send(Add(request_id, prompts.pop(), dict(fields)))
+                active.add(request_id)
+            message = self.conn.recv()
+            assert isinstance(message, Step)
+            for output in message.outputs:
+                produced += len(output.token_ids)
+                if output.done:
+                    active.discard(output.request_id)
+        return produced, time.perf_counter() - wall
+
+    def run(self, concurrency: int, requests: int, tokens: int) -> dict[str, float]:
+        self._level(1, 1, 16)  # warm-up
+        before = self._counters()
+        produced, wall = self._level(concurrency, requests, tokens)
+        after = self._counters()
+        return {"tokens": produced, "wall": wall,
+                **{key: after[key] - before[key] for key in after}}
+
+    def close(self) -> None:
+        from ovserve.engine.messages import Close
+
+        self.conn.send(Close())
+        assert self.process.stdin is not None
+        self.process.stdin.close()
+        self.process.wait()
+
+
+# -- the systems, each in a process of its own ----------------------------------------------
+
+def _start(kind: str, model: Path, tree: Path, *extra: str,
+           pass_fds: tuple[int, ...] = ()) -> subprocess.Popen[str]:
+    """A worker process on ovserve's code in ``tree`` (run as a file: its own folder first on
+    sys.path, then the tree)."""
+    return subprocess.Popen(
+        [sys.executable, str(Path(__file__).resolve()), "--worker", kind, "--model", str(model),
+         *extra], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, pass_fds=pass_fds,
+        env={**os.environ, "PYTHONPATH": os.pathsep.join(
+            p for p in (str(tree), str(REPO), os.environ.get("PYTHONPATH")) if p)})
+
+
+class Worker:
+    """A ``raw`` or ``engine`` worker on ovserve's code in ``tree``."""
+
+    def __init__(self, kind: str, model: Path, tree: Path, label: str = "") -> None:
+        self.name = kind + (f"@{label}" if label else "")
+        self.process = _start(kind, model, tree)
         assert self.process.stdout is not None
         json.loads(self.process.stdout.readline())
 
@@ -132,63 +369,12 @@ class Raw:
         self.process.wait()
 
 
-# -- ovserve's engine through its Python API -------------------------------------------------------
-
-class Engine:
-    name = "engine"
-
-    def __init__(self, model: Path) -> None:
-        from ovserve.engine import EngineConfig
-        from ovserve.engine.client import OpenVINOEngine
-
-        self.engine = OpenVINOEngine(EngineConfig(model))
-
-    @property
-    def pid(self) -> int:
-        return self.engine.pid
-
-    def _one(self, tokens: int) -> int:
-        from ovserve.engine import SamplingParams
-
-        prepared = self.engine.prepare(distinct_prompt(), SamplingParams(
-            max_tokens=tokens, temperature=0, ignore_eos=True))
-        produced = 0
-        for delta in self.engine.submit(prepared).deltas():
-            produced += len(delta.token_ids)
-        return produced
-
-    def run(self, concurrency: int, requests: int, tokens: int) -> dict[str, float]:
-        self._one(16)  # warm-up
-        remaining = iter(range(requests))
-        counts: list[int] = []
-
-        def stream() -> None:
-            while next(remaining, None) is not None:
-                counts.append(self._one(tokens))
-
-        pid = self.pid
-        engine, main, server = process_seconds(pid), thread_seconds(pid, pid), own_seconds()
-        wall = time.perf_counter()
-        threads = [threading.Thread(target=stream) for _ in range(concurrency)]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join()
-        return {"tokens": sum(counts), "wall": time.perf_counter() - wall,
-                "engine": process_seconds(pid) - engine,
-                "engine_main": thread_seconds(pid, pid) - main, "server": own_seconds() - server}
-
-    def close(self) -> None:
-        self.engine.close()
-
-
-# -- ovserve's server over SSE ------------------------------------------------------------------
-
 class Server:
+    """``python -m ovserve`` serving graphs/llm (the built-in model) alone, over SSE."""
+
     name = "sse"
 
     def __init__(self, logs: Path) -> None:
-        """Serves graphs/llm (the built-in model) alone."""
         from benchmarks.servers import start_ovserve
 
         logs.mkdir(parents=True, exist_ok=True)
@@ -234,37 +420,46 @@ class Server:
         self.server.stop()
 
 
-# -- rounds and the report ---------------------------------------------------------------------
+# -- rounds and the report ----------------------------------------------------------------
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", type=Path, default=MODEL)
+    parser.add_argument("--systems", nargs="+", default=["raw", "engine", "loop"],
+                        choices=KINDS)
+    parser.add_argument("--at", nargs="*", default=[], metavar="LABEL=DIR",
+                        help="also the engine and loop systems on ovserve's code in DIR")
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 8])
     parser.add_argument("--requests", type=int, default=0,
                         help="per level (default: 3 x concurrency, at least 4)")
     parser.add_argument("--tokens", type=int, default=128)
-    parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--server", action="store_true", help="also ovserve's SSE server")
-    parser.add_argument("--systems", nargs="+", default=["raw", "engine"],
-                        choices=["raw", "engine"])
+    parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--json", type=Path, help="write every round's numbers here")
-    parser.add_argument("--raw-worker", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--worker", choices=KINDS[:3], help=argparse.SUPPRESS)
+    parser.add_argument("--fd", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
-    if args.raw_worker:
-        raw_worker(args.model)
+    if args.worker == "loop":
+        loop_worker(args.model, args.fd)
         return
-    systems: list[Any] = []
-    if "raw" in args.systems:
-        systems.append(Raw(args.model))
-    if "engine" in args.systems:
-        systems.append(Engine(args.model))
-    if args.server:
-        if args.model.resolve() != MODEL.resolve():
-            raise SystemExit("--server serves graphs/llm, which is the built-in model")
-        systems.append(Server(Path(tempfile.mkdtemp(prefix="engine-tax-"))))
-    rows: list[dict[str, Any]] = []
+    if args.worker:
+        {"raw": raw_worker, "engine": engine_worker}[args.worker](args.model)
+        return
+    if "sse" in args.systems and args.model.resolve() != MODEL.resolve():
+        raise SystemExit("the sse system serves graphs/llm, which is the built-in model")
+    trees = [("", REPO)] + [(label, Path(tree)) for label, _, tree in
+                            (a.partition("=") for a in args.at)]
+    systems: list[Worker | Loop | Server] = []
     try:
+        for kind in args.systems:
+            if kind == "sse":
+                systems.append(Server(Path(tempfile.mkdtemp(prefix="engine-tax-"))))
+            for label, tree in trees if kind != "sse" else []:
+                if kind == "raw" and label:
+                    continue
+                systems.append(Loop(args.model, tree, label) if kind == "loop"
+                               else Worker(kind, args.model, tree, label))
+        rows: list[dict[str, Any]] = []
         for round_ in range(args.rounds):
             for concurrency in args.concurrency:
                 requests = args.requests or max(4, 3 * concurrency)
@@ -284,29 +479,51 @@ def main() -> None:
 
 def _line(row: dict[str, Any]) -> str:
     tokens = row["tokens"]
-    parts = [f"{role} {row[role] * 1e3 / tokens:.2f}"
-             for role in ("engine", "engine_main", "server") if role in row]
-    return (f"round {row['round']} c={row['c']} {row['system']:>6}: {tokens} tokens, "
+    parts = [f"{role} {row[role] * 1e3 / tokens:.3f}"
+             for role in ("engine", "engine_main", "server", "loop") if role in row]
+    if "steps" in row:
+        parts.append(f"outside step() {_outside(row) * 1e3 / row['steps']:.3f} ms/step")
+    return (f"round {row['round']} c={row['c']} {row['system']:>12}: {tokens} tokens, "
             f"{tokens / row['wall']:.0f} tok/s, CPU ms/token " + ", ".join(parts))
 
 
+def _outside(row: dict[str, Any]) -> float:
+    return float(row["loop"] - row["step"])
+
+
 def report(rows: list[dict[str, Any]]) -> str:
-    """Per system and level: the median over rounds of CPU ms per output token per process,
-    and tokens/s (wall clock: noisy on a shared machine)."""
-    lines = ["| system | c | engine CPU ms/tok (x raw) | its main thread | server CPU ms/tok | "
-             "tok/s |", "|---|---|---|---|---|---|"]
-    keys = sorted({(r["c"], r["system"]) for r in rows})
+    """Medians over the rounds, per system and level."""
+    lines = ["CPU ms per output token (median of the rounds; x raw: of the raw pipeline's):",
+             "",
+             "| system | c | engine process (x raw) | its main thread | server | tok/s |",
+             "|---|---|---|---|---|---|"]
+    keys = sorted({(r["c"], r["system"]) for r in rows if "engine" in r})
     for concurrency, system in keys:
         mine = [r for r in rows if r["c"] == concurrency and r["system"] == system]
-
-        speed = statistics.median(r["tokens"] / r["wall"] for r in mine)
         engine = _median(mine, "engine")
         raw = _median([r for r in rows if r["c"] == concurrency and r["system"] == "raw"],
                       "engine")
-        ratio = f" ({engine / raw:.2f})" if engine and raw else ""
+        ratio = f" ({engine / raw:.3f})" if engine and raw else ""
+        speed = statistics.median(r["tokens"] / r["wall"] for r in mine)
         lines.append(f"| {system} | {concurrency} | {_show(engine)}{ratio} | "
                      f"{_show(_median(mine, 'engine_main'))} | "
                      f"{_show(_median(mine, 'server'))} | {speed:.0f} |")
+    loops = sorted({(r["c"], r["system"]) for r in rows if "steps" in r})
+    if loops:
+        lines += ["", "The engine loop's thread: CPU ms per step outside pipeline.step(), and "
+                  "its parts (median of the rounds):", "",
+                  "| system | c | step() | outside | " + " | ".join(PARTS[1:]) + " | rest |",
+                  "|---|---|---|---|" + "---|" * len(PARTS)]
+        for concurrency, system in loops:
+            mine = [r for r in rows if r["c"] == concurrency and r["system"] == system]
+
+            columns = [[float(r["step"]), _outside(r), *(float(r.get(p, 0)) for p in PARTS[1:]),
+                        _outside(r) - sum(r.get(p, 0) for p in PARTS[1:])] for r in mine]
+            medians = [statistics.median(c[k] * 1e3 / r["steps"] for c, r in
+                                         zip(columns, mine, strict=True))
+                       for k in range(len(columns[0]))]
+            lines.append(f"| {system} | {concurrency} | "
+                         + " | ".join(f"{m:.3f}" for m in medians) + " |")
     return "\n".join(lines)
 
 
