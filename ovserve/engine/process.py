@@ -8,8 +8,10 @@ spawn would re-run the server's main script); the server talks to it over a sock
 the typed messages of ``engine.messages``.
 
 One ``Step`` message carries every request's new text after a step: tokens are detokenized
-here, incrementally (a short window per request, all requests in one detokenizer call per
-step). The loop blocks while idle and exits when the server closes the pipe or goes away.
+here, incrementally (a short window per request), by joining the tokens' bytes when the
+model's detokenizer does no more than that (``engine.detokenizer``), else in one detokenizer
+call per step. The loop blocks while idle and exits when the server closes the pipe or goes
+away.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from ovserve.engine import determinism
+from ovserve.engine.detokenizer import ByteVocab, agrees
 from ovserve.engine.lora_graph import build_model_dir
 from ovserve.engine.messages import Abort, Add, Close, LoadFailed, Output, Ready, Start, Step
 from ovserve.engine.pipelines import error_reason
@@ -170,10 +173,13 @@ class _Slot:
 class EngineLoop:
     """Owns the pipeline; turns server messages into requests and steps into updates."""
 
-    def __init__(self, pipeline: Any, conn: Connection, vocab: int = 0) -> None:
+    def __init__(self, pipeline: Any, conn: Connection, vocab: int = 0,
+                 byte_vocab: ByteVocab | None = None) -> None:
         self.pipeline = pipeline
         self.vocab = vocab  # with LoRA slots: token ids come offset by slot * vocab
         self.tokenizer = pipeline.get_tokenizer()
+        #: the detokenizer as a table of the tokens' bytes (None: the detokenizer decodes)
+        self.byte_vocab = byte_vocab
         self.conn = conn
         self.active: dict[int, _Slot] = {}
         self.released = True  # False: requests were cancelled and no step has freed them
@@ -291,8 +297,12 @@ class EngineLoop:
         return tuple(new)
 
     def _collect(self) -> list[Output]:
-        """Read new tokens of every request, then detokenize all of them in one call."""
-        changed: list[tuple[int, _Slot, str | None, bool]] = []
+        """Read every request's new tokens and make their new text: by the byte table where
+        the new tokens are whole UTF-8 characters, else from windows of tokens decoded by
+        the detokenizer (all requests' in one call)."""
+        changed: list[tuple[int, _Slot, str | None, bool, str | None]] = []
+        byte_vocab, vocab = self.byte_vocab, self.vocab
+        windowed = False
         for request_id, slot in list(self.active.items()):
             handle = slot.handle
             finish: str | None = None
@@ -308,45 +318,76 @@ class EngineLoop:
                 del self.active[request_id]
                 if finish is None:
                     finish = "stop" if status in ("FINISHED", "STOP") else "abort"
-            if done or len(slot.token_ids) > slot.read_offset:
-                changed.append((request_id, slot, finish, done))
-        if not changed:
-            return []
-        windows: list[list[int]] = []
-        special: set[int] = set()  # the windows to detokenize with their special tokens
-        for n, (_, slot, _, done) in enumerate(changed):
-            end = len(slot.token_ids)
-            if slot.keep_special is not None:
-                special |= {2 * n, 2 * n + 1}
-                if done and end and slot.token_ids[-1] in slot.keep_special:
-                    end -= 1  # the stop token that ended the text is not part of it
-            windows.append(slot.token_ids[slot.prefix_offset:min(slot.read_offset, end)])
-            windows.append(slot.token_ids[slot.prefix_offset:end])
-        plain = [k for k in range(len(windows)) if k not in special]
-        texts = [""] * len(windows)
-        if plain:  # one detokenizer inference per step
-            for k, text in zip(plain, self.tokenizer.decode([windows[k] for k in plain]),
-                               strict=True):
-                texts[k] = text
-        for k in special:  # one by one: a batch pads shorter windows with a special token
-            texts[k] = self.tokenizer.decode(windows[k], skip_special_tokens=False)
+            elif len(slot.token_ids) <= slot.read_offset:
+                continue
+            delta = None
+            if byte_vocab is not None:
+                # the tokens past those sent as text: alone, when they are whole characters,
+                # they make the text the windows below would (see _delta)
+                new = slot.token_ids[slot.read_offset:_end(slot, done)]
+                text = byte_vocab.decode([t % vocab for t in new] if vocab else new,
+                                         slot.keep_special is None)
+                if text is not None:
+                    delta = text if done or not text.endswith("\ufffd") else ""
+            windowed = windowed or delta is None
+            changed.append((request_id, slot, finish, done, delta))
+        if windowed:
+            changed = self._windowed(changed)
         updates: list[Output] = []
-        for n, (request_id, slot, finish, done) in enumerate(changed):
-            prefix_text, full_text = texts[2 * n], texts[2 * n + 1]
-            delta = ""
-            # hold text back while it ends in an incomplete UTF-8 sequence
-            if len(full_text) > len(prefix_text) and (done or not full_text.endswith("\ufffd")):
-                delta = full_text[len(prefix_text):]
+        for request_id, slot, finish, done, delta in changed:
+            if delta:
                 slot.prefix_offset = slot.read_offset
                 slot.read_offset = len(slot.token_ids)
             if delta or done:
                 logprobs = slot.logprobs[slot.sent:len(slot.token_ids)]
                 new_ids, slot.sent = slot.token_ids[slot.sent:], len(slot.token_ids)
-                if self.vocab:
-                    new_ids = [t % self.vocab for t in new_ids]
-                updates.append(Output(request_id, delta, new_ids, finish if done else None, done,
-                                      logprobs=logprobs))
+                if vocab:
+                    new_ids = [t % vocab for t in new_ids]
+                updates.append(Output(request_id, delta or "", new_ids,
+                                      finish if done else None, done, logprobs=logprobs))
         return updates
+
+    def _windowed(self, changed: list[tuple[int, _Slot, str | None, bool, str | None]]
+                  ) -> list[tuple[int, _Slot, str | None, bool, str | None]]:
+        """The new text of the requests without one yet (delta None), as vLLM makes it: the
+        text of the tokens from ``prefix_offset``, less that of those up to ``read_offset``
+        (sent already), held back while it ends in an incomplete UTF-8 sequence."""
+        todo = [n for n, entry in enumerate(changed) if entry[4] is None]
+        windows: list[list[int]] = []
+        special: set[int] = set()  # the windows to detokenize with their special tokens
+        for k, n in enumerate(todo):
+            _, slot, _, done, _ = changed[n]
+            end = _end(slot, done)
+            if slot.keep_special is not None:
+                special |= {2 * k, 2 * k + 1}
+            windows.append(slot.token_ids[slot.prefix_offset:min(slot.read_offset, end)])
+            windows.append(slot.token_ids[slot.prefix_offset:end])
+        texts = [""] * len(windows)
+        plain = [k for k in range(len(windows)) if k not in special]
+        if plain:  # one detokenizer inference
+            for k, text in zip(plain, self.tokenizer.decode([windows[k] for k in plain]),
+                               strict=True):
+                texts[k] = text
+        for k in special:  # one by one: a batch pads shorter windows with a special token
+            texts[k] = self.tokenizer.decode(windows[k], skip_special_tokens=False)
+        result = list(changed)
+        for k, n in enumerate(todo):
+            request_id, slot, finish, done, _ = changed[n]
+            prefix_text, full_text = texts[2 * k], texts[2 * k + 1]
+            delta = ""
+            if len(full_text) > len(prefix_text) and (done or not full_text.endswith("\ufffd")):
+                delta = full_text[len(prefix_text):]
+            result[n] = (request_id, slot, finish, done, delta)
+        return result
+
+
+def _end(slot: _Slot, done: bool) -> int:
+    """Where a request's text ends in its tokens: the stop token that ended a text with its
+    special tokens is not part of it."""
+    end = len(slot.token_ids)
+    if done and end and slot.keep_special is not None and slot.token_ids[-1] in slot.keep_special:
+        end -= 1
+    return end
 
 
 def _int64_array(rows: list[list[int]]) -> Any:
@@ -386,8 +427,21 @@ def main(config: Any, conn: Connection, log_level: int,
                              f"{error_reason(exc)}"))
         return
     slots = {name: k + 1 for k, (name, _) in enumerate(adapters or [])}
+    byte_vocab = _byte_vocab(config.models_path, pipeline)
     conn.send(Ready(defaults.eos_token_id, sorted(defaults.stop_token_ids), vocab, slots))
-    EngineLoop(pipeline, conn, vocab).run()
+    EngineLoop(pipeline, conn, vocab, byte_vocab).run()
+
+
+def _byte_vocab(models_path: Path, pipeline: Any) -> ByteVocab | None:
+    """The byte table of the (base) model's detokenizer, if it has one that decodes as the
+    pipeline's detokenizer does (with LoRA slots that one is widened: ids mod the base
+    vocabulary, which the loop applies itself)."""
+    byte_vocab = ByteVocab.load(models_path)
+    if byte_vocab is not None and not agrees(byte_vocab, pipeline.get_tokenizer()):
+        return None
+    log.debug("engine: detokenizing %s", "by its byte table" if byte_vocab is not None
+              else "with its detokenizer model")
+    return byte_vocab
 
 
 def run_from_fd(fd: int) -> None:
