@@ -12,11 +12,18 @@ here, incrementally (a short window per request), by joining the tokens' bytes w
 model's detokenizer does no more than that (``engine.detokenizer``), else in one detokenizer
 call per step. The loop blocks while idle and exits when the server closes the pipe or goes
 away.
+
+Every step costs this process what the pipeline's step costs plus what this loop does around
+it, and while the loop runs Python the pipeline's worker threads spin waiting for the next
+step: so per step it asks the pipeline for its metrics once, detokenizes without an inference
+where it can and polls the pipe with one system call (``benchmarks/engine_tax.py``).
 """
 
 from __future__ import annotations
 
 import logging
+import pickle
+import select
 import signal
 import time
 from dataclasses import dataclass, field
@@ -190,10 +197,13 @@ class EngineLoop:
         self.broken = False
 
     def run(self) -> None:
+        # one poll(2) per step (Connection.poll builds a selector each time)
+        pending = select.poll()
+        pending.register(self.conn.fileno(), select.POLLIN)
         while True:
             try:
                 messages = [self.conn.recv()] if not self.active else []
-                while self.conn.poll():
+                while pending.poll(0):  # a message, or the server gone (recv raises)
                     messages.append(self.conn.recv())
             except (EOFError, OSError):
                 log.info("engine: the server closed the connection; exiting")
@@ -209,14 +219,20 @@ class EngineLoop:
                 self._handle(message, updates)
             started = ended = time.monotonic()
             scheduled: tuple[int, ...] = ()
+            cache_usage: float | None = None
             if self.active:
-                stepped, scheduled = self._step()
+                stepped, scheduled, cache_usage = self._step()
                 updates += stepped
                 ended = time.monotonic()
             elif not self.released:
                 self._release()
             if updates or scheduled:
-                self.conn.send(Step(updates, self._cache_usage(), started, ended, scheduled))
+                if cache_usage is None:
+                    cache_usage = self._metrics()[0]
+                # pickle's own C pickler: Connection.send builds a ForkingPickler per call
+                self.conn.send_bytes(pickle.dumps(
+                    Step(updates, cache_usage, started, ended, scheduled),
+                    pickle.HIGHEST_PROTOCOL))
             if self.broken:
                 log.error("engine: a generation step failed; exiting so that the server "
                           "starts a new engine process (the pipeline may not run again)")
@@ -257,15 +273,18 @@ class EngineLoop:
         except Exception:
             log.exception("engine: freeing cancelled requests failed")
 
-    def _cache_usage(self) -> float:
-        """The fraction of KV-cache blocks in use (openvino-genai reports a percentage)."""
+    def _metrics(self) -> tuple[float, int | None]:
+        """The fraction of KV-cache blocks in use (openvino-genai reports a percentage) and
+        how many requests the last step scheduled (None: unknown)."""
         try:
-            return float(self.pipeline.get_metrics().cache_usage) / 100
+            metrics = self.pipeline.get_metrics()
+            return float(metrics.cache_usage) / 100, int(metrics.scheduled_requests)
         except Exception:
-            return 0.0
+            return 0.0, None
 
-    def _step(self) -> tuple[list[Output], tuple[int, ...]]:
-        """One pipeline step: the outputs, and the requests it scheduled for the first time."""
+    def _step(self) -> tuple[list[Output], tuple[int, ...], float]:
+        """One pipeline step: the outputs, the requests it scheduled for the first time, and
+        the fraction of the KV cache in use after it."""
         try:
             self.pipeline.step()
         except Exception as exc:  # fail every running request rather than the engine
@@ -277,20 +296,20 @@ class EngineLoop:
                 slot.handle.cancel()
             self.active.clear()
             self.broken = True
-            return failed, ()
-        scheduled = self._newly_scheduled()
-        return self._collect(), scheduled
+            return failed, (), self._metrics()[0]
+        cache_usage, count = self._metrics()
+        scheduled = self._newly_scheduled(len(self.active) if count is None else count)
+        return self._collect(), scheduled, cache_usage
 
-    def _newly_scheduled(self) -> tuple[int, ...]:
-        """The requests this step scheduled for the first time. openvino-genai reports how
-        many requests the step scheduled (``PipelineMetrics.scheduled_requests``), not which:
-        requests already scheduled stay in the batch, and waiting ones are taken in the order
-        they came, so the new ones are the first waiting ones up to that count."""
-        try:
-            count = int(self.pipeline.get_metrics().scheduled_requests)
-        except Exception:
-            count = len(self.active)
+    def _newly_scheduled(self, count: int) -> tuple[int, ...]:
+        """The requests this step scheduled for the first time, of ``count`` it scheduled.
+        openvino-genai reports how many requests the step scheduled
+        (``PipelineMetrics.scheduled_requests``), not which: requests already scheduled stay
+        in the batch, and waiting ones are taken in the order they came, so the new ones are
+        the first waiting ones up to that count."""
         waiting = [request_id for request_id, slot in self.active.items() if not slot.scheduled]
+        if not waiting:
+            return ()
         new = waiting[:max(count - (len(self.active) - len(waiting)), 0)]
         for request_id in new:
             self.active[request_id].scheduled = True

@@ -102,9 +102,9 @@ def test_the_newly_scheduled_are_the_first_waiting_up_to_the_count() -> None:
     for request_id in range(5):
         loop.active[request_id] = _Slot(handle=None)
     pipeline.scheduled = 2  # the first step takes 2 of the 5
-    assert loop._newly_scheduled() == (0, 1)
-    assert loop._newly_scheduled() == ()  # the same 2 again: nothing new
+    assert loop._newly_scheduled(pipeline.scheduled) == (0, 1)
+    assert loop._newly_scheduled(pipeline.scheduled) == ()  # the same 2 again: nothing new
     del loop.active[0]  # one finished: the next step takes the next one in
-    assert loop._newly_scheduled() == (2,)
+    assert loop._newly_scheduled(pipeline.scheduled) == (2,)
     pipeline.scheduled = 4  # room for all
-    assert loop._newly_scheduled() == (3, 4)
+    assert loop._newly_scheduled(pipeline.scheduled) == (3, 4)
