@@ -12,7 +12,8 @@ greedy, distinct prompts (benchmarks.loadgen.distinct_prompt), after one warm-up
   is reported beside the ``loop`` system's.
 - ``engine``: ovserve's OpenVINOEngine driven through its Python API (one thread per stream,
   ``submit(prepare(...)).deltas()``). ``engine`` is the engine process, ``server`` the
-  process driving it (tokenization, the receiver thread, the readers).
+  process driving it (tokenization, the receiver thread, the readers), ``receiver`` its
+  receiver thread alone.
 - ``sse``: ``python -m ovserve`` serving only graphs/llm, streamed chat completions (aiohttp,
   from this process, not counted). ``server`` is the serving process, ``engine`` its engine
   process.
@@ -24,8 +25,12 @@ greedy, distinct prompts (benchmarks.loadgen.distinct_prompt), after one warm-up
   rest (Python, with pickling where it is not in ``send``, and the timing's own cost).
 
 Each process's main thread is reported too (``engine_main``): what the engine's worker threads
-spin away shows as the difference. ``--at LABEL=DIR`` adds the engine and loop systems run on
-ovserve's code in DIR (e.g. a ``git worktree`` of an older commit), for before/after in one run.
+spin away shows as the difference. How precise: on a 2-core machine the pipeline's own step()
+moved 10-15% between rounds (quiet machine, 2026-12-07), so process-level differences of a few
+percent are noise even as medians of 8 rounds; the loop system's parts are steady to a few
+microseconds per step. ``--at LABEL=DIR`` adds the engine, loop and sse systems run
+on ovserve's code in DIR (e.g. a ``git worktree`` of an older commit, its ``models`` a link to
+this one's), for before/after in one run.
 
     .venv/bin/python -m benchmarks.engine_tax [--systems raw engine loop sse] [--rounds 5]
         [--at before=/tmp/base] [--json out.json]
@@ -158,6 +163,7 @@ def engine_worker(model: Path) -> None:
 
         pid = engine.pid
         cpu, main, server = process_seconds(pid), thread_seconds(pid, pid), own_seconds()
+        receiver = receiver_seconds()
         wall = time.perf_counter()
         threads = [threading.Thread(target=stream) for _ in range(concurrency)]
         for thread in threads:
@@ -166,7 +172,13 @@ def engine_worker(model: Path) -> None:
             thread.join()
         return {"tokens": sum(counts), "wall": time.perf_counter() - wall,
                 "engine": process_seconds(pid) - cpu,
-                "engine_main": thread_seconds(pid, pid) - main, "server": own_seconds() - server}
+                "engine_main": thread_seconds(pid, pid) - main, "server": own_seconds() - server,
+                "receiver": receiver_seconds() - receiver}
+
+    def receiver_seconds() -> float:
+        """CPU seconds of the engine's receiver thread (``engine-<model>``)."""
+        return sum(time.clock_gettime(time.pthread_getcpuclockid(t.ident))
+                   for t in threading.enumerate() if t.name.startswith("engine-") and t.ident)
 
     try:
         serve_commands(run)
@@ -339,11 +351,12 @@ class Loop:
 def _start(kind: str, model: Path, tree: Path, *extra: str,
            pass_fds: tuple[int, ...] = ()) -> subprocess.Popen[str]:
     """A worker process on ovserve's code in ``tree`` (run as a file: its own folder first on
-    sys.path, then the tree)."""
+    sys.path, then the tree; in the tree, where the engine process it starts with ``python
+    -m`` looks first)."""
     return subprocess.Popen(
         [sys.executable, str(Path(__file__).resolve()), "--worker", kind, "--model", str(model),
          *extra], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, pass_fds=pass_fds,
-        env={**os.environ, "PYTHONPATH": os.pathsep.join(
+        cwd=tree, env={**os.environ, "PYTHONPATH": os.pathsep.join(
             p for p in (str(tree), str(REPO), os.environ.get("PYTHONPATH")) if p)})
 
 
@@ -370,18 +383,26 @@ class Worker:
 
 
 class Server:
-    """``python -m ovserve`` serving graphs/llm (the built-in model) alone, over SSE."""
+    """``python -m ovserve`` on ovserve's code in ``tree``, serving its graphs/llm (the
+    built-in model) alone, over SSE."""
 
-    name = "sse"
+    def __init__(self, logs: Path, tree: Path, label: str = "") -> None:
+        from benchmarks.servers import Process, free_port
 
-    def __init__(self, logs: Path) -> None:
-        from benchmarks.servers import start_ovserve
-
+        self.name = "sse" + (f"@{label}" if label else "")
         logs.mkdir(parents=True, exist_ok=True)
         config = logs / "config.json"
         config.write_text(json.dumps({"model_config_list": [], "mediapipe_config_list": [
-            {"name": MODEL.name, "base_path": str(REPO / "graphs" / "llm")}]}))
-        self.server = start_ovserve("ovserve", config, logs / "ovserve.log", {})
+            {"name": MODEL.name, "base_path": str(tree / "graphs" / "llm")}]}))
+        grpc_port, rest_port = free_port(), free_port()
+        log = logs / "ovserve.log"
+        with log.open("wb") as out:  # run in the tree: python -m puts it first on sys.path
+            process = subprocess.Popen(
+                [sys.executable, "-m", "ovserve", "--config_path", str(config), "--port",
+                 str(grpc_port), "--rest_port", str(rest_port), "--host", "127.0.0.1"],
+                stdout=out, stderr=subprocess.STDOUT, cwd=tree)
+        self.server = Process(self.name, process, log, rest_port, grpc_port).wait_ready(
+            "/v2/health/ready")
 
     def run(self, concurrency: int, requests: int, tokens: int) -> dict[str, float]:
         return asyncio.run(self._run(concurrency, requests, tokens))
@@ -429,7 +450,8 @@ def main() -> None:
     parser.add_argument("--systems", nargs="+", default=["raw", "engine", "loop"],
                         choices=KINDS)
     parser.add_argument("--at", nargs="*", default=[], metavar="LABEL=DIR",
-                        help="also the engine and loop systems on ovserve's code in DIR")
+                        help="also the engine, loop and sse systems on ovserve's code in DIR "
+                             "(with the built-in model in DIR/models)")
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 8])
     parser.add_argument("--requests", type=int, default=0,
                         help="per level (default: 3 x concurrency, at least 4)")
@@ -439,6 +461,7 @@ def main() -> None:
     parser.add_argument("--worker", choices=KINDS[:3], help=argparse.SUPPRESS)
     parser.add_argument("--fd", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    args.model = args.model.resolve()  # workers run in their tree
     if args.worker == "loop":
         loop_worker(args.model, args.fd)
         return
@@ -452,13 +475,15 @@ def main() -> None:
     systems: list[Worker | Loop | Server] = []
     try:
         for kind in args.systems:
-            if kind == "sse":
-                systems.append(Server(Path(tempfile.mkdtemp(prefix="engine-tax-"))))
-            for label, tree in trees if kind != "sse" else []:
+            for label, tree in trees:
                 if kind == "raw" and label:
                     continue
-                systems.append(Loop(args.model, tree, label) if kind == "loop"
-                               else Worker(kind, args.model, tree, label))
+                if kind == "sse":
+                    systems.append(Server(Path(tempfile.mkdtemp(prefix="engine-tax-")), tree,
+                                          label))
+                else:
+                    systems.append(Loop(args.model, tree, label) if kind == "loop"
+                                   else Worker(kind, args.model, tree, label))
         rows: list[dict[str, Any]] = []
         for round_ in range(args.rounds):
             for concurrency in args.concurrency:
@@ -480,7 +505,7 @@ def main() -> None:
 def _line(row: dict[str, Any]) -> str:
     tokens = row["tokens"]
     parts = [f"{role} {row[role] * 1e3 / tokens:.3f}"
-             for role in ("engine", "engine_main", "server", "loop") if role in row]
+             for role in ("engine", "engine_main", "server", "receiver", "loop") if role in row]
     if "steps" in row:
         parts.append(f"outside step() {_outside(row) * 1e3 / row['steps']:.3f} ms/step")
     return (f"round {row['round']} c={row['c']} {row['system']:>12}: {tokens} tokens, "
@@ -495,8 +520,8 @@ def report(rows: list[dict[str, Any]]) -> str:
     """Medians over the rounds, per system and level."""
     lines = ["CPU ms per output token (median of the rounds; x raw: of the raw pipeline's):",
              "",
-             "| system | c | engine process (x raw) | its main thread | server | tok/s |",
-             "|---|---|---|---|---|---|"]
+             "| system | c | engine process (x raw) | its main thread | server | its receiver "
+             "thread | tok/s |", "|---|---|---|---|---|---|---|"]
     keys = sorted({(r["c"], r["system"]) for r in rows if "engine" in r})
     for concurrency, system in keys:
         mine = [r for r in rows if r["c"] == concurrency and r["system"] == system]
@@ -507,7 +532,8 @@ def report(rows: list[dict[str, Any]]) -> str:
         speed = statistics.median(r["tokens"] / r["wall"] for r in mine)
         lines.append(f"| {system} | {concurrency} | {_show(engine)}{ratio} | "
                      f"{_show(_median(mine, 'engine_main'))} | "
-                     f"{_show(_median(mine, 'server'))} | {speed:.0f} |")
+                     f"{_show(_median(mine, 'server'))} | {_show(_median(mine, 'receiver'))} | "
+                     f"{speed:.0f} |")
     loops = sorted({(r["c"], r["system"]) for r in rows if "steps" in r})
     if loops:
         lines += ["", "The engine loop's thread: CPU ms per step outside pipeline.step(), and "
