@@ -29,8 +29,9 @@ spin away shows as the difference. How precise: on a 2-core machine the pipeline
 moved 10-15% between rounds (quiet machine, 2026-12-07), so process-level differences of a few
 percent are noise even as medians of 8 rounds; the loop system's parts are steady to a few
 microseconds per step. ``--at LABEL=DIR`` adds the engine, loop and sse systems run
-on ovserve's code in DIR (e.g. a ``git worktree`` of an older commit, its ``models`` a link to
-this one's), for before/after in one run.
+on ovserve's code in DIR, for before/after in one run: e.g. ``git worktree add /tmp/base
+COMMIT``, then link this tree's ``models`` into it and copy the built
+``ovserve/protocol/_buffer*.so`` there.
 
     .venv/bin/python -m benchmarks.engine_tax [--systems raw engine loop sse] [--rounds 5]
         [--at before=/tmp/base] [--json out.json]
