@@ -428,7 +428,8 @@ def server_config(model: Path, logs: Path) -> Path:
     if model.resolve() == (REPO / "models" / MODEL_ID).resolve():
         return REPO / "servables/config.json"
     graph = (REPO / "graphs/llm/graph.pbtxt").read_text()
-    pointed = graph.replace('"../../models/smollm2-135m-instruct"', json.dumps(str(model)))
+    folder = json.dumps(str(model.resolve()))  # the graph resolves a relative path from logs
+    pointed = graph.replace('"../../models/smollm2-135m-instruct"', folder)
     if pointed == graph:
         raise SystemExit("graphs/llm/graph.pbtxt no longer names the built-in model's folder")
     (logs / "llm").mkdir(parents=True, exist_ok=True)

@@ -31,6 +31,16 @@ def test_another_folder_is_served_by_the_llm_graph_pointed_at_it(tmp_path: Path)
                         f'      models_path: "{model}",')]
 
 
+def test_a_relative_folder_is_pointed_at_absolutely(tmp_path: Path,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """``--model models/x`` (the README's form) is relative to where run.py runs, not to the
+    graph written in the logs folder, which resolves its models_path from there."""
+    monkeypatch.chdir(tmp_path)
+    server_config(Path("models/tiny-int8"), tmp_path / "logs")
+    graph = (tmp_path / "logs" / "llm" / "graph.pbtxt").read_text()
+    assert f'models_path: "{tmp_path / "models" / "tiny-int8"}",' in graph
+
+
 def test_the_gguf_made_beside_a_shaped_folder_is_the_default(tmp_path: Path) -> None:
     folder = tmp_path / "tiny-int4"
     folder.mkdir()
