@@ -1,5 +1,6 @@
 """The built-in model's engine as the server builds it (the kernel settings' variables laid
-over it), one per test module that uses it."""
+over it), one per test module that uses it; and a model folder that only looks prepared (for
+the registry's bookkeeping, which never loads it)."""
 
 from __future__ import annotations
 
@@ -21,3 +22,12 @@ def engine(default_model_dir: Path) -> Iterator[OpenVINOEngine]:
                             restart_delays=(0.1, 1.0))
     yield engine
     engine.close()
+
+
+@pytest.fixture
+def model(tmp_path: Path) -> Path:
+    """A folder with an ``openvino_model.xml`` that is not a model (engines are fakes)."""
+    folder = tmp_path / "model"
+    folder.mkdir()
+    (folder / "openvino_model.xml").write_text("<net/>")
+    return folder

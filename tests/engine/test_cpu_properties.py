@@ -194,11 +194,3 @@ def test_a_loaded_engine_on_this_machine_logs_its_choice(
             assert line.endswith("no properties from the CPU table")
     finally:
         engines.close()
-
-
-@pytest.fixture
-def model(tmp_path: Path) -> Path:
-    folder = tmp_path / "model"
-    folder.mkdir()
-    (folder / "openvino_model.xml").write_text("<net/>")
-    return folder

@@ -39,14 +39,6 @@ def llm_graph(root: Path, name: str, model: Path, options: str = "") -> GraphEnt
     return GraphEntry(name=name, base_path=folder, graph_path=folder / "graph.pbtxt")
 
 
-@pytest.fixture
-def model(tmp_path: Path) -> Path:
-    folder = tmp_path / "model"
-    folder.mkdir()
-    (folder / "openvino_model.xml").write_text("<net/>")
-    return folder
-
-
 def test_one_engine_per_model_and_conflicts_name_both_graphs(tmp_path: Path,
                                                              model: Path) -> None:
     factory = Factory()
