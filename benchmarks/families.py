@@ -42,7 +42,7 @@ END = "<!-- end of results by CPU family -->"
 ISA_FLAGS = ("avx2", "avx_vnni", "avx512f", "avx512_vnni", "avx512_bf16", "avx512_fp16",
              "amx_tile", "amx_bf16", "amx_int8")
 
-# the systems the table compares (benchmarks/run.py's names)
+# the systems the table compares, named as benchmarks/run.py names them (it takes these)
 RAW, SSE, GRPC = "raw openvino-genai", "ovserve OpenAI SSE", "ovserve gRPC stream"
 XLLAMA = "llama.cpp server (xllamacpp, 8 slots)"
 TABLE_LEVELS = (1, 8, 32)

@@ -64,10 +64,9 @@ from benchmarks.servers import (  # noqa: E402
 )
 
 MODEL_ID = "smollm2-135m-instruct"
-RAW, SSE, GRPC = "raw openvino-genai", "ovserve OpenAI SSE", "ovserve gRPC stream"
+RAW, SSE, GRPC, XLLAMA = families.RAW, families.SSE, families.GRPC, families.XLLAMA
 SSE_PL = "ovserve OpenAI SSE, prompt lookup"
 LLAMA, SEED = "llama-cpp-python server", "seed approach (optimum-intel per request)"
-XLLAMA = "llama.cpp server (xllamacpp, 8 slots)"
 SYSTEMS = {"raw": RAW, "sse": SSE, "sse-pl": SSE_PL, "grpc": GRPC, "xllamacpp": XLLAMA,
            "llamacpp": LLAMA, "seed": SEED}
 
