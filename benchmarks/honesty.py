@@ -100,7 +100,9 @@ def trust_section(verdicts: list[dict[str, Any]]) -> list[str]:
              f"{MAX_RAW_SPREAD:.0%} between rounds, the 1-minute load average before the run "
              f"was at most {MAX_LOAD_PER_CORE} per core and CPU steal during the level at most "
              f"{MAX_STEAL:.0%}. Only a trustworthy level's figures count as results: a quiet "
-             "machine and a raw engine whose rounds agree; the others are shown, not claimed.",
+             "machine and a raw engine whose rounds agree; the others are shown, not claimed. "
+             "A figure holds only for the CPU family it ran on (the engine runs other kernels "
+             "in other precisions on others).",
              ""]
     for v in verdicts:
         load = v["load"]
