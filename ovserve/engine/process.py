@@ -458,8 +458,8 @@ def _byte_vocab(models_path: Path, pipeline: Any) -> ByteVocab | None:
     byte_vocab = ByteVocab.load(models_path)
     if byte_vocab is not None and not agrees(byte_vocab, pipeline.get_tokenizer()):
         return None
-    log.debug("engine: detokenizing %s", "by its byte table" if byte_vocab is not None
-              else "with its detokenizer model")
+    log.info("engine: detokenizing %s", "by the byte table of its openvino_detokenizer.xml"
+             if byte_vocab is not None else "with its detokenizer model")
     return byte_vocab
 
 
