@@ -39,10 +39,13 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from benchmarks.honesty import Load, LoadProbe, spread, verdict, wait_until_quiet  # noqa: E402
-from benchmarks.loadgen import RawEngineTarget, run_level  # noqa: E402
+from benchmarks.loadgen import (  # noqa: E402
+    RawEngineTarget,
+    add_model_argument,
+    run_level,
+)
 from ovserve.engine.cpu_properties import TABLE, this_cpu  # noqa: E402
 
-MODEL_ID = "smollm2-135m-instruct"
 RESULTS = REPO / "benchmarks" / "results" / "cpu_properties.json"
 
 
@@ -211,9 +214,7 @@ def winners(candidates: dict[str, dict[str, Any]], levels: list[int]) -> dict[st
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", type=Path, default=REPO / "models" / MODEL_ID,
-                        help="the OpenVINO model folder (default: the built-in model's), e.g. "
-                        "models/tinyllama-1.1b-shaped-int8 from scripts/make_shaped_model.py")
+    add_model_argument(parser)
     parser.add_argument("--candidates", nargs="+", choices=list(CANDIDATES),
                         default=list(CANDIDATES),
                         help="candidate property sets (default: all; 'default' is the "

@@ -56,10 +56,10 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.cpu import children, own_seconds, process_seconds
-from benchmarks.loadgen import distinct_prompt
+from benchmarks.loadgen import BUILTIN_MODEL, distinct_prompt
 
 REPO = Path(__file__).resolve().parents[1]
-MODEL = REPO / "models" / "smollm2-135m-instruct"
+MODEL = BUILTIN_MODEL
 KINDS = ("raw", "engine", "loop", "sse")
 
 

@@ -9,6 +9,7 @@ gaps between streamed chunks (inter-token latency), the time per output token af
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import itertools
 import json
@@ -21,6 +22,18 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from benchmarks.cpu import CpuMeter, per_token_ms
+
+#: the built-in model: its served name and its folder
+MODEL_ID = "smollm2-135m-instruct"
+BUILTIN_MODEL = Path(__file__).resolve().parent.parent / "models" / MODEL_ID
+
+
+def add_model_argument(parser: argparse.ArgumentParser) -> None:
+    """``--model``: the OpenVINO model folder a benchmark runs (the built-in model's when not
+    given)."""
+    parser.add_argument("--model", type=Path, default=BUILTIN_MODEL,
+                        help="the OpenVINO model folder (default: the built-in model's), e.g. "
+                        "models/tinyllama-1.1b-shaped-int8 from scripts/make_shaped_model.py")
 
 TOPICS = ["the Moon", "volcanoes", "honey bees", "the Roman Empire", "black holes", "penguins",
           "the printing press", "rainforests", "jazz", "glaciers", "chess", "the Nile",

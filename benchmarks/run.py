@@ -47,11 +47,13 @@ from benchmarks.honesty import (  # noqa: E402
     wait_until_quiet,
 )
 from benchmarks.loadgen import (  # noqa: E402
+    MODEL_ID,
     GrpcStreamTarget,
     LevelResult,
     OpenAIChatTarget,
     RawEngineTarget,
     Target,
+    add_model_argument,
     merge,
     run_level,
     summary_table,
@@ -63,7 +65,6 @@ from benchmarks.servers import (  # noqa: E402
     start_xllamacpp,
 )
 
-MODEL_ID = "smollm2-135m-instruct"
 RAW, SSE, GRPC, XLLAMA = families.RAW, families.SSE, families.GRPC, families.XLLAMA
 SSE_PL = "ovserve OpenAI SSE, prompt lookup"
 LLAMA, SEED = "llama-cpp-python server", "seed approach (optimum-intel per request)"
@@ -609,9 +610,7 @@ def committed(out: Path) -> bool:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", type=Path, default=REPO / "models" / MODEL_ID,
-                        help="the OpenVINO model folder (default: the built-in model's), e.g. "
-                        "models/tinyllama-1.1b-shaped-int8 from scripts/make_shaped_model.py")
+    add_model_argument(parser)
     parser.add_argument("--gguf", type=Path, default=None,
                         help="the GGUF the llama.cpp systems run (default: the one "
                         "make_shaped_model.py wrote beside --model, else the built-in model's)")
