@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks.run import MODEL_ID, default_gguf, server_config, weights
+from benchmarks.loadgen import MODEL_ID
+from benchmarks.run import default_gguf, server_config, weights
 from tests.conftest import REPO
 
 
