@@ -38,3 +38,15 @@ async def merged(sources: Sequence[AsyncIterator[T]]) -> AsyncGenerator[T, None]
     finally:
         for task in tasks:
             task.cancel()
+
+
+async def prepended(first: T | None, rest: AsyncGenerator[T, None]) -> AsyncGenerator[T, None]:
+    """``first`` (unless None), then the items of ``rest``; closing the result closes ``rest``
+    (a stream whose first item was awaited before its response began)."""
+    try:
+        if first is not None:
+            yield first
+        async for item in rest:
+            yield item
+    finally:
+        await rest.aclose()

@@ -63,16 +63,21 @@ class Metrics:
         return Tracked(self.edges, servable, interface, streamed)
 
     @contextmanager
-    def request(self, servable: str, interface: str) -> Iterator[Tracked]:
-        """Count and time one unary request; count its error, if any, by gRPC code name."""
-        tracked = self.track(servable, interface)
+    def request(self, servable: str, interface: str, *, streamed: bool = False
+                ) -> Iterator[Tracked]:
+        """Count and time one request; count its error, if any, by gRPC code name. A unary
+        request ends with the block (also when cancelled); a ``streamed`` one ends with the
+        block only when the block fails, else its stream ends it (``Tracked.finish``)."""
+        tracked = self.track(servable, interface, streamed=streamed)
         try:
             yield tracked
         except Exception as exc:
             tracked.fail(exc)
+            tracked.finish()
             raise
         finally:
-            tracked.finish()
+            if not streamed:
+                tracked.finish()
 
     def tokens(self, model: str, prompt: int, generated: int) -> None:
         """Count one generation request's tokens under the model id it asked for."""

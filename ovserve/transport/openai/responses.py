@@ -20,11 +20,12 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, ValidationError
 
+from ovserve.aio import prepended
 from ovserve.errors import InvalidInput, OvserveError
 from ovserve.protocol.generation import GenerationChunk
 from ovserve.transport.openai import response_tools
 from ovserve.transport.openai.protocol import ChatCompletionRequest
-from ovserve.transport.openai.serving import Generation, OpenAIServing, chain
+from ovserve.transport.openai.serving import Generation, OpenAIServing
 
 #: chat fields the Responses API has its own form of (not taken from its extra fields)
 OWN_FIELDS = frozenset({"messages", "max_tokens", "max_completion_tokens", "stream", "tools",
@@ -361,21 +362,12 @@ class ResponsesServing:
     async def create(self, req: ResponsesRequest
                      ) -> dict[str, Any] | AsyncIterator[dict[str, Any]]:
         """The response, or (``stream``) its events, the first already there."""
-        tracked = self.serving.metrics.track(req.model, "openai", streamed=req.stream)
-        try:
+        with self.serving.metrics.request(req.model, "openai", streamed=req.stream) as tracked:
             generation = self._prepare(req)
             if not req.stream:
                 return await self._complete(req, generation)
             events = self._stream(req, generation, tracked)
-            first = await anext(events)
-            return _prepend(first, events)
-        except Exception as exc:
-            tracked.fail(exc)
-            tracked.finish()
-            raise
-        finally:
-            if not req.stream:
-                tracked.finish()
+            return prepended(await anext(events), events)
 
     async def _complete(self, req: ResponsesRequest, generation: Generation
                         ) -> dict[str, Any]:
@@ -420,7 +412,7 @@ class ResponsesServing:
             yield event({"type": "response.created", "response": response("in_progress")})
             yield event({"type": "response.in_progress", "response": response("in_progress")})
             usage, incomplete = (0, 0), False
-            async for chunk in chain([first] if first is not None else [], chunks):
+            async for chunk in prepended(first, chunks):
                 tracked.first_output()
                 for body in output.add(chunk):
                     yield event(body)
@@ -440,16 +432,6 @@ class ResponsesServing:
         finally:
             tracked.finish()
             await chunks.aclose()
-
-
-async def _prepend(first: dict[str, Any], rest: AsyncGenerator[dict[str, Any], None]
-                   ) -> AsyncGenerator[dict[str, Any], None]:
-    try:
-        yield first
-        async for body in rest:
-            yield body
-    finally:
-        await rest.aclose()
 
 
 async def events_sse(events: AsyncIterator[dict[str, Any]]) -> AsyncIterator[str]:

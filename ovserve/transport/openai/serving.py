@@ -21,7 +21,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel
 
-from ovserve.aio import merged
+from ovserve.aio import merged, prepended
 from ovserve.chat.plan import ChatConfig, plan
 from ovserve.engine import grammar
 from ovserve.engine.interface import Engine
@@ -580,12 +580,11 @@ class OpenAIServing:
                      ) -> CompletionResponse | ChatCompletionResponse | AsyncIterator[Chunk]:
         """The response, or (``stream``) an iterator of chunks whose first one is already
         there: errors before the first token raise here, so they get a status code."""
-        tracked = self.metrics.track(req.model, "openai", streamed=req.stream)
         # the engine requests it makes, kept for its timings (llama.cpp's timings_per_token)
         observed = engine_requests.current()  # the trace's, when traces are on
         if observed is None and req.timings_per_token:
             observed = Observed()
-        try:
+        with self.metrics.request(req.model, "openai", streamed=req.stream) as tracked:
             if tracing.enabled():
                 _trace_request(req)
             with observing(observed):
@@ -596,14 +595,7 @@ class OpenAIServing:
                 chunks = self._stream(generation, tracked,
                                       observed if req.timings_per_token else None)
                 first = await anext(chunks, None)
-            return _prepend(first, chunks)
-        except Exception as exc:
-            tracked.fail(exc)
-            tracked.finish()
-            raise
-        finally:
-            if not req.stream:
-                tracked.finish()  # also when cancelled (the client left)
+            return prepended(first, chunks)
 
     async def _complete(self, generation: Generation, observed: Observed | None = None
                         ) -> CompletionResponse | ChatCompletionResponse:
@@ -695,8 +687,7 @@ class OpenAIServing:
                     yield chunk_of([ChatStreamChoice(
                         index=i, delta=DeltaMessage(role="assistant", content=""),
                         logprobs=None, finish_reason=None)])
-            pending = [first] if first is not None else []
-            async for chunk in chain(pending, chunks):
+            async for chunk in prepended(first, chunks):
                 tracked.first_output()
                 usage.add(chunk)
                 if chunk.finish_reason is not None:
@@ -813,22 +804,3 @@ def _delta(chunk: GenerationChunk, legacy_functions: bool = False) -> DeltaMessa
     if chunk.reasoning:
         delta.reasoning_content = delta.reasoning = chunk.reasoning
     return delta
-
-
-async def chain(first: list[GenerationChunk], rest: AsyncIterator[GenerationChunk]
-                 ) -> AsyncIterator[GenerationChunk]:
-    for chunk in first:
-        yield chunk
-    async for chunk in rest:
-        yield chunk
-
-
-async def _prepend(first: Chunk | None, rest: AsyncGenerator[Chunk, None]
-                   ) -> AsyncGenerator[Chunk, None]:
-    try:
-        if first is not None:
-            yield first
-        async for chunk in rest:
-            yield chunk
-    finally:
-        await rest.aclose()
