@@ -20,7 +20,7 @@ from __future__ import annotations
 import re
 import threading
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
-from contextlib import contextmanager
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,6 +28,7 @@ import grpc
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from ovserve.errors import Overloaded
+from ovserve.transport.grpc.interceptors import around_calls
 
 __all__ = [
     "INFERENCE_PATH",
@@ -154,12 +155,18 @@ class AdmissionInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
     def __init__(self, admission: Admission) -> None:
         self.admission = admission
 
-    def _enter(self, context: grpc.aio.ServicerContext, interface: str) -> None:
+    @asynccontextmanager
+    async def _admitted(self, context: grpc.aio.ServicerContext, request: Any
+                        ) -> AsyncIterator[None]:
         try:
-            self.admission.enter(interface)
+            self.admission.enter("grpc" if request is not None else "grpc_stream")
         except Overloaded as exc:
             context.set_trailing_metadata((("retry-after", str(exc.retry_after)),))
             raise
+        try:
+            yield
+        finally:
+            self.admission.leave()
 
     async def intercept_service(
         self, continuation: Callable[[Any], Awaitable[Any]],
@@ -168,30 +175,4 @@ class AdmissionInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
         handler = await continuation(handler_call_details)
         if handler is None or handler_call_details.method not in INFERENCE_METHODS:
             return handler
-        if handler.unary_unary is not None:
-            behavior = handler.unary_unary
-
-            async def unary(request: Any, context: grpc.aio.ServicerContext) -> Any:
-                self._enter(context, "grpc")
-                try:
-                    return await behavior(request, context)
-                finally:
-                    self.admission.leave()
-
-            return grpc.unary_unary_rpc_method_handler(
-                unary, handler.request_deserializer, handler.response_serializer)
-        if handler.stream_stream is not None:
-            streaming = handler.stream_stream
-
-            async def stream(requests: Any, context: grpc.aio.ServicerContext
-                             ) -> AsyncIterator[Any]:
-                self._enter(context, "grpc_stream")
-                try:
-                    async for response in streaming(requests, context):
-                        yield response
-                finally:
-                    self.admission.leave()
-
-            return grpc.stream_stream_rpc_method_handler(
-                stream, handler.request_deserializer, handler.response_serializer)
-        return handler
+        return around_calls(handler, self._admitted)

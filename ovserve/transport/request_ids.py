@@ -11,6 +11,7 @@ request's latency histograms (``engine.exemplars``)."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import re
 import uuid
@@ -22,6 +23,7 @@ import grpc
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ovserve.engine import exemplars
+from ovserve.transport.grpc.interceptors import around_calls
 
 __all__ = ["RequestIdFilter", "RequestIdInterceptor", "RequestIds", "current", "usable"]
 
@@ -92,6 +94,12 @@ class RequestIdInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
         if self.echo:
             await context.send_initial_metadata(((HEADER, request_id),))
 
+    @contextlib.asynccontextmanager
+    async def _call(self, context: grpc.aio.ServicerContext, request: Any
+                    ) -> AsyncIterator[None]:
+        await self._begin(context, request)
+        yield
+
     async def intercept_service(
         self, continuation: Callable[[Any], Awaitable[Any]],
         handler_call_details: grpc.HandlerCallDetails,
@@ -100,27 +108,7 @@ class RequestIdInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
         if handler is None or not handler_call_details.method.startswith(
                 "/inference.GRPCInferenceService/Model"):
             return handler
-        if handler.unary_unary is not None:
-            behavior = handler.unary_unary
-
-            async def unary(request: Any, context: grpc.aio.ServicerContext) -> Any:
-                await self._begin(context, request)
-                return await behavior(request, context)
-
-            return grpc.unary_unary_rpc_method_handler(
-                unary, handler.request_deserializer, handler.response_serializer)
-        if handler.stream_stream is not None:
-            streaming = handler.stream_stream
-
-            async def stream(requests: Any, context: grpc.aio.ServicerContext
-                             ) -> AsyncIterator[Any]:
-                await self._begin(context, None)
-                async for response in streaming(requests, context):
-                    yield response
-
-            return grpc.stream_stream_rpc_method_handler(
-                stream, handler.request_deserializer, handler.response_serializer)
-        return handler
+        return around_calls(handler, self._call)
 
 
 class RequestIdFilter(logging.Filter):

@@ -31,6 +31,7 @@ from ovserve.graph import observe
 from ovserve.transport import request_ids
 from ovserve.transport.admission import INFERENCE_METHODS, INFERENCE_PATH
 from ovserve.transport.engine_requests import EngineRequest, Observed, monotonic_clock, observing
+from ovserve.transport.grpc.interceptors import around_calls
 
 __all__ = ["TraceSettings", "Tracing", "TracingInterceptor", "TracingMiddleware",
            "set_attributes", "set_name"]
@@ -271,26 +272,13 @@ class TracingInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
         method = handler_call_details.method
         if handler is None or method not in INFERENCE_METHODS:
             return handler
-        if handler.unary_unary is not None:
-            behavior = handler.unary_unary
 
-            async def unary(request: Any, context: grpc.aio.ServicerContext) -> Any:
-                with self._span(method, context):
-                    set_attributes({"gen_ai.request.model": getattr(request, "model_name",
-                                                                    None) or None})
-                    return await behavior(request, context)
+        @contextlib.asynccontextmanager
+        async def span(context: grpc.aio.ServicerContext, request: Any) -> AsyncIterator[None]:
+            with self._span(method, context):
+                # a unary call's model (a stream's requests come later, each with its own)
+                set_attributes({"gen_ai.request.model": getattr(request, "model_name", None)
+                                or None})
+                yield
 
-            return grpc.unary_unary_rpc_method_handler(
-                unary, handler.request_deserializer, handler.response_serializer)
-        if handler.stream_stream is not None:
-            streaming = handler.stream_stream
-
-            async def stream(requests: Any, context: grpc.aio.ServicerContext
-                             ) -> AsyncIterator[Any]:
-                with self._span(method, context):
-                    async for response in streaming(requests, context):
-                        yield response
-
-            return grpc.stream_stream_rpc_method_handler(
-                stream, handler.request_deserializer, handler.response_serializer)
-        return handler
+        return around_calls(handler, span)
