@@ -12,7 +12,6 @@ import json
 import logging
 import math
 import shutil
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,7 +20,7 @@ from typing import Any
 from tqdm import tqdm
 
 from ovserve.errors import ToolchainError
-from ovserve.toolchain import provenance
+from ovserve.toolchain import provenance, tool
 from ovserve.toolchain.staging import directory_size, human_size, staged_directory
 
 log = logging.getLogger("compress_model")
@@ -177,16 +176,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    return tool.run(build_parser(), argv, _run)
+
+
+def _run(args: argparse.Namespace) -> None:
     formats = [f.strip().lower() for f in args.formats.split(",") if f.strip()]
-    try:
-        base_size = directory_size(args.model) if args.model.is_dir() else 0
-        variants = compress(args.model, formats, args.force, args.gguf)
-    except ToolchainError as exc:
-        print(f"compress_model.py: error: {exc}", file=sys.stderr)
-        return 1
+    base_size = directory_size(args.model) if args.model.is_dir() else 0
+    variants = compress(args.model, formats, args.force, args.gguf)
     print(f"{'source':<8} {human_size(base_size):>10}  {args.model.absolute()}")
     for v in variants:
         print(f"{v.weight_format:<8} {human_size(v.size):>10}  {v.path}  ({v.seconds:.0f} s)")
-    return 0

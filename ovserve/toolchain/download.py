@@ -15,7 +15,7 @@ from typing import Any
 from tqdm import tqdm
 
 from ovserve.errors import ToolchainError
-from ovserve.toolchain import provenance
+from ovserve.toolchain import provenance, tool
 from ovserve.toolchain.catalog import BUILTIN_MODELS, DEFAULT_MODEL, BuiltinModel
 from ovserve.toolchain.export import (
     DEFAULT_WEIGHT_FORMAT,
@@ -221,16 +221,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    return tool.run(build_parser(), argv, _run)
+
+
+def _run(args: argparse.Namespace) -> int:
     if args.list:
         print(list_models(Path("models")))
         return 0
     try:
         output = prepare(args.model, args.output, args.weight_format, args.force, args.task)
-    except ToolchainError as exc:
-        print(f"download_model.py: error: {exc}", file=sys.stderr)
-        return 1
     except KeyboardInterrupt:
         print("download_model.py: interrupted; nothing was written", file=sys.stderr)
         return 130

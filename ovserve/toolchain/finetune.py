@@ -23,6 +23,7 @@ from typing import Any
 from tqdm import tqdm
 
 from ovserve.errors import ToolchainError
+from ovserve.toolchain import tool
 from ovserve.toolchain.catalog import BUILTIN_MODELS, DEFAULT_MODEL
 from ovserve.toolchain.staging import staged_directory
 from ovserve.toolchain.tasks import parse_rows, read_jsonl
@@ -154,18 +155,16 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    args = build_parser().parse_args(argv)
-    from ovserve.engine.adapters import check_name
     from ovserve.errors import AdapterError
 
-    try:
-        check_name(args.name)
-        train(args.data, args.lora_dir / args.name, model=args.model, rank=args.rank,
-              alpha=args.alpha, targets=tuple(t for t in args.targets.split(",") if t),
-              steps=args.steps, batch_size=args.batch_size, learning_rate=args.learning_rate,
-              seed=args.seed, chat=args.chat)
-    except (ToolchainError, AdapterError, ValueError, OSError) as exc:
-        print(f"finetune_lora.py: {exc}", file=sys.stderr)
-        return 1
-    return 0
+    return tool.run(build_parser(), argv, _run, AdapterError, ValueError, OSError)
+
+
+def _run(args: argparse.Namespace) -> None:
+    from ovserve.engine.adapters import check_name
+
+    check_name(args.name)
+    train(args.data, args.lora_dir / args.name, model=args.model, rank=args.rank,
+          alpha=args.alpha, targets=tuple(t for t in args.targets.split(",") if t),
+          steps=args.steps, batch_size=args.batch_size, learning_rate=args.learning_rate,
+          seed=args.seed, chat=args.chat)

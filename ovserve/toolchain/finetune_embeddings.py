@@ -18,7 +18,6 @@ import argparse
 import json
 import logging
 import random
-import sys
 import tempfile
 import time
 from dataclasses import asdict, dataclass
@@ -26,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from ovserve.errors import ToolchainError
-from ovserve.toolchain import provenance
+from ovserve.toolchain import provenance, tool
 from ovserve.toolchain.catalog import BUILTIN_MODELS, DEFAULT_EMBEDDING_MODEL
 from ovserve.toolchain.embedding_pairs import (
     Pair,
@@ -212,19 +211,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    args = build_parser().parse_args(argv)
+    return tool.run(build_parser(), argv, _run, OSError)
+
+
+def _run(args: argparse.Namespace) -> None:
     settings = TrainSettings(epochs=args.epochs, batch_size=args.batch_size,
                              learning_rate=args.learning_rate, max_length=args.max_length,
                              seed=args.seed, max_steps=args.max_steps)
-    try:
-        if settings.batch_size < 2 or settings.epochs < 1:
-            raise ToolchainError("--batch_size must be at least 2 and --epochs at least 1")
-        output = finetune(args.output, args.corpus, questions=args.questions,
-                          use_questions=args.use_questions, settings=settings,
-                          force=args.force)
-    except (ToolchainError, OSError) as exc:
-        print(f"finetune_embeddings.py: {exc}", file=sys.stderr)
-        return 1
-    print(output)
-    return 0
+    if settings.batch_size < 2 or settings.epochs < 1:
+        raise ToolchainError("--batch_size must be at least 2 and --epochs at least 1")
+    print(finetune(args.output, args.corpus, questions=args.questions,
+                   use_questions=args.use_questions, settings=settings, force=args.force))

@@ -22,7 +22,6 @@ import argparse
 import json
 import logging
 import shutil
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -30,7 +29,7 @@ from typing import Any
 from tqdm import tqdm
 
 from ovserve.errors import ToolchainError
-from ovserve.toolchain import provenance
+from ovserve.toolchain import provenance, tool
 from ovserve.toolchain.catalog import BUILTIN_MODELS, DEFAULT_MODEL
 from ovserve.toolchain.staging import directory_size, human_size
 
@@ -211,15 +210,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    return tool.run(build_parser(), argv, _run)
+
+
+def _run(args: argparse.Namespace) -> None:
     formats = [f.strip().lower() for f in args.formats.split(",") if f.strip()]
-    try:
-        outputs = make(args.shape, args.output, args.name, args.seed, formats, args.gguf_type,
-                       args.force, config=args.config, keep_work=args.keep_work)
-    except ToolchainError as exc:
-        print(f"make_shaped_model.py: error: {exc}", file=sys.stderr)
-        return 1
+    outputs = make(args.shape, args.output, args.name, args.seed, formats, args.gguf_type,
+                   args.force, config=args.config, keep_work=args.keep_work)
     for fmt, path in outputs.items():
         print(f"{fmt:<5} {path}")
-    return 0
