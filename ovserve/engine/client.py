@@ -40,8 +40,8 @@ from ovserve.engine.lora_catalog import AdapterCatalog
 from ovserve.engine.lora_graph import linear_shapes
 from ovserve.engine.messages import Abort, Add, Close, LoadFailed, Output, Ready, Start, Step
 from ovserve.engine.pipelines import error_reason
-from ovserve.engine.registry import current_adapter
 from ovserve.engine.requests import EngineBase, StepTimes
+from ovserve.engine.scope import current_adapter
 from ovserve.errors import (
     AdapterNotFound,
     EngineError,

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ovserve.engine import scope
 from ovserve.engine.base import EngineConfig, LoraOptions
 from ovserve.engine.cpu_properties import CpuTable
 from ovserve.engine.devices import DeviceChoice
@@ -310,8 +311,6 @@ class EngineRegistry:
 
 _binding: contextvars.ContextVar[tuple[EngineRegistry, str] | None] = contextvars.ContextVar(
     "ovserve_engine_binding", default=None)
-_adapter: contextvars.ContextVar[str | None] = contextvars.ContextVar("ovserve_lora_adapter",
-                                                                     default=None)
 _process_registry: EngineRegistry | None = None
 _process_lock = threading.Lock()
 
@@ -322,17 +321,11 @@ def bound(registry: EngineRegistry, owner: str, adapter: str | None = None) -> I
     ``owner``, and requests a handler prepares run on LoRA ``adapter`` (the model name a
     KServe request asked for) unless they name one."""
     token = _binding.set((registry, owner))
-    adapter_token = _adapter.set(adapter)
     try:
-        yield
+        with scope.on_adapter(adapter):
+            yield
     finally:
-        _adapter.reset(adapter_token)
         _binding.reset(token)
-
-
-def current_adapter() -> str | None:
-    """The LoRA adapter bound for this handler call (see ``bound``), if any."""
-    return _adapter.get()
 
 
 def process_registry() -> EngineRegistry:

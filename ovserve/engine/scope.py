@@ -1,6 +1,7 @@
-"""Engine requests made within one call of handler code, so whoever awaits that call can
-abort them when its own request is cancelled (a client gone, a gRPC deadline passed): handler
-code runs in a thread, which cannot be cancelled, but its engine requests can."""
+"""What one call of handler code is bound to: the engine requests it makes, so whoever awaits
+that call can abort them when its own request is cancelled (a client gone, a gRPC deadline
+passed: handler code runs in a thread, which cannot be cancelled, but its engine requests
+can), and the LoRA adapter its requests run on unless they name one."""
 
 from __future__ import annotations
 
@@ -55,3 +56,22 @@ def record(request: Any) -> None:
     scope = _scope.get()
     if scope is not None:
         scope.add(request)
+
+
+_adapter: ContextVar[str | None] = ContextVar("ovserve_lora_adapter", default=None)
+
+
+@contextlib.contextmanager
+def on_adapter(adapter: str | None) -> Iterator[None]:
+    """Within this block (this thread or task), requests a handler prepares run on LoRA
+    ``adapter`` (the model name a KServe request asked for) unless they name one."""
+    token = _adapter.set(adapter)
+    try:
+        yield
+    finally:
+        _adapter.reset(token)
+
+
+def current_adapter() -> str | None:
+    """The LoRA adapter bound for this handler call (see ``on_adapter``), if any."""
+    return _adapter.get()
