@@ -86,22 +86,29 @@ class EdgeMeasurements:
         #: model id (LoRA adapters included) -> [prompt tokens, generated tokens]
         self._tokens: dict[str, list[int]] = {}
 
+    def _edge(self, key: EdgeKey) -> Edge:
+        """The key's Edge, made on first use (not on every call: an Edge holds four
+        distributions, and a stream updates its key once per chunk). Called under the lock."""
+        edge = self._edges.get(key)
+        if edge is None:
+            edge = self._edges[key] = Edge()
+        return edge
+
     def update(self, key: EdgeKey, **increments: int) -> None:
         with self._lock:
-            edge = self._edges.setdefault(key, Edge())
+            edge = self._edge(key)
             for name, value in increments.items():
                 setattr(edge, name, getattr(edge, name) + value)
 
     def error(self, key: EdgeKey, code: str) -> None:
         with self._lock:
-            errors = self._edges.setdefault(key, Edge()).errors
+            errors = self._edge(key).errors
             errors[code] = errors.get(code, 0) + 1
 
     def observe(self, key: EdgeKey, distribution: str, seconds: float,
                 exemplar: Mapping[str, str] | None = None) -> None:
         with self._lock:
-            getattr(self._edges.setdefault(key, Edge()), distribution).observe(seconds,
-                                                                               exemplar)
+            getattr(self._edge(key), distribution).observe(seconds, exemplar)
 
     def tokens(self, model: str, prompt: int, generated: int) -> None:
         with self._lock:
