@@ -74,6 +74,25 @@ CANDIDATES: dict[str, Candidate] = {
                              about="max_num_batched_tokens 512 (ovserve's default 2048)"),
     "batched-8192": Candidate(scheduler={"max_num_batched_tokens": 8192},
                               about="max_num_batched_tokens 8192 (ovserve's default 2048)"),
+    # the second sweep's candidates (notes: the CPU plugin's dynamic-quantization FC path is
+    # taken only with f32 activations, groups a multiple of 16 dividing every K: 576 and 1536
+    # for the built-in model; Zen 4 has bf16 but no fp16 arithmetic)
+    "f32-dq64": Candidate({"INFERENCE_PRECISION_HINT": "f32",
+                           "DYNAMIC_QUANTIZATION_GROUP_SIZE": 64},
+                          about="f32, dynamic quantization in groups of 64 (default 32)"),
+    "f32-dq192": Candidate({"INFERENCE_PRECISION_HINT": "f32",
+                            "DYNAMIC_QUANTIZATION_GROUP_SIZE": 192},
+                           about="f32, dynamic quantization in groups of 192"),
+    "kv-bf16": Candidate({"KEY_CACHE_PRECISION": "bf16", "VALUE_CACHE_PRECISION": "bf16"},
+                         about="bf16 KV cache: no u8 quantizing of each new key and value"),
+    "no-snippets": Candidate({"SNIPPETS_MODE": "DISABLE"},
+                             about="eltwise chains not fused into JIT subgraphs"),
+    "denormals": Candidate({"CPU_DENORMALS_OPTIMIZATION": True},
+                           about="flush-to-zero / denormals-are-zero on inference threads"),
+    "sampler-1": Candidate({"sampler_num_threads": 1},
+                           about="openvino-genai's sampler on one thread"),
+    "no-prefix-cache": Candidate(scheduler={"enable_prefix_caching": False},
+                                 about="prefix caching off (ovserve's default on)"),
 }
 
 #: fixed prompts whose greedy text is checked (the chat template is applied)
