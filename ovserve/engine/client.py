@@ -20,11 +20,9 @@ import contextlib
 import json
 import logging
 import os
-import shutil
 import socket
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from dataclasses import dataclass
@@ -32,7 +30,7 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
-from ovserve.engine import devices, grammar, process
+from ovserve.engine import devices, grammar, process, workdirs
 from ovserve.engine.adapters import AdapterSource
 from ovserve.engine.base import EngineConfig, Prepared, SamplingParams
 from ovserve.engine.limits import GenerationLimits, Prompt, max_new_tokens, render_prompt
@@ -491,7 +489,7 @@ class OpenVINOEngine(EngineBase):
                 pass_fds=(theirs.fileno(),), env=env)
         conn = Connection(ours.detach())
         # made and removed here: a killed engine process cannot clean up after itself
-        workdir = tempfile.mkdtemp(prefix="ovserve-lora-") if weights else None
+        workdir = workdirs.make() if weights else None
         reply: Any
         try:
             conn.send(Start(self.config, logging.getLogger().getEffectiveLevel(), weights,
@@ -507,7 +505,7 @@ class OpenVINOEngine(EngineBase):
                 proc.kill()
                 proc.wait()
             conn.close()
-            _remove(workdir)
+            workdirs.remove(workdir)
             reason = reply.reason if isinstance(reply, LoadFailed) else repr(reply)
             raise EngineError(f"engine {self.name}: {reason}")
         worker = _Worker(proc, conn, reply, versions, workdir)
@@ -540,7 +538,7 @@ class OpenVINOEngine(EngineBase):
         with contextlib.suppress(subprocess.TimeoutExpired):
             worker.process.wait(timeout=5)  # for its exit code
         reason = f"the engine process exited (code {worker.process.returncode})"
-        _remove(worker.workdir)
+        workdirs.remove(worker.workdir)
         with self._lock:
             current = worker is self._worker
             if not current:
@@ -602,7 +600,7 @@ class OpenVINOEngine(EngineBase):
         except subprocess.TimeoutExpired:
             worker.process.kill()
             worker.process.wait()
-        _remove(worker.workdir)
+        workdirs.remove(worker.workdir)
 
 
 
@@ -643,12 +641,6 @@ def _features(config: EngineConfig) -> str:
     if config.sparse_attention is not None:
         parts.append(f"{config.sparse_attention.mode} sparse attention")
     return ", " + ", ".join(parts)
-
-
-def _remove(folder: str | None) -> None:
-    """Remove an engine process's work folder (gone already: fine)."""
-    if folder is not None:
-        shutil.rmtree(folder, ignore_errors=True)
 
 
 def _on_slot(token_ids: list[int], fields: dict[str, Any], offset: int
