@@ -173,7 +173,7 @@ OVMS_FLAGS: tuple[OvmsFlag, ...] = (
     OvmsFlag("configure", "switch", "configure", "write --task's graph.pbtxt into "
              "--model_path and exit"),
     OvmsFlag("task", "text", "configure", "serve --model_path with the graph OVMS's graph "
-             "export writes: text_generation or embeddings (rerank, image_generation, "
+             "export writes: text_generation, embeddings or rerank (image_generation, "
              "text2speech, speech2text: refused, no node yet)"),
     # pull mode
     OvmsFlag("pull", "switch", "pull", "with the model already in --model_repository_path: "
@@ -208,7 +208,7 @@ OVMS_FLAGS: tuple[OvmsFlag, ...] = (
     OvmsFlag("normalize", "bool", _EMB, "normalize_embeddings (default true)"),
     OvmsFlag("truncate", "bool", _EMB, "truncate (default false)"),
     OvmsFlag("pooling", "text", _EMB, "pooling: CLS, LAST or MEAN"),
-    OvmsFlag("max_allowed_chunks", "int", _RR, "", ignored="--task rerank is not served"),
+    OvmsFlag("max_allowed_chunks", "int", _RR, "max_allowed_chunks (default 10000)"),
     OvmsFlag("resolution", "text", _IMG, "", ignored="--task image_generation is not served"),
     OvmsFlag("max_resolution", "text", _IMG, "", ignored="--task image_generation is not "
              "served"),
@@ -707,7 +707,7 @@ def task_request(parser: argparse.ArgumentParser, args: argparse.Namespace, fold
     task = task or infer_task(folder)
     if task is None:
         parser.error(f"cannot tell the task of {folder} from its config.json: give --task "
-                     "(text_generation or embeddings)")
+                     "(text_generation, embeddings or rerank)")
     args.graph_task = task  # for warn_unused: the options of other tasks are ignored
     flat = args.plugin_config.get(EVERY_DEVICE)
     options = {name: getattr(args, name) for name in TASK_OPTIONS.get(task, ())

@@ -2,7 +2,7 @@
 (src/graph_export/graph_export.cpp at 7e4df0c): the same calculators, fields and defaults, so
 a graph written here serves on OVMS and the other way round.
 
-``text_generation`` and ``embeddings`` are served; ``rerank``, ``image_generation``,
+``text_generation``, ``embeddings`` and ``rerank`` are served; ``image_generation``,
 ``text2speech`` and ``speech2text`` have no node in ovserve yet and are refused by name.
 """
 
@@ -21,7 +21,7 @@ log = logging.getLogger("ovserve.graph_export")
 
 TASKS = ("text_generation", "embeddings", "rerank", "image_generation", "text2speech",
          "speech2text")
-SERVED_TASKS = ("text_generation", "embeddings")
+SERVED_TASKS = ("text_generation", "embeddings", "rerank")
 PIPELINE_TYPES = ("LM", "LM_CB", "VLM", "VLM_CB", "AUTO")
 POOLING = ("CLS", "LAST", "MEAN")
 KV_CACHE_PRECISIONS = ("u8", "")
@@ -223,6 +223,39 @@ node {{
 }}"""
 
 
+def rerank_graph(request: TaskRequest) -> str:
+    """OVMS's createRerankGraphTemplate (``--max_allowed_chunks`` default 10000,
+    ``--num_streams`` default 1 as NUM_STREAMS)."""
+    options = dict(request.options or {})
+    streams = int(options.get("num_streams") or 1)
+    given = options.get("max_allowed_chunks")
+    chunks = 10000 if given is None else int(given)
+    if chunks < 1:
+        raise TaskError(f"--max_allowed_chunks must be at least 1, not {chunks}")
+    plugin = plugin_string(request, {"NUM_STREAMS": str(streams)})
+    lines = [f'models_path: "{_models_path(request)}",', f"max_allowed_chunks: {chunks},"]
+    if request.device:
+        lines.append(f'target_device: "{request.device}",')
+    if plugin is not None:
+        lines.append(f"plugin_config: '{plugin}',")
+    fields = "\n            ".join(lines)
+    return _header() + f"""
+input_stream: "REQUEST_PAYLOAD:input"
+output_stream: "RESPONSE_PAYLOAD:output"
+node {{
+    name: "RerankExecutor"
+    calculator: "RerankCalculatorOV"
+    input_side_packet: "RERANK_NODE_RESOURCES:rerank_servable"
+    input_stream: "REQUEST_PAYLOAD:input"
+    output_stream: "RESPONSE_PAYLOAD:output"
+    node_options: {{
+        [type.googleapis.com / mediapipe.RerankCalculatorOVOptions]: {{
+            {fields}
+        }}
+    }}
+}}"""
+
+
 def export_graph(request: TaskRequest) -> str:
     """The graph text for ``request``; raises ``TaskError`` naming what cannot be done."""
     if request.task not in TASKS:
@@ -234,6 +267,8 @@ def export_graph(request: TaskRequest) -> str:
         raise TaskError(f"--model_path {request.model_path}: not a folder")
     if request.task == "text_generation":
         return text_generation_graph(request)
+    if request.task == "rerank":
+        return rerank_graph(request)
     return embeddings_graph(request)
 
 

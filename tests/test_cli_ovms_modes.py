@@ -93,6 +93,21 @@ def test_embeddings_graph_is_ovms_graph_export(tmp_path: Path) -> None:
     graph_of(text, tmp_path, folder)
 
 
+def test_rerank_graph_is_ovms_graph_export(tmp_path: Path) -> None:
+    folder = llm_folder(tmp_path)
+    plain = export_graph(TaskRequest("rerank", folder))
+    for line in ('calculator: "RerankCalculatorOV"', 'models_path: "',
+                 "max_allowed_chunks: 10000,", """plugin_config: '{"NUM_STREAMS":"1"}'"""):
+        assert line in plain, line
+    graph_of(plain, tmp_path, folder)
+    tuned = export_graph(TaskRequest("rerank", folder, device="CPU", options={
+        "max_allowed_chunks": 50, "num_streams": 2}))
+    for line in ("max_allowed_chunks: 50,", 'target_device: "CPU",',
+                 """plugin_config: '{"NUM_STREAMS":"2"}'"""):
+        assert line in tuned, line
+    graph_of(tuned, tmp_path, folder)
+
+
 def test_a_property_given_twice_and_bad_task_values_are_refused(tmp_path: Path) -> None:
     folder = llm_folder(tmp_path)
     for task, args, message in (
@@ -101,7 +116,7 @@ def test_a_property_given_twice_and_bad_task_values_are_refused(tmp_path: Path) 
         ("embeddings", ["--pooling", "FIRST"], "--pooling must be one of CLS, LAST, MEAN"),
         ("text_generation", ["--pipeline_type", "FAST"], "--pipeline_type must be one of"),
         ("text_generation", ["--draft_source_model", "org/draft"], "no model hub here"),
-        ("rerank", [], "--task rerank: ovserve has no rerank node yet"),
+        ("rerank", ["--max_allowed_chunks", "0"], "--max_allowed_chunks must be at least 1"),
         ("image_generation", [], "--task image_generation: ovserve has no"),
         ("speech2text", [], "--task speech2text: ovserve has no"),
     ):
@@ -184,6 +199,35 @@ def test_task_embeddings_serves_a_real_model(embedding_model_dir: Path, tmp_path
         assert server.terminate() == 0
     assert not (folder / "graph.pbtxt").exists()
     assert any(cache.iterdir())  # --cache_dir: OpenVINO's model cache (CACHE_DIR) was written
+
+
+def test_task_rerank_serves_a_real_model(reranker_model_dir: Path, tmp_path: Path) -> None:
+    """OVMS's command line for a rerank model (the task inferred from its config.json, as OVMS
+    does; then given): Cohere's /v3/rerank answers with every document scored and sorted, and
+    max_allowed_chunks holds."""
+    folder = tmp_path / "reranker"
+    folder.mkdir()
+    for item in reranker_model_dir.iterdir():
+        if item.name != "graph.pbtxt":
+            (folder / item.name).symlink_to(item)
+    for task in ([], ["--task", "rerank", "--max_allowed_chunks", "3"]):
+        server = launch("--model_path", str(folder), "--model_name", "rr", "--host",
+                        "127.0.0.1", *task)
+        try:
+            docs = ["The cat sat on the mat.", "Paris is the capital of France.", "Bananas."]
+            reply = httpx.post(f"{server.rest_url}/v3/rerank", timeout=60, json={
+                "model": "rr", "query": "What is the capital of France?", "documents": docs})
+            assert reply.status_code == 200, reply.text
+            results = reply.json()["results"]
+            assert sorted(r["index"] for r in results) == [0, 1, 2]
+            scores = [r["relevance_score"] for r in results]
+            assert scores == sorted(scores, reverse=True)
+            too_many = httpx.post(f"{server.rest_url}/v3/rerank", timeout=60, json={
+                "model": "rr", "query": "q", "documents": ["a", "b", "c", "d"]})
+            assert too_many.status_code == (400 if task else 200), too_many.text
+        finally:
+            assert server.terminate() == 0
+    assert not (folder / "graph.pbtxt").exists()
 
 
 def test_configure_writes_the_graph_into_the_folder(tmp_path: Path) -> None:
