@@ -44,7 +44,9 @@ def main() -> int:
                         help="embed with this model folder (default: the one --graph's "
                         "retriever names, else models/all-minilm-l6-v2)")
     args = parser.parse_args()
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    from ovserve.toolchain.tool import LOG_FORMAT
+
+    logging.basicConfig(level=logging.INFO, format=LOG_FORMAT)
 
     from ovserve.cli import env_plugin_config
     from ovserve.nodes.retriever import embedding_model_of

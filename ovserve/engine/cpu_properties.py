@@ -46,9 +46,10 @@ TABLE: dict[str, dict[str, Any]] = {
     # 1 stream, 348 at 8, 1001 at 32; INFERENCE_PRECISION_HINT f32 130-134 / 619 / 1062 with the
     # same greedy text; f32 with DYNAMIC_QUANTIZATION_GROUP_SIZE 0 77 / 319 (so the group stays).
     "amx": {"INFERENCE_PRECISION_HINT": "f32"},
-    # AMD EPYC (Zen 4: avx512_bf16, avx512_vnni, no AMX), 2 cores: an earlier session of issue 29
-    # found INFERENCE_PRECISION_HINT f32 neutral against the default (bf16), so OpenVINO's
-    # defaults (bf16, KV cache u8, dynamic-quantization group 32) until a sweep says otherwise.
+    # AMD EPYC (Zen 4: avx512_bf16, avx512_vnni, no AMX), 2 cores, 2026-12-07: the sweep
+    # (benchmarks/results/cpu_properties.json, built-in model, 3 rounds, no level trustworthy)
+    # found nothing clearly better than OpenVINO's defaults (bf16, KV cache u8,
+    # dynamic-quantization group 32); f32 was slower (67 vs 79 tok/s at 1 stream), not faster.
     "avx512_bf16": {},
     # Not measured yet: OpenVINO's defaults.
     "avx512_vnni": {},

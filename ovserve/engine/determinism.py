@@ -18,7 +18,8 @@ the engine runs one sequence at a time (``max_num_seqs`` 1) and a step either pr
 prompt or decodes (no split-fuse: with it, a waiting prompt's prefill shared the running
 request's steps, which changed its text under AVX2 kernels even one sequence at a time); each
 request's steps then have the same shapes whatever else waits, and the prefix cache is off. The
-precision stays the graph's. It costs throughput with several clients (they queue; one stream
+precision is not changed (the graph's, ``--plugin_config``'s or the CPU table's, as without the
+mode). It costs throughput with several clients (they queue; one stream
 runs as fast as before): ``benchmarks/deterministic.py`` measures it (README, "Reproducibility").
 What it promises: on one machine and one ovserve and OpenVINO version, the same request
 (prompt, parameters, seed) gives the same tokens, whatever else runs. Not across CPUs.
