@@ -273,6 +273,12 @@ CUT = [  # output cut by max_tokens inside a call: (parser, text, content, calls
     ("hermes3", 'Sure.\n<tool_call>\n{"name": "get_weather", "arguments": {"city": "Pa',
      "Sure.", [("get_weather", '{"city": "Pa')]),
     ("hermes3", '<tool_call>\n{"name": "get_wea', "", []),  # before the name: nothing
+    # a whole call, cut inside its closing marker (found under sampled defaults): the marker's
+    # start is not content
+    ("hermes3", '<tool_call>\n{"name": "get_weather", "arguments": {"city": "Paris"}}\n'
+                '</tool_call', "", [("get_weather", '{"city": "Paris"}')]),
+    ("hermes3", '<tool_call>\n{"name": "get_weather", "arguments": {"city": "Paris"}}\n<',
+     "", [("get_weather", '{"city": "Paris"}')]),
     ("qwen3coder", "<tool_call>\n<function=get_weather>\n<parameter=city>\nPar", "",
      [("get_weather", "{}")]),
     ("devstral", '[TOOL_CALLS]get_weather[ARGS]{"city": "Par', "",

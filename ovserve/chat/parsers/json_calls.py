@@ -286,8 +286,12 @@ class JsonCallsParser(BufferedToolParser):
                     self.buffer = buf[len(self.closing):]
                     self.state = "text"
                     return True
-                if self.closing.startswith(buf) and not final:
-                    return False  # the closing marker may be arriving
+                if self.closing.startswith(buf):
+                    if not final:
+                        return False  # the closing marker may be arriving
+                    self.buffer = ""  # cut inside the closing marker (max_tokens): not content
+                    self.state = "text"
+                    return True
             self.state = "text"  # anything else ends the region
             return True
         # an object
