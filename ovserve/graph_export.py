@@ -190,70 +190,58 @@ def text_generation_graph(request: TaskRequest) -> str:
     }}"""
 
 
-def embeddings_graph(request: TaskRequest) -> str:
-    """OVMS's createEmbeddingsGraphTemplate (``--num_streams`` default 1 as NUM_STREAMS)."""
-    options = dict(request.options or {})
-    streams = int(options.get("num_streams") or 1)
+def _payload_graph(request: TaskRequest, lines: list[str], node: str, calculator: str,
+                   resources: str, options_type: str) -> str:
+    """The one-node REQUEST_PAYLOAD -> RESPONSE_PAYLOAD graph OVMS's embeddings and rerank
+    exports write: the task's option ``lines``, then ``target_device`` and ``plugin_config``
+    (``--num_streams``, default 1, as NUM_STREAMS)."""
+    streams = int((request.options or {}).get("num_streams") or 1)
     plugin = plugin_string(request, {"NUM_STREAMS": str(streams)})
-    lines = [f'models_path: "{_models_path(request)}",',
-             f"normalize_embeddings: {_flag(options, 'normalize', True)},",
+    lines = [f'models_path: "{_models_path(request)}",', *lines]
+    if request.device:
+        lines.append(f'target_device: "{request.device}",')
+    if plugin is not None:
+        lines.append(f"plugin_config: '{plugin}',")
+    fields = "\n            ".join(lines)
+    return _header() + f"""
+input_stream: "REQUEST_PAYLOAD:input"
+output_stream: "RESPONSE_PAYLOAD:output"
+node {{
+    name: "{node}"
+    calculator: "{calculator}"
+    input_side_packet: "{resources}"
+    input_stream: "REQUEST_PAYLOAD:input"
+    output_stream: "RESPONSE_PAYLOAD:output"
+    node_options: {{
+        [type.googleapis.com / mediapipe.{options_type}]: {{
+            {fields}
+        }}
+    }}
+}}"""
+
+
+def embeddings_graph(request: TaskRequest) -> str:
+    """OVMS's createEmbeddingsGraphTemplate."""
+    options = dict(request.options or {})
+    lines = [f"normalize_embeddings: {_flag(options, 'normalize', True)},",
              f"truncate: {_flag(options, 'truncate', False)},"]
     pooling = _choice(options, "pooling", POOLING)
     if pooling:
         lines.append(f"pooling: {pooling},")
-    if request.device:
-        lines.append(f'target_device: "{request.device}",')
-    if plugin is not None:
-        lines.append(f"plugin_config: '{plugin}',")
-    fields = "\n            ".join(lines)
-    return _header() + f"""
-input_stream: "REQUEST_PAYLOAD:input"
-output_stream: "RESPONSE_PAYLOAD:output"
-node {{
-    name: "EmbeddingsExecutor"
-    calculator: "EmbeddingsCalculatorOV"
-    input_side_packet: "EMBEDDINGS_NODE_RESOURCES:embeddings_servable"
-    input_stream: "REQUEST_PAYLOAD:input"
-    output_stream: "RESPONSE_PAYLOAD:output"
-    node_options: {{
-        [type.googleapis.com / mediapipe.EmbeddingsCalculatorOVOptions]: {{
-            {fields}
-        }}
-    }}
-}}"""
+    return _payload_graph(request, lines, "EmbeddingsExecutor", "EmbeddingsCalculatorOV",
+                          "EMBEDDINGS_NODE_RESOURCES:embeddings_servable",
+                          "EmbeddingsCalculatorOVOptions")
 
 
 def rerank_graph(request: TaskRequest) -> str:
-    """OVMS's createRerankGraphTemplate (``--max_allowed_chunks`` default 10000,
-    ``--num_streams`` default 1 as NUM_STREAMS)."""
-    options = dict(request.options or {})
-    streams = int(options.get("num_streams") or 1)
-    given = options.get("max_allowed_chunks")
+    """OVMS's createRerankGraphTemplate (``--max_allowed_chunks`` default 10000)."""
+    given = (request.options or {}).get("max_allowed_chunks")
     chunks = 10000 if given is None else int(given)
     if chunks < 1:
         raise TaskError(f"--max_allowed_chunks must be at least 1, not {chunks}")
-    plugin = plugin_string(request, {"NUM_STREAMS": str(streams)})
-    lines = [f'models_path: "{_models_path(request)}",', f"max_allowed_chunks: {chunks},"]
-    if request.device:
-        lines.append(f'target_device: "{request.device}",')
-    if plugin is not None:
-        lines.append(f"plugin_config: '{plugin}',")
-    fields = "\n            ".join(lines)
-    return _header() + f"""
-input_stream: "REQUEST_PAYLOAD:input"
-output_stream: "RESPONSE_PAYLOAD:output"
-node {{
-    name: "RerankExecutor"
-    calculator: "RerankCalculatorOV"
-    input_side_packet: "RERANK_NODE_RESOURCES:rerank_servable"
-    input_stream: "REQUEST_PAYLOAD:input"
-    output_stream: "RESPONSE_PAYLOAD:output"
-    node_options: {{
-        [type.googleapis.com / mediapipe.RerankCalculatorOVOptions]: {{
-            {fields}
-        }}
-    }}
-}}"""
+    return _payload_graph(request, [f"max_allowed_chunks: {chunks},"], "RerankExecutor",
+                          "RerankCalculatorOV", "RERANK_NODE_RESOURCES:rerank_servable",
+                          "RerankCalculatorOVOptions")
 
 
 def export_graph(request: TaskRequest) -> str:
