@@ -45,6 +45,16 @@ def llm_folder(root: Path) -> Path:
     return folder
 
 
+def without_graph(model_dir: Path, folder: Path) -> Path:
+    """``model_dir``'s files linked into ``folder``, its graph.pbtxt left out (as a model folder
+    OVMS users bring has none)."""
+    folder.mkdir()
+    for item in model_dir.iterdir():
+        if item.name != "graph.pbtxt":
+            (folder / item.name).symlink_to(item)
+    return folder
+
+
 def graph_of(text: str, tmp_path: Path, base: Path) -> None:
     """The graph parses and validates with ovserve's own parser, as a loaded graph would."""
     path = tmp_path / "graph.pbtxt"
@@ -181,11 +191,7 @@ def test_task_is_inferred_for_a_model_folder_without_a_graph(tmp_path: Path) -> 
 def test_task_embeddings_serves_a_real_model(embedding_model_dir: Path, tmp_path: Path) -> None:
     """The OVMS command line for an embeddings model, with the openai SDK on /v3; --cache_dir
     reaches OpenVINO."""
-    folder = tmp_path / "minilm"
-    folder.mkdir()
-    for item in embedding_model_dir.iterdir():
-        if item.name != "graph.pbtxt":
-            (folder / item.name).symlink_to(item)
+    folder = without_graph(embedding_model_dir, tmp_path / "minilm")
     cache = tmp_path / "cache"
     server = launch("--model_path", str(folder), "--model_name", "minilm", "--task",
                     "embeddings", "--pooling", "MEAN", "--num_streams", "1", "--host",
@@ -205,11 +211,7 @@ def test_task_rerank_serves_a_real_model(reranker_model_dir: Path, tmp_path: Pat
     """OVMS's command line for a rerank model (the task inferred from its config.json, as OVMS
     does; then given): Cohere's /v3/rerank answers with every document scored and sorted, and
     max_allowed_chunks holds."""
-    folder = tmp_path / "reranker"
-    folder.mkdir()
-    for item in reranker_model_dir.iterdir():
-        if item.name != "graph.pbtxt":
-            (folder / item.name).symlink_to(item)
+    folder = without_graph(reranker_model_dir, tmp_path / "reranker")
     for task in ([], ["--task", "rerank", "--max_allowed_chunks", "3"]):
         server = launch("--model_path", str(folder), "--model_name", "rr", "--host",
                         "127.0.0.1", *task)
