@@ -1,4 +1,5 @@
-"""Where a decode step's time goes (issue 29: at 135M the step is per-op overhead, not weights).
+"""Where a decode step's time goes (issue 29: is a 135M model's step its kernels or per-op
+overhead?).
 
 Two views, on a quiet machine (it loads the model and runs it):
 
@@ -9,14 +10,16 @@ Two views, on a quiet machine (it loads the model and runs it):
 2. Per-node time of the same graph: the IR turned into its paged-attention form as
    openvino-genai turns it, compiled with ``PERF_COUNT`` (the pipeline gives Python no handle on
    its infer request) and stepped one token at a time from an empty cache, as a decode step runs.
-   Node times are summed by (node type, kernel); the median infer time minus the sum of node
+   Node times are summed by (node type, kernel); the mean infer time minus the sum of node
    times is the graph's own overhead (dynamic shapes, thread hand-offs). ``--stateful`` also
    times the untransformed stateful graph (SDPA), what openvino-genai's LLMPipeline runs.
 
     python -m benchmarks.step_profile [--model DIR] [--tokens 256] [--properties JSON]
 
 The properties default to what an ovserve engine on this CPU gets (the CPU table's row), as the
-side-by-side benchmark's raw engine does. Figures are this CPU's only.
+side-by-side benchmark's raw engine does. The report says whether the machine was quiet
+(``benchmarks/honesty``'s load and steal rules; there are no raw-engine rounds to compare here):
+a figure counts only from a quiet machine, and only for the CPU family it ran on.
 """
 
 from __future__ import annotations
@@ -24,15 +27,18 @@ from __future__ import annotations
 import argparse
 import collections
 import json
+import os
 import statistics
 import sys
 import time
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from benchmarks.honesty import MAX_LOAD_PER_CORE, MAX_STEAL, Load, LoadProbe  # noqa: E402
 from benchmarks.loadgen import add_model_argument, server_properties  # noqa: E402
 from ovserve.engine.cpu_properties import this_cpu  # noqa: E402
 
@@ -41,7 +47,8 @@ PROMPT = "Write a long story about a lighthouse keeper and the sea."
 
 
 def pipeline_split(model: Path, properties: dict[str, Any], tokens: int) -> dict[str, float]:
-    """Median ms per generated token of openvino-genai's step, forward pass and sampler."""
+    """ms per generated token: openvino-genai's step (median), forward pass and sampler
+    (means: the releases sum these or give them per step)."""
     import openvino_genai as og
 
     from ovserve.engine.base import EngineConfig
@@ -56,7 +63,6 @@ def pipeline_split(model: Path, properties: dict[str, Any], tokens: int) -> dict
     forward = [d / 1000 for d in raw.inference_durations]
     sampler = [d / 1000 for d in raw.sampling_durations]
     out = {"step_ms": statistics.median(steps), "steps": len(steps)}
-    # forward and sampler durations are summed or per step depending on the release: per token
     out["forward_ms"] = sum(forward) / len(raw.token_infer_durations)
     if sampler:
         out["sampler_ms"] = sum(sampler) / len(raw.token_infer_durations)
@@ -113,7 +119,9 @@ def node_profile(model: Path, properties: dict[str, Any], tokens: int,
     feed_of = _paged_inputs if paged else _stateful_inputs
     walls: list[float] = []
     token = 1
+    vocab = int(compiled.outputs[0].get_partial_shape()[-1].get_length())
     skip = tokens // 4  # the first tokens' infers (the first blocks) are not counted
+    share = 1 / (tokens - skip)  # each counted infer's part of the per-infer means
     by_kind: dict[tuple[str, str], list[float]] = collections.defaultdict(lambda: [0.0, 0.0])
     by_node: dict[str, float] = collections.defaultdict(float)
     for pos in range(tokens):
@@ -126,15 +134,15 @@ def node_profile(model: Path, properties: dict[str, Any], tokens: int,
         started = time.perf_counter()
         request.infer()
         walls.append(time.perf_counter() - started)
-        token = int(request.get_output_tensor(0).data.reshape(-1)[-_vocab(request):].argmax())
+        token = int(request.get_output_tensor(0).data.reshape(-1)[-vocab:].argmax())
         if pos >= skip:  # the counters are the last infer's: summed here, outside the timing
             for info in request.get_profiling_info():
                 if info.status == ov.ProfilingInfo.Status.EXECUTED:
+                    ms = info.real_time.total_seconds() * 1e3 * share
                     entry = by_kind[(info.node_type, info.exec_type)]
-                    entry[0] += info.real_time.total_seconds() * 1e3 / (tokens - skip)
-                    entry[1] += 1 / (tokens - skip)
-                    by_node[info.node_name] += info.real_time.total_seconds() * 1e3 / (
-                        tokens - skip)
+                    entry[0] += ms
+                    entry[1] += share
+                    by_node[info.node_name] += ms
     nodes_ms = sum(ms for ms, _ in by_kind.values())
     # node times are means over the counted infers, so the overhead is taken from the mean too
     infer_ms = statistics.fmean(walls[skip:]) * 1e3
@@ -149,8 +157,19 @@ def node_profile(model: Path, properties: dict[str, Any], tokens: int,
                               sorted(by_node.items(), key=lambda kv: -kv[1])[:12]]}
 
 
-def _vocab(request: Any) -> int:
-    return int(request.get_output_tensor(0).shape[-1])
+def quiet(load: Load) -> bool:
+    """The machine was quiet by the benchmarks' rules (load before, steal during)."""
+    cores = os.cpu_count() or 1
+    return load.load_before[0] / cores <= MAX_LOAD_PER_CORE and load.steal <= MAX_STEAL
+
+
+def conditions(load: Load, family: str) -> str:
+    """The run's load, and whether its figures count."""
+    verdict = ("a quiet machine" if quiet(load) else
+               "NOT a quiet machine: shown, not claimed")
+    return (f"load average {load.load_before[0]:.2f} before, {load.load_after[0]:.2f} after, "
+            f"steal {load.steal:.1%}: {verdict}; figures hold only for this CPU family "
+            f"({family})")
 
 
 def report(split: dict[str, float] | None, profiles: list[dict[str, Any]], top: int) -> str:
@@ -192,14 +211,18 @@ def main(argv: list[str] | None = None) -> int:
                   else server_properties()[0])
     cpu = this_cpu()
     print(f"CPU {cpu.model} ({cpu.family}); properties {properties}", flush=True)
+    probe = LoadProbe()
     split = None if args.no_pipeline else pipeline_split(model, properties, args.tokens)
     profiles = [node_profile(model, properties, args.tokens)]
     if args.stateful:
         profiles.append(node_profile(model, properties, args.tokens, paged=False))
+    load = probe.finish()
     print(report(split, profiles, args.top))
+    print(conditions(load, cpu.family))
     if args.json:
         args.json.write_text(json.dumps({"cpu": cpu.model, "family": cpu.family,
-                                         "properties": properties, "pipeline": split,
+                                         "properties": properties, "load": asdict(load),
+                                         "quiet": quiet(load), "pipeline": split,
                                          "profiles": profiles}, indent=2) + "\n")
     return 0
 

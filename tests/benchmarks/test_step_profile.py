@@ -5,7 +5,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from benchmarks.step_profile import node_profile, pipeline_split, report
+from benchmarks.honesty import Load
+from benchmarks.step_profile import conditions, node_profile, pipeline_split, report
 from tests.conftest import plugin_config
 
 
@@ -29,3 +30,9 @@ def test_the_pipeline_split_and_the_report(default_model_dir: Path) -> None:
     assert split["step_ms"] > 0 and split["forward_ms"] > 0
     text = report(split, [], top=3)
     assert text.startswith("pipeline: step ")
+
+
+def test_the_report_says_whether_its_figures_count() -> None:
+    loaded = conditions(Load(load_before=(64.0, 64.0, 64.0), steal=0.0), "avx512_bf16")
+    assert "NOT a quiet machine" in loaded and "only for this CPU family (avx512_bf16)" in loaded
+    assert "NOT" not in conditions(Load(load_before=(0.0, 0.0, 0.0)), "amx")
